@@ -1,0 +1,1 @@
+"""Backbones: pretrained networks exposing one contract (see `base.Backbone`)."""

@@ -1,0 +1,109 @@
+"""Any timm image model as a backbone: hub weights online, a local file or a package offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from timm.models import adapt_input_conv, group_parameters
+
+from transferlab import hub
+from transferlab.backbones.base import Backbone, BackboneInfo, LayerGroup, Preprocessing
+from transferlab.backbones.weights import WeightsFile, load_state_dict
+from transferlab.errors import ConfigError, WeightsError
+
+
+class TimmBackbone(Backbone):
+    """A timm model with its classifier removed; `forward` returns pooled features.
+
+    Args:
+        model_name: any timm architecture name (`timm.list_models()`).
+        pretrained: load pretrained weights (else random init, e.g. as a baseline).
+        weights: a local weights file (path or `WeightsFile`); `None` = the timm hub weights.
+        in_chans: input channels; for 1 (grayscale) the pretrained RGB stem is summed over
+            channels, the same adaptation timm applies to hub weights.
+        license: licence override; by default timm's `pretrained_cfg["license"]`.
+        name: display name recorded in results (defaults to `model_name`).
+        model_kwargs: extra keyword arguments for `timm.create_model` (e.g. `drop_rate`).
+
+    Shape:
+        input `(B, in_chans, H, W)` -> output `(B, num_features)`.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: bool = True,
+        weights: str | Path | WeightsFile | None = None,
+        in_chans: int = 3,
+        license: str | None = None,
+        name: str | None = None,
+        model_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if model_name not in timm.list_models():
+            close = timm.list_models(f"*{model_name.split('_')[0]}*")[:8]
+            raise ConfigError(f"unknown timm model '{model_name}'. Similar names: {close or 'none'}.")
+        kwargs = dict(num_classes=0, in_chans=in_chans, **(model_kwargs or {}))
+        cfg = timm.models.get_pretrained_cfg(model_name)
+        source = "random-init"
+        if pretrained and weights is None:
+            repo = (cfg.hf_hub_id if cfg else None) or model_name
+            hub.require_hub(
+                f"backbone '{name or model_name}'",
+                repo,
+                fix=(
+                    "Offline, give a local weights file: `backbone.weights=/path/to/model.safetensors` "
+                    "(or a .pth state_dict), or run with `backbone.pretrained=false` for random init."
+                ),
+                cached_files=("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"),
+            )
+            self.model = timm.create_model(model_name, pretrained=True, **kwargs)
+            source = f"hub:{repo}"
+        else:
+            self.model = timm.create_model(model_name, pretrained=False, **kwargs)
+            if pretrained:
+                source = self._load_file(weights, in_chans)
+        pcfg = self.model.pretrained_cfg
+        self.num_features = self.model.num_features
+        lic = license or getattr(weights, "license", None) or pcfg.get("license")
+        self.info = BackboneInfo(name=name or model_name, source=source, license=lic, kind="image")
+        size = pcfg.get("input_size", (3, 224, 224))
+        mean, std = tuple(pcfg.get("mean", (0.5,) * 3)), tuple(pcfg.get("std", (0.5,) * 3))
+        if in_chans == 1:  # grayscale stem: average the RGB normalisation
+            mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+        self.preprocessing = Preprocessing("image", mean, std, (in_chans, size[1], size[2]), in_chans)
+
+    def _load_file(self, weights: str | Path | WeightsFile, in_chans: int) -> str:
+        wf = weights if isinstance(weights, WeightsFile) else WeightsFile(Path(str(weights)), f"file:{weights}")
+        state = load_state_dict(wf.path)
+        pcfg = self.model.pretrained_cfg
+        for key in [k for k in state if k.startswith(f"{pcfg.get('classifier', 'head')}.")]:
+            del state[key]  # the new task gets its own head
+        stem = f"{pcfg.get('first_conv', '')}.weight"
+        if in_chans != 3 and stem in state and state[stem].shape[1] == 3:
+            state[stem] = adapt_input_conv(in_chans, state[stem])
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise WeightsError(
+                f"weights '{wf.path}' don't fit timm '{self.model.default_cfg.get('architecture')}': "
+                f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+                f"(e.g. {unexpected[:3]}). Use weights saved from the same architecture."
+            )
+        return wf.source
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)  # (B, num_features)
+
+    def layer_groups(self) -> list[LayerGroup]:
+        """timm's own coarse `group_matcher` (stem, stages/blocks, final norm), input -> output."""
+        named = dict(self.model.named_parameters())
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        out = []
+        for gid in sorted(groups):
+            params = [(n, named[n]) for n in groups[gid]]
+            parts = params[0][0].split(".")
+            prefix = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+            out.append(LayerGroup(name=f"{len(out)}:{prefix}", params=params))
+        return out

@@ -1,0 +1,1 @@
+"""Datamodules: labelled source, optional unlabelled target, stratified subsampling by size."""

@@ -1,0 +1,182 @@
+"""Base datamodule: one labelled source domain, optionally an unlabelled target domain.
+
+Subclasses say how to read a domain (`load_domain`) and how to turn indices into a dataset
+(`make_dataset`). This class owns what every task shares: seeded stratified splits fixed by
+`split_seed` (the same test set for every training seed), the training-size knob, and loaders.
+
+Batches are dicts: `{"inputs": ..., "labels": (B,)}`. With a target domain and
+`with_target=True` a training batch is `{"source": batch, "target": batch}` (target labels are
+carried only so they can be evaluated; training never reads them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from transferlab.data.splits import stratified_split, subsample
+from transferlab.errors import DataError
+
+
+@dataclass
+class Domain:
+    """One domain's labels and class names, plus its split indices once computed."""
+
+    name: str
+    labels: np.ndarray
+    classes: list[str]
+    train: np.ndarray | None = None
+    val: np.ndarray | None = None
+    test: np.ndarray | None = None
+
+
+class ClassificationData(L.LightningDataModule):
+    """Shared splitting and loading; see the module docstring.
+
+    Args:
+        batch_size: training batch size (per domain when a target is used).
+        eval_batch_size: val/test batch size (default: 2 x batch_size).
+        num_workers: DataLoader workers.
+        train_per_class: K labelled source examples per class (stratified, seeded); null = all.
+        train_fraction: alternatively a stratified fraction of the training pool.
+        val_fraction, test_fraction: held-out shares per class, fixed by `split_seed`.
+        split_seed: seed of the train/val/test split (kept fixed across training seeds).
+        seed: seed of the training subsample (set from the run's `seed`).
+        with_target: feed unlabelled target batches during training (domain adaptation).
+    """
+
+    has_target_domain = False
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        train_per_class: int | None = None,
+        train_fraction: float | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.3,
+        split_seed: int = 0,
+        seed: int = 0,
+        with_target: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DataError(f"data.batch_size={batch_size} must be >= 1.")
+        if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise DataError(
+                f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must be in [0, 1) "
+                "and leave a training pool (their sum < 1)."
+            )
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.train_per_class, self.train_fraction = train_per_class, train_fraction
+        self.fractions = (val_fraction, test_fraction)
+        self.split_seed, self.seed, self.with_target = split_seed, seed, with_target
+        self.domains: dict[str, Domain] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.preprocessing = None
+        self.collate_fn = None
+
+    # -- to implement -------------------------------------------------------------------------
+    def load_domain(self, which: str) -> Domain:
+        """Read labels and class names of domain `which` ("source" or "target")."""
+        raise NotImplementedError
+
+    def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
+        """A dataset over `indices` of domain `which` yielding `{"inputs", "labels"}` items."""
+        raise NotImplementedError
+
+    # -- splits -----------------------------------------------------------------------------------
+    def prepare(self) -> "ClassificationData":
+        """Read labels, split and subsample; cheap, and raises `DataError` before any model loads."""
+        names = ["source", "target"] if self.has_target_domain else ["source"]
+        for which in names:
+            dom = self.load_domain(which)
+            if len(dom.labels) == 0:
+                raise DataError(f"the {which} domain '{dom.name}' has no examples.")
+            if dom.train is None:  # the subclass may bring its own predefined splits
+                dom.train, dom.val, dom.test = stratified_split(dom.labels, self.fractions, self.split_seed)
+            self.domains[which] = dom
+        src = self.domains["source"]
+        src.train = subsample(
+            src.train, src.labels, src.classes, self.seed, self.train_per_class, self.train_fraction, src.name
+        )
+        if "target" in self.domains and self.domains["target"].classes != src.classes:
+            raise DataError(
+                f"source '{src.name}' and target '{self.domains['target'].name}' have different classes "
+                f"({src.classes} vs {self.domains['target'].classes}); a domain pair needs the same class set."
+            )
+        for which, dom in self.domains.items():
+            for split in ("train", "val", "test"):
+                if len(getattr(dom, split)) == 0 and not (split == "val" and self.fractions[0] == 0):
+                    raise DataError(f"the {split} split of {which} '{dom.name}' is empty: the dataset is too small.")
+        return self
+
+    @property
+    def classes(self) -> list[str]:
+        return self.domains["source"].classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def train_size(self) -> int:
+        return len(self.domains["source"].train)
+
+    @property
+    def eval_names(self) -> list[str]:
+        """Names of the val/test sets in dataloader order; "" means the single in-domain set."""
+        return ["target", "source"] if "target" in self.domains else [""]
+
+    def build(self, preprocessing: Any) -> None:
+        """Create the datasets once the backbone's preprocessing is known."""
+        if not self.domains:
+            self.prepare()
+        self.preprocessing = preprocessing
+        for which, dom in self.domains.items():
+            self.datasets[f"{which}/train"] = self.make_dataset(which, dom.train, train=True)
+            for split in ("val", "test"):
+                self.datasets[f"{which}/{split}"] = self.make_dataset(which, getattr(dom, split), train=False)
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.datasets:
+            raise RuntimeError("call build(backbone.preprocessing) before training")
+
+    # -- loaders ----------------------------------------------------------------------------------
+    def _loader(self, key: str, train: bool) -> DataLoader:
+        ds = self.datasets[key]
+        bs = self.batch_size if train else self.eval_batch_size
+        return DataLoader(
+            ds,
+            batch_size=min(bs, len(ds)) if train else bs,
+            shuffle=train,
+            drop_last=train and len(ds) > bs,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn,
+        )
+
+    def train_dataloader(self):
+        source = self._loader("source/train", train=True)
+        if not (self.with_target and "target" in self.domains):
+            return source
+        from lightning.pytorch.utilities import CombinedLoader
+
+        target = self._loader("target/train", train=True)
+        return CombinedLoader({"source": source, "target": target}, mode="max_size_cycle")
+
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
+        order = ["target", "source"] if "target" in self.domains else ["source"]
+        return [self._loader(f"{w}/{split}", train=False) for w in order]
+
+    def val_dataloader(self):
+        return self._eval_loaders("val") if self.fractions[0] > 0 else []
+
+    def test_dataloader(self):
+        return self._eval_loaders("test")

@@ -1,0 +1,140 @@
+"""Your own images: a root with one sub-folder per class (optionally train/ val/ test/ inside).
+
+Every file is checked once at preparation (a cheap header decode). Files that can't be decoded
+are an error by default; `bad_files=skip` drops and counts them (with a warning) as long as they
+stay under `max_bad_fraction`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from transferlab.data.base import ClassificationData, Domain
+from transferlab.errors import DataError
+
+log = logging.getLogger(__name__)
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+LAYOUT = "a folder with one sub-folder of images per class (or train/, val/, test/ folders of those)"
+
+
+def scan(root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Files, labels and sorted class names under `root/<class>/*`."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files, labels = [], []
+    for i, c in enumerate(classes):
+        for f in sorted((root / c).rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTS:
+                files.append(f)
+                labels.append(i)
+    return files, np.asarray(labels, dtype=np.int64), classes
+
+
+def undecodable(files: list[Path]) -> list[tuple[Path, str]]:
+    """Files PIL can't decode, with the reason."""
+    from PIL import Image
+
+    bad = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.verify()
+        except Exception as e:  # PIL raises many types for corrupt data
+            bad.append((f, f"{type(e).__name__}: {e}"))
+    return bad
+
+
+class FolderImages(Dataset):
+    """Decode, resize, center-crop and normalise images from files."""
+
+    def __init__(self, files: list[Path], labels: np.ndarray, size: int, mean, std, in_chans: int) -> None:
+        from torchvision import transforms as T
+
+        self.files, self.labels = files, torch.from_numpy(labels)
+        self.mode = "L" if in_chans == 1 else "RGB"
+        self.transform = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        from PIL import Image
+
+        try:
+            with Image.open(self.files[i]) as im:
+                x = self.transform(im.convert(self.mode))
+        except OSError as e:
+            raise DataError(f"can't decode image '{self.files[i]}' ({e}); remove or replace the file.") from e
+        return {"inputs": x, "labels": self.labels[i]}
+
+
+class ImageFolderData(ClassificationData):
+    """Images from `root` (and optionally `target_root` for a domain pair).
+
+    Args:
+        root: source images, `root/<class>/*.jpg` or `root/{train,val,test}/<class>/*.jpg`.
+        target_root: optional target-domain images with the same classes.
+        image_size: side length fed to the backbone; null = the backbone's pretraining size.
+        bad_files: "error" (stop at the first undecodable file) or "skip" (drop and count them).
+        max_bad_fraction: with "skip", still stop when more than this share of files is bad.
+    """
+
+    def __init__(self, root: str, target_root: str | None = None, image_size: int | None = None,
+                 bad_files: str = "error", max_bad_fraction: float = 0.01, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if bad_files not in {"error", "skip"}:
+            raise DataError(f"data.bad_files='{bad_files}' must be 'error' or 'skip'.")
+        self.roots = {"source": root, "target": target_root}
+        self.has_target_domain = target_root is not None
+        self.image_size, self.bad_files, self.max_bad_fraction = image_size, bad_files, max_bad_fraction
+        self.files: dict[str, list[Path]] = {}
+        self.bad_count = 0
+
+    def _checked(self, files: list[Path], labels: np.ndarray, where: Path) -> tuple[list[Path], np.ndarray]:
+        bad = undecodable(files)
+        if bad and (self.bad_files == "error" or len(bad) > self.max_bad_fraction * len(files)):
+            listing = "; ".join(f"{f} ({why})" for f, why in bad[:3])
+            fix = ("remove or replace them, or set data.bad_files=skip to drop them" if self.bad_files == "error"
+                   else f"that exceeds data.max_bad_fraction={self.max_bad_fraction}; clean the folder")
+            raise DataError(f"{len(bad)} of {len(files)} images under '{where}' can't be decoded: {listing}. Fix: {fix}.")
+        if bad:
+            log.warning("skipping %d undecodable images under %s (e.g. %s)", len(bad), where, bad[0][0])
+            self.bad_count += len(bad)
+            keep = np.array([f not in {b for b, _ in bad} for f in files])
+            files, labels = [f for f, k in zip(files, keep) if k], labels[keep]
+        return files, labels
+
+    def load_domain(self, which: str) -> Domain:
+        root = Path(str(self.roots[which])).expanduser()
+        key = "root" if which == "source" else "target_root"
+        if not root.is_dir():
+            raise DataError(f"data.{key}='{root}' does not exist or is not a folder. Point it at {LAYOUT}.")
+        splits = [s for s in ("train", "val", "test") if (root / s).is_dir()]
+        parts = {s: scan(root / s) for s in splits} if "train" in splits else {"all": scan(root)}
+        classes = next(iter(parts.values()))[2]
+        if not classes or not any(len(p[0]) for p in parts.values()):
+            raise DataError(f"no images found under data.{key}='{root}'. Expected {LAYOUT}.")
+        for s, (_, _, c) in parts.items():
+            if c != classes:
+                raise DataError(f"'{root / s}' has classes {c} but '{root / splits[0]}' has {classes}; use the same class folders.")
+        files, labels, offsets = [], [], {}
+        for s, (f, y, _) in parts.items():
+            f, y = self._checked(f, y, root / (s if s != "all" else ""))
+            offsets[s] = np.arange(len(files), len(files) + len(f))
+            files += f
+            labels.append(y)
+        self.files[which] = files
+        dom = Domain(root.name, np.concatenate(labels), classes)
+        if "all" not in parts and {"val", "test"} <= set(parts):
+            dom.train, dom.val, dom.test = offsets["train"], offsets["val"], offsets["test"]
+        return dom
+
+    def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
+        pre = self.preprocessing
+        size = self.image_size or pre.input_size[-1]
+        files = [self.files[which][i] for i in indices]
+        return FolderImages(files, self.domains[which].labels[indices], size, pre.mean, pre.std, pre.in_chans)

@@ -1,0 +1,74 @@
+"""Image classification data from in-memory arrays (bundled digits) and domain pairs of them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from transferlab.data.base import ClassificationData, Domain
+from transferlab.data.sources import ArraySource
+
+
+class NormalizedImages(Dataset):
+    """Grayscale images resized once; channels replicated and normalised per item.
+
+    Args:
+        images: `(N, 1, S, S)` float in [0, 1].
+        labels: `(N,)` int64.
+        mean, std: the backbone's per-channel normalisation (its length = channels out).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std) -> None:
+        self.images, self.labels = images, labels
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        x = self.images[i].expand(len(self.mean), -1, -1)  # (C, S, S)
+        return {"inputs": (x - self.mean) / self.std, "labels": self.labels[i]}
+
+
+def resize(images: np.ndarray, size: int) -> torch.Tensor:
+    """`(N, H, W)` -> `(N, 1, size, size)`, bilinear with antialiasing when shrinking."""
+    x = torch.from_numpy(images).unsqueeze(1)
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x.contiguous()
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+
+
+class ArrayImageData(ClassificationData):
+    """Bundled array datasets: one domain (`target: null`) or a source -> target pair.
+
+    Args:
+        source: a callable returning an `ArraySource` (labelled domain).
+        target: optional callable returning the target `ArraySource` (labels used for evaluation only).
+        image_size: side length fed to the backbone; null = the backbone's pretraining size.
+        **kwargs: see `ClassificationData`.
+    """
+
+    def __init__(self, source: Callable[[], ArraySource], target: Callable[[], ArraySource] | None = None,
+                 image_size: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._loaders = {"source": source, "target": target}
+        self.has_target_domain = target is not None
+        self.image_size = image_size
+        self._arrays: dict[str, ArraySource] = {}
+
+    def load_domain(self, which: str) -> Domain:
+        src = self._loaders[which]()
+        self._arrays[which] = src
+        return Domain(src.name, src.labels, src.classes)
+
+    def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
+        pre = self.preprocessing
+        size = self.image_size or pre.input_size[-1]
+        arr = self._arrays[which]
+        images = resize(arr.images[indices], size)
+        return NormalizedImages(images, torch.from_numpy(arr.labels[indices]), pre.mean, pre.std)

@@ -1,0 +1,119 @@
+"""TransferModule: wires a backbone, a head, a strategy and an optional adaptation objective.
+
+It knows no variant by name: everything specific is injected. Metrics are named `split/name`:
+`train/loss`, `val/acc`, and for a domain pair `val/target_acc`, `test/source_acc`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from transferlab.backbones.base import Backbone, set_frozen_eval
+from transferlab.strategies.base import Strategy
+
+
+class TransferModule(L.LightningModule):
+    """Classification by `head(backbone(inputs))`, trained as the strategy says.
+
+    Args:
+        backbone: a `Backbone` (already prepared by `strategy.apply`).
+        head: the new task head, `(B, num_features) -> (B, num_classes)`.
+        strategy: decides the optimizer parameter groups and their learning rates.
+        num_classes: number of target classes.
+        optimizer: partial optimizer taking the parameter groups (e.g. AdamW).
+        scheduler: optional `fn(optimizer, total_steps) -> lr scheduler` stepped every step.
+        adaptation: optional domain-adaptation loss module on source/target features.
+        eval_names: names of the val/test sets in dataloader order ("" = single in-domain set).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: nn.Module,
+        strategy: Strategy,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        adaptation: nn.Module | None = None,
+        eval_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.head, self.adaptation = backbone, head, adaptation
+        self.strategy, self.optimizer_fn, self.scheduler_fn = strategy, optimizer, scheduler
+        self.eval_names = eval_names or [""]
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.eval_acc = nn.ModuleDict(
+            {f"{split}_{i}": MulticlassAccuracy(num_classes, average="micro")
+             for split in ("val", "test") for i in range(len(self.eval_names))}
+        )
+
+    def forward(self, inputs: Any) -> torch.Tensor:
+        return self.head(self.backbone(inputs))  # (B, num_classes)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            set_frozen_eval(self.backbone)  # frozen parts keep BN statistics and no dropout
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning doesn't call .train() itself; re-derive which parts are frozen every epoch
+        # (an unfreezing schedule may have changed them).
+        self.train()
+
+    # -- training -----------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        src = batch["source"] if "source" in batch else batch
+        feats = self.backbone(src["inputs"])  # (B, F)
+        logits = self.head(feats)  # (B, K)
+        loss = F.cross_entropy(logits, src["labels"])
+        self.train_acc(logits, src["labels"])
+        bs = len(src["labels"])
+        self.log("train/cls_loss", loss, batch_size=bs)
+        if self.adaptation is not None and "target" in batch:
+            tgt_feats = self.backbone(batch["target"]["inputs"])
+            da_loss, logs = self.adaptation(feats, tgt_feats, logits, self.head(tgt_feats))
+            loss = loss + da_loss
+            for k, v in logs.items():
+                self.log(f"train/{k}", v, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def _eval_step(self, split: str, batch: dict, dataloader_idx: int) -> None:
+        logits = self(batch["inputs"])
+        name = self.eval_names[dataloader_idx]
+        prefix = f"{split}/{name}_" if name else f"{split}/"
+        bs = len(batch["labels"])
+        metric = self.eval_acc[f"{split}_{dataloader_idx}"]
+        metric(logits, batch["labels"])
+        self.log(f"{prefix}acc", metric, on_epoch=True, batch_size=bs, add_dataloader_idx=False,
+                 prog_bar=dataloader_idx == 0)
+        self.log(f"{prefix}loss", F.cross_entropy(logits, batch["labels"]), on_epoch=True, batch_size=bs,
+                 add_dataloader_idx=False, sync_dist=True)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("val", batch, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("test", batch, dataloader_idx)
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        groups = self.strategy.param_groups(self.backbone, self.head)
+        if self.adaptation is not None:
+            extra = [p for p in self.adaptation.parameters() if p.requires_grad]
+            if extra:
+                groups.append({"name": "adaptation", "params": extra, "lr": self.strategy.lr})
+        optimizer = self.optimizer_fn(groups)
+        if self.scheduler_fn is None:
+            return optimizer
+        scheduler = self.scheduler_fn(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

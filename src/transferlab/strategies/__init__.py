@@ -1,0 +1,1 @@
+"""Strategies: how pretrained weights are adapted (what trains, at which learning rate)."""

@@ -1,0 +1,74 @@
+"""The Strategy contract.
+
+A strategy is given the backbone and the new head; it decides what is trainable (and may wrap the
+backbone, e.g. with peft), and returns optimizer parameter groups that cover every trainable
+parameter exactly once and no frozen one. Each group carries its own `lr` and a `name`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from transferlab.backbones.base import Backbone, LayerGroup
+from transferlab.errors import ConfigError
+
+
+class Strategy:
+    """Base class: train the head at `lr`, the trainable layer groups at `lr * backbone_lr_mult`.
+
+    Args:
+        lr: learning rate of the new head.
+        backbone_lr_mult: backbone learning rate as a multiple of `lr` (the seed text's "10x
+            smaller than the head" is 0.1).
+        kinds: backbone kinds this strategy can adapt ("image", "text", "causal_lm").
+    """
+
+    kinds: tuple[str, ...] = ("image", "text", "causal_lm")
+    trains = True  # False for zero-shot
+
+    def __init__(self, lr: float = 1e-3, backbone_lr_mult: float = 0.1) -> None:
+        if lr <= 0:
+            raise ConfigError(f"strategy.lr={lr} must be > 0.")
+        if not 0 < backbone_lr_mult <= 1:
+            raise ConfigError(f"strategy.backbone_lr_mult={backbone_lr_mult} must be in (0, 1].")
+        self.lr, self.backbone_lr_mult = lr, backbone_lr_mult
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def check(self, backbone: Backbone) -> None:
+        """Raise `ConfigError` when this strategy can't adapt `backbone`."""
+        if backbone.info.kind not in self.kinds:
+            raise ConfigError(
+                f"strategy '{self.name}' can't adapt a {backbone.info.kind} backbone "
+                f"('{backbone.info.name}'); it works with {', '.join(self.kinds)} backbones."
+            )
+
+    def trainable_groups(self, groups: list[LayerGroup]) -> list[LayerGroup]:
+        """The backbone layer groups this strategy trains (subclasses choose)."""
+        raise NotImplementedError
+
+    def apply(self, backbone: Backbone, head: nn.Module) -> Backbone:
+        """Freeze the backbone except `trainable_groups`; the head always trains."""
+        self.check(backbone)
+        backbone.requires_grad_(False)
+        for group in self.trainable_groups(backbone.layer_groups()):
+            for p in group.parameters():
+                p.requires_grad_(True)
+        head.requires_grad_(True)
+        return backbone
+
+    def param_groups(self, backbone: Backbone, head: nn.Module) -> list[dict]:
+        """One optimizer group per trainable layer group (input -> output), then the head."""
+        groups = []
+        for g in backbone.layer_groups():
+            params = [p for p in g.parameters() if p.requires_grad]
+            if params:
+                groups.append({"name": f"backbone.{g.name}", "params": params, "lr": self.lr * self.backbone_lr_mult})
+        groups.append({"name": "head", "params": [p for p in head.parameters() if p.requires_grad], "lr": self.lr})
+        return groups
+
+    def callbacks(self) -> list:
+        """Lightning callbacks this strategy needs (e.g. an unfreezing schedule)."""
+        return []

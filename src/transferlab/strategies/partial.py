@@ -1,0 +1,28 @@
+"""Partial fine-tuning: the last N layer groups and the head train; earlier groups stay frozen."""
+
+from transferlab.errors import ConfigError
+from transferlab.strategies.base import Strategy
+
+
+class Partial(Strategy):
+    """Unfreeze the top `trainable_groups` layer groups at `lr * backbone_lr_mult`.
+
+    Args:
+        trainable_groups: how many layer groups, counted from the output, train.
+        lr, backbone_lr_mult: see `Strategy` (default backbone LR = head LR x 0.1).
+    """
+
+    def __init__(self, trainable_groups: int = 2, lr: float = 1e-3, backbone_lr_mult: float = 0.1) -> None:
+        super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult)
+        if trainable_groups < 1:
+            raise ConfigError(f"strategy.trainable_groups={trainable_groups} must be >= 1 (use feature_extraction for 0).")
+        self.n = trainable_groups
+
+    def trainable_groups(self, groups):
+        if self.n > len(groups):
+            names = ", ".join(g.name for g in groups)
+            raise ConfigError(
+                f"strategy.trainable_groups={self.n} but the backbone has only {len(groups)} layer groups "
+                f"({names}); use at most {len(groups)} (or strategy=full)."
+            )
+        return groups[-self.n :]

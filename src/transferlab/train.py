@@ -1,0 +1,156 @@
+"""run(cfg): seed -> data -> backbone -> strategy -> adaptation -> module -> trainer -> results.json.
+
+Every run writes `results.json` in its run dir, also when it fails (status "failed" + error).
+Cheap checks (config, data sizes, classes) run before any model weights are loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab import results
+from transferlab.errors import TransferlabError
+
+log = logging.getLogger("transferlab")
+
+
+def _choice(cfg: DictConfig, group: str) -> str | None:
+    """The config-group choice (e.g. strategy=lora) from Hydra's runtime, if available."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices.get(group)
+    except ValueError:  # composed without a Hydra run (tests / notebooks)
+        return None
+
+
+def _instantiate_dict(node) -> list:
+    from hydra.utils import instantiate
+
+    return [instantiate(v) for v in (node or {}).values() if v is not None and "_target_" in v]
+
+
+def _count(module) -> tuple[int, int]:
+    params = list(module.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def _quiet_lightning() -> None:
+    """One log handler (Hydra's: console + run-dir file) instead of Lightning's extra ones."""
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def _fit_and_test(cfg: DictConfig, result: dict) -> None:
+    import lightning as L
+    from hydra.utils import instantiate
+    from torch import nn
+
+    from transferlab.module import TransferModule
+
+    _quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    strategy = instantiate(cfg.strategy)  # cheap: hyper-parameter checks before anything loads
+    data = instantiate(cfg.data).prepare()  # cheap: labels, splits, sizes -> early DataError
+    result["train_size"] = data.train_size
+    backbone = instantiate(cfg.backbone)
+    result["backbone"] = backbone.info.to_dict()
+    data.build(backbone.preprocessing)
+    head = nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
+    backbone = strategy.apply(backbone, head)
+    adaptation = instantiate(cfg.adaptation) if cfg.get("adaptation") else None
+    module = TransferModule(
+        backbone, head, strategy, data.num_classes,
+        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        adaptation=adaptation, eval_names=data.eval_names,
+    )
+    trainable, total = _count(module)
+    result["params"] = {"trainable": trainable, "total": total}
+
+    loggers = _instantiate_dict(cfg.get("logger"))
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks()
+    if not loggers:  # LearningRateMonitor needs a logger
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    hw = OmegaConf.to_container(cfg.hardware, resolve=True)
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True),
+                        **{k: instantiate(v) if isinstance(v, dict) else v for k, v in hw.items()},
+                        logger=loggers or False, callbacks=callbacks, default_root_dir=cfg.paths.output_dir)
+    try:
+        if strategy.trains:
+            trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+        metrics = dict(trainer.callback_metrics)
+        trainer.test(module, datamodule=data, verbose=False)
+        metrics.update(trainer.callback_metrics)
+        result["metrics"] = results.clean_metrics(metrics)
+        result["epochs"] = trainer.current_epoch
+        result["global_step"] = trainer.global_step
+    finally:
+        for lg in loggers:
+            lg.finalize("success")
+            if type(lg).__name__ == "WandbLogger":
+                lg.experiment.finish()
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one experiment from a composed config and return its result (also written to disk)."""
+    start = time.time()
+    out_dir = Path(cfg.paths.output_dir)
+    result: dict = {
+        "status": "running",
+        "strategy": _choice(cfg, "strategy") or cfg.strategy.get("_target_", "").rsplit(".", 1)[-1],
+        "adaptation": _choice(cfg, "adaptation"),
+        "data": _choice(cfg, "data"),
+        "seed": cfg.seed,
+        "train_per_class": cfg.data.get("train_per_class"),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    try:
+        _fit_and_test(cfg, result)
+        result["status"] = "ok"
+    except BaseException as e:
+        result.update(status="failed", error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        result["time_s"] = round(time.time() - start, 2)
+        result["peak_mem_mb"] = round(results.peak_memory_mb(), 1)
+        if results.is_rank_zero():
+            path = results.write(result, out_dir)
+            print(f"\ntransferlab result ({path}):\n{results.summary(result)}", file=sys.stderr)
+    return result
+
+
+def main(cfg: DictConfig) -> dict | None:
+    """Entry used by `train.py`: user errors become one clear message, not a traceback.
+
+    In a multirun, a failed job is recorded (results.json says failed) and the sweep goes on.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        return run(cfg)
+    except TransferlabError as e:
+        if multirun:
+            log.error("job failed: %s", e)
+            return None
+        print(f"\nerror: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception:
+        if multirun:
+            log.exception("job failed")
+            return None
+        raise
