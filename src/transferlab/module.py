@@ -28,7 +28,12 @@ class TransferModule(L.LightningModule):
         num_classes: number of target classes.
         optimizer: partial optimizer taking the parameter groups (e.g. AdamW).
         scheduler: optional `fn(optimizer, total_steps) -> lr scheduler` stepped every step.
-        adaptation: optional domain-adaptation loss module on source/target features.
+        adaptation: optional domain-adaptation loss module:
+            `adaptation(f_s, f_t, logits_s, logits_t) -> (loss, {name: value})`.
+        augment: optional batch transform applied to source inputs during training only
+            (e.g. augmentation imitating the target domain).
+        tta: optional test-time augmentation, `tta(model, inputs) -> logits` averaged over views;
+            test metrics are then logged both without and with it (`..._acc_tta`).
         eval_names: names of the val/test sets in dataloader order ("" = single in-domain set).
     """
 
@@ -41,16 +46,19 @@ class TransferModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         adaptation: nn.Module | None = None,
+        augment: nn.Module | None = None,
+        tta: Callable[..., torch.Tensor] | None = None,
         eval_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.backbone, self.head, self.adaptation = backbone, head, adaptation
+        self.augment, self.tta = augment, tta
         self.strategy, self.optimizer_fn, self.scheduler_fn = strategy, optimizer, scheduler
         self.eval_names = eval_names or [""]
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.eval_acc = nn.ModuleDict(
             {f"{split}_{i}": MulticlassAccuracy(num_classes, average="micro")
-             for split in ("val", "test") for i in range(len(self.eval_names))}
+             for split in ("val", "test", "test_tta") for i in range(len(self.eval_names))}
         )
 
     def forward(self, inputs: Any) -> torch.Tensor:
@@ -70,7 +78,8 @@ class TransferModule(L.LightningModule):
     # -- training -----------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         src = batch["source"] if "source" in batch else batch
-        feats = self.backbone(src["inputs"])  # (B, F)
+        inputs = self.augment(src["inputs"]) if self.augment is not None else src["inputs"]
+        feats = self.backbone(inputs)  # (B, F)
         logits = self.head(feats)  # (B, K)
         loss = F.cross_entropy(logits, src["labels"])
         self.train_acc(logits, src["labels"])
@@ -98,6 +107,10 @@ class TransferModule(L.LightningModule):
                  prog_bar=dataloader_idx == 0)
         self.log(f"{prefix}loss", F.cross_entropy(logits, batch["labels"]), on_epoch=True, batch_size=bs,
                  add_dataloader_idx=False, sync_dist=True)
+        if split == "test" and self.tta is not None:
+            metric = self.eval_acc[f"test_tta_{dataloader_idx}"]
+            metric(self.tta(self, batch["inputs"]), batch["labels"])
+            self.log(f"{prefix}acc_tta", metric, on_epoch=True, batch_size=bs, add_dataloader_idx=False)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step("val", batch, dataloader_idx)

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab import results
-from transferlab.errors import TransferlabError
+from transferlab.errors import ConfigError, TransferlabError
 
 log = logging.getLogger("transferlab")
 
@@ -62,18 +62,29 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     strategy = instantiate(cfg.strategy)  # cheap: hyper-parameter checks before anything loads
-    data = instantiate(cfg.data).prepare()  # cheap: labels, splits, sizes -> early DataError
+    data = instantiate(cfg.data)
+    if cfg.get("adaptation") and not data.has_target_domain:
+        raise ConfigError(
+            f"adaptation={_choice(cfg, 'adaptation') or 'set'} needs a data config with a target domain "
+            "(e.g. data=mnist_to_digits, or data=imagefolder with data.target_root=...); "
+            "use adaptation=none for single-domain data."
+        )
+    data.prepare()  # cheap: labels, splits, sizes -> early DataError
     result["train_size"] = data.train_size
     backbone = instantiate(cfg.backbone)
     result["backbone"] = backbone.info.to_dict()
     data.build(backbone.preprocessing)
     head = nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
-    backbone = strategy.apply(backbone, head)
-    adaptation = instantiate(cfg.adaptation) if cfg.get("adaptation") else None
+    backbone = strategy.apply(backbone, head, data.classes)
+    adaptation = None
+    if cfg.get("adaptation"):  # partial config: sized once the backbone and classes are known
+        adaptation = instantiate(cfg.adaptation)(num_features=backbone.num_features, num_classes=data.num_classes)
+        data.with_target = getattr(adaptation, "needs_target", True)
     module = TransferModule(
         backbone, head, strategy, data.num_classes,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        adaptation=adaptation, eval_names=data.eval_names,
+        adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+        tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
     )
     trainable, total = _count(module)
     result["params"] = {"trainable": trainable, "total": total}
@@ -82,6 +93,8 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks()
+    if adaptation is not None and hasattr(adaptation, "callbacks"):
+        callbacks += adaptation.callbacks()
     if not loggers:  # LearningRateMonitor needs a logger
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     hw = OmegaConf.to_container(cfg.hardware, resolve=True)

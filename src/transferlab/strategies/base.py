@@ -49,8 +49,14 @@ class Strategy:
         """The backbone layer groups this strategy trains (subclasses choose)."""
         raise NotImplementedError
 
-    def apply(self, backbone: Backbone, head: nn.Module) -> Backbone:
-        """Freeze the backbone except `trainable_groups`; the head always trains."""
+    def apply(self, backbone: Backbone, head: nn.Module, classes: list[str] | None = None) -> Backbone:
+        """Freeze the backbone except `trainable_groups`; the head always trains.
+
+        Args:
+            backbone: the pretrained backbone (a strategy may return it wrapped, e.g. by peft).
+            head: the new task head (a zero-shot strategy may set its weights).
+            classes: the task's class names (for strategies that use them, e.g. zero-shot).
+        """
         self.check(backbone)
         backbone.requires_grad_(False)
         for group in self.trainable_groups(backbone.layer_groups()):

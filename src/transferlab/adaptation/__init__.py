@@ -1,0 +1,1 @@
+"""Domain-adaptation objectives on features (one module per method)."""

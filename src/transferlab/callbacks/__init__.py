@@ -1,0 +1,1 @@
+"""Cross-cutting Lightning callbacks (unfreezing schedule, gradient-reversal schedule, ...)."""

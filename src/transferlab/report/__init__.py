@@ -1,0 +1,1 @@
+"""Compare runs: tables with confidence intervals, plots."""
