@@ -1,0 +1,197 @@
+"""Hugging Face transformers backbones: text encoders (BERT family) and causal LMs (Llama, GPT-2 ...).
+
+Weights come from a local folder (`path`, e.g. a packaged model) or from the Hub by `model_id` when
+online; offline with only a hub id the run stops at once with a message on setting `backbone.path`.
+Both backbones tokenize for the datamodule (`preprocessing.tokenize`) so that a strategy can change
+the input template (zero-shot prompts) after the data is built.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from transferlab import hub
+from transferlab.backbones.base import Backbone, BackboneInfo, LayerGroup, Preprocessing
+from transferlab.backbones.weights import WeightsFile
+from transferlab.errors import ConfigError, WeightsError
+
+_BLOCK = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
+_EMBED = re.compile(r"embed|\.wte\.|\.wpe\.|prompt_encoder|prefix_encoder")
+
+
+@dataclass(frozen=True)
+class TextPreprocessing(Preprocessing):
+    """Text inputs: `tokenize(texts) -> {"input_ids", "attention_mask"}` (padded, truncated)."""
+
+    kind: str = "text"
+    tokenize: Callable[[list[str]], dict] | None = None
+    tokenizer: Any = None
+    max_length: int = 128
+
+
+def _locate(path, model_id: str | None, name: str) -> tuple[str, str, str | None]:
+    """(where to load from, source string, licence of a packaged model)."""
+    if isinstance(path, WeightsFile):
+        return str(path.path), path.source, path.license
+    if path is not None:
+        if not (Path(path) / "config.json").is_file():
+            raise WeightsError(
+                f"backbone.path='{path}' is not a transformers model folder (no config.json). Point it at a "
+                "folder saved with `save_pretrained` (config.json + model.safetensors + tokenizer files)."
+            )
+        return str(path), f"file:{path}", None
+    if not model_id:
+        raise ConfigError(f"backbone '{name}' needs `backbone.model_id` (a Hub id) or `backbone.path` (a local folder).")
+    hub.require_hub(
+        f"backbone '{name}'", model_id, cached_files=("config.json",),
+        fix=f"Offline, download it elsewhere (`huggingface-cli download {model_id} --local-dir DIR`) and set "
+            "`backbone.path=DIR` to the local folder.",
+    )
+    return model_id, f"hub:{model_id}", None
+
+
+class HFBackbone(Backbone):
+    """Shared loading, tokenization and layer groups; see `HFEncoder` and `HFCausalLM`.
+
+    Args:
+        model_id: Hugging Face Hub id (used when `path` is null).
+        path: local model folder, or a `WeightsFile` from a packaged model.
+        name: display name recorded in results.
+        license: licence of the weights (recorded in results).
+        max_length: tokenizer truncation length.
+        dtype: weight dtype to load ("float32", "bfloat16", "float16").
+        quantization: 4-bit loading options (set by `strategy=qlora`): `{quant_type, double_quant,
+            compute_dtype}`; null = full precision.
+        template: input template with a `{text}` field (zero-shot sets a prompt here).
+    """
+
+    kind = "text"
+    auto_class = "AutoModel"
+    peft_task_type = "FEATURE_EXTRACTION"
+
+    def __init__(self, model_id: str | None = None, path: str | WeightsFile | None = None, name: str | None = None,
+                 license: str | None = None, max_length: int = 128, dtype: str = "float32",
+                 quantization: dict | None = None, template: str = "{text}") -> None:
+        super().__init__()
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        name = name or model_id or str(path)
+        where, source, pkg_license = _locate(path, model_id, name)
+        kwargs: dict = {"dtype": getattr(torch, dtype)}
+        if quantization:
+            kwargs["quantization_config"] = _bnb_config(**quantization)
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(where)
+            self.model = getattr(transformers, self.auto_class).from_pretrained(where, **kwargs)
+        except OSError as e:
+            raise WeightsError(f"could not load backbone '{name}' from '{where}': {e}") from e
+        if self.tokenizer.pad_token is None:  # GPT-2 / Llama tokenizers have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+        self.template, self.max_length, self.location = template, max_length, where
+        self.num_features = self.model.config.hidden_size
+        extra = {"model_type": self.model.config.model_type, "dtype": dtype, "quantization": quantization}
+        self.info = BackboneInfo(name=name, source=source, license=license or pkg_license, kind=self.kind, extra=extra)
+        self.preprocessing = TextPreprocessing(tokenize=self.tokenize, tokenizer=self.tokenizer, max_length=max_length)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Format `texts` with the current template and tokenize them as one padded batch."""
+        enc = self.tokenizer([self.template.format(text=t) for t in texts], padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def layer_groups(self) -> list[LayerGroup]:
+        """embeddings (+ soft prompts), one group per transformer block, then the rest (final norm, pooler, LM head)."""
+        embed, blocks, rest = [], {}, []
+        for n, p in self.named_parameters():
+            m = _BLOCK.search(n)
+            if m:
+                blocks.setdefault(int(m.group(1)), []).append((n, p))
+            elif _EMBED.search(n):
+                embed.append((n, p))
+            else:
+                rest.append((n, p))
+        groups = [LayerGroup("0:embeddings", embed)] if embed else []
+        groups += [LayerGroup(f"{len(groups) + i}:block{b}", blocks[b]) for i, b in enumerate(sorted(blocks))]
+        return groups + ([LayerGroup(f"{len(groups)}:final", rest)] if rest else [])
+
+    def is_quantized(self) -> bool:
+        import bitsandbytes as bnb
+
+        return any(isinstance(m, bnb.nn.Linear4bit) for m in self.model.modules())
+
+
+def _bnb_config(quant_type: str = "nf4", double_quant: bool = True, compute_dtype: str = "float32"):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_use_double_quant=double_quant,
+                              bnb_4bit_compute_dtype=getattr(torch, compute_dtype))
+
+
+class HFEncoder(HFBackbone):
+    """A transformers encoder (BERT, RoBERTa, MiniLM); features are mean-pooled or [CLS] token states.
+
+    Args:
+        pooling: "mean" (over real tokens; what sentence-transformers uses) or "cls".
+        **kwargs: see `HFBackbone`.
+
+    Shape:
+        input `{"input_ids": (B, T), "attention_mask": (B, T)}` -> output `(B, hidden_size)`.
+    """
+
+    def __init__(self, pooling: str = "mean", **kwargs) -> None:
+        if pooling not in ("mean", "cls"):
+            raise ConfigError(f"backbone.pooling='{pooling}' must be 'mean' or 'cls'.")
+        super().__init__(**kwargs)
+        self.pooling = pooling
+
+    def forward(self, inputs: dict) -> torch.Tensor:
+        mask = inputs["attention_mask"]  # (B, T)
+        h = self.model(input_ids=inputs["input_ids"], attention_mask=mask).last_hidden_state
+        h = h[:, -mask.shape[1]:]  # (B, T, H): drop soft-prompt positions (prompt tuning prepends them)
+        if self.pooling == "cls":
+            return h[:, 0]
+        w = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+        return (h * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B, H)
+
+
+class HFCausalLM(HFBackbone):
+    """A transformers causal LM. As a classifier its features are the final (normed) hidden state of
+    the last real token; `lm(...)` exposes the language-model interface for instruction tuning.
+
+    Shape:
+        input `{"input_ids": (B, T), "attention_mask": (B, T)}` -> output `(B, hidden_size)`.
+    """
+
+    kind = "causal_lm"
+    auto_class = "AutoModelForCausalLM"
+    peft_task_type = "CAUSAL_LM"
+
+    def forward(self, inputs: dict) -> torch.Tensor:
+        mask = inputs["attention_mask"]  # (B, T), right-padded
+        out = self.model(input_ids=inputs["input_ids"], attention_mask=mask, output_hidden_states=True, logits_to_keep=1)
+        h = out.hidden_states[-1][:, -mask.shape[1]:]  # (B, T, H) after the final norm
+        last = mask.sum(1).long() - 1  # (B,)
+        return h[torch.arange(len(h), device=h.device), last]  # (B, H)
+
+    def lm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None):
+        """The causal-LM forward (`.loss` when labels are given, `.logits` (B, T', V))."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+
+    def label_token_weights(self, labels: list[str]) -> torch.Tensor:
+        """Output-embedding rows of each label's first token after a space: `(K, H)`.
+
+        `h @ W.T` then equals the LM's logits for those tokens, so a head with these weights scores
+        each label as the next token after the prompt.
+        """
+        ids = [self.tokenizer(" " + str(w), add_special_tokens=False).input_ids[0] for w in labels]
+        if len(set(ids)) < len(ids):
+            raise ConfigError(f"labels {labels} share their first token; give them distinct names for zero-shot scoring.")
+        return self.model.get_output_embeddings().weight[ids].detach().float().clone()

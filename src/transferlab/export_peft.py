@@ -1,0 +1,72 @@
+"""After a PEFT run: save the adapter in the run dir and re-evaluate LoRA merged into the base.
+
+`run()` calls `export_adapter` when the strategy has `saves_adapter`. The adapter lands in
+`<run dir>/adapter/` (peft's `save_pretrained` format: `adapter_config.json` +
+`adapter_model.safetensors`, plus the task head as `head.safetensors` and the test-set outputs of the
+run as `test_outputs.safetensors`). For mergeable strategies (LoRA, QLoRA) the weights are merged
+with `merge_and_unload()` and the test set is evaluated again; `results.json` then says whether the
+merged metric matches the unmerged one within `tol`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
+
+
+@torch.no_grad()
+def evaluate(module, loaders) -> tuple[dict[str, float], torch.Tensor]:
+    """Metrics and concatenated outputs of `module` on the loaders, outside the Trainer.
+
+    Classifiers: `acc` per eval set and the logits `(N, K)`; instruction tuning: response-token
+    `loss` and the per-example summed response log-likelihood `(N,)`.
+    """
+    was_training = module.training
+    module.eval()
+    metrics, outputs = {}, []
+    names = getattr(module, "eval_names", [""])
+    for name, loader in zip(names, loaders):
+        correct = n = 0.0
+        for batch in loader:
+            batch = move_data_to_device(batch, module.device)
+            if "input_ids" in batch:  # instruction tuning
+                logits = module(batch).logits[:, -batch["labels"].shape[1]:].float()  # (B, T, V)
+                tgt = batch["labels"][:, 1:]  # (B, T-1)
+                logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                mask = tgt != -100
+                correct += float(-(logp * mask).sum())
+                n += float(mask.sum())
+                outputs.append((logp * mask).sum(1).cpu())
+            else:
+                logits = module(batch["inputs"]).float()  # (B, K)
+                correct += float((logits.argmax(-1) == batch["labels"]).sum())
+                n += len(batch["labels"])
+                outputs.append(logits.cpu())
+        key = "loss" if "input_ids" in batch else "acc"
+        metrics[f"test/{name}_{key}" if name else f"test/{key}"] = correct / max(n, 1)
+    module.train(was_training)
+    return metrics, torch.cat(outputs)
+
+
+def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-4) -> dict:
+    """Save the adapter (+ head, + the run's test outputs); merge and re-evaluate if mergeable."""
+    from safetensors.torch import save_file
+
+    out = strategy.save_adapter(module.backbone, module.head, Path(out_dir) / "adapter")
+    metrics, outputs = evaluate(module, data.test_dataloader())
+    save_file({"outputs": outputs.contiguous()}, str(out / "test_outputs.safetensors"))
+    info: dict = {"path": str(out), "test": metrics}
+    if getattr(strategy, "mergeable", False):
+        module.backbone.model = module.backbone.model.merge_and_unload()
+        merged, merged_out = evaluate(module, data.test_dataloader())
+        diff = max(abs(merged[k] - metrics[k]) for k in metrics)
+        info["merged"] = {
+            "test": merged,
+            "max_metric_diff": diff,
+            "max_output_diff": float((merged_out - outputs).abs().max()),
+            "within_tol": diff <= tol,
+            "tol": tol,
+        }
+    return info

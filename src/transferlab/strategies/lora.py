@@ -1,0 +1,42 @@
+"""LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models") through peft."""
+
+from __future__ import annotations
+
+from transferlab.errors import ConfigError
+from transferlab.strategies.peft_base import PeftStrategy
+
+
+class Lora(PeftStrategy):
+    """Low-rank updates `W + (alpha / r) B A` on the target linear layers; the base stays frozen.
+
+    Args:
+        r: rank of the update.
+        alpha: scaling numerator (`alpha / r` scales the update).
+        dropout: dropout on the LoRA branch input.
+        target_modules: module names to adapt; null = peft's default for the architecture
+            (BERT/RoBERTa `query`, `value`; Llama/Mistral/Qwen2 `q_proj`, `v_proj`; GPT-2 `c_attn`).
+        bias: "none", "all" or "lora_only" (which biases train).
+        lr, peft_lr: see `PeftStrategy`.
+    """
+
+    mergeable = True
+
+    def __init__(self, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: list[str] | None = None,
+                 bias: str = "none", lr: float = 1e-3, peft_lr: float | None = None) -> None:
+        super().__init__(lr=lr, peft_lr=peft_lr)
+        if r < 1:
+            raise ConfigError(f"strategy.r={r} must be >= 1.")
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"strategy.dropout={dropout} must be in [0, 1).")
+        self.r, self.alpha, self.dropout, self.bias = r, alpha, dropout, bias
+        self.target_modules = list(target_modules) if target_modules else None
+
+    def peft_config(self, backbone):
+        from peft import LoraConfig
+
+        try:
+            return LoraConfig(task_type=backbone.peft_task_type, r=self.r, lora_alpha=self.alpha,
+                              lora_dropout=self.dropout, target_modules=self.target_modules, bias=self.bias)
+        except ValueError as e:
+            raise ConfigError(f"strategy={self.name}: {e}. Set strategy.target_modules to module names of "
+                              f"'{backbone.info.name}' (e.g. [query,value] for BERT, [q_proj,v_proj] for Llama).") from e

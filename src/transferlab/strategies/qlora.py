@@ -1,0 +1,40 @@
+"""QLoRA (Dettmers et al. 2023, "QLoRA: Efficient Finetuning of Quantized LLMs"): LoRA on a 4-bit NF4 base."""
+
+from __future__ import annotations
+
+from transferlab.errors import ConfigError
+from transferlab.strategies.lora import Lora
+
+
+class Qlora(Lora):
+    """LoRA adapters trained on top of a base whose linear layers are NF4 4-bit (bitsandbytes `Linear4bit`).
+
+    The backbone is loaded quantized: the HF backbone configs read `strategy.quantization`, so the
+    weights are quantized while loading (no full-precision copy of a 7B model on the GPU). Works on
+    CPU with bitsandbytes >= 0.45 and on CUDA.
+
+    Args:
+        quantization: `{quant_type: nf4, double_quant: true, compute_dtype: float32}` passed to the
+            backbone (compute dtype bfloat16 on a GPU).
+        gradient_checkpointing: recompute activations in backward (saves memory, costs time).
+        **lora: see `Lora`.
+    """
+
+    mergeable = True  # merging into 4-bit weights rounds: the re-evaluation reports the difference
+
+    def __init__(self, quantization: dict | None = None, gradient_checkpointing: bool = False, **lora) -> None:
+        super().__init__(**lora)
+        self.quantization = dict(quantization or {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"})
+        if self.quantization.get("quant_type", "nf4") not in ("nf4", "fp4"):
+            raise ConfigError(f"strategy.quantization.quant_type={self.quantization['quant_type']} must be nf4 or fp4.")
+        self.gradient_checkpointing = gradient_checkpointing
+
+    def prepare(self, backbone) -> None:
+        from peft import prepare_model_for_kbit_training
+
+        if not backbone.is_quantized():
+            raise ConfigError(
+                f"strategy=qlora needs the backbone loaded in 4 bit, but '{backbone.info.name}' has no Linear4bit layers. "
+                "Build the backbone with `quantization=strategy.quantization` (the conf/backbone HF configs do this)."
+            )
+        backbone.model = prepare_model_for_kbit_training(backbone.model, use_gradient_checkpointing=self.gradient_checkpointing)
