@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab import results
 from transferlab.errors import ConfigError, TransferlabError
+from transferlab.instantiate import build as instantiate
 
 log = logging.getLogger("transferlab")
 
@@ -30,8 +31,6 @@ def _choice(cfg: DictConfig, group: str) -> str | None:
 
 
 def _instantiate_dict(node) -> list:
-    from hydra.utils import instantiate
-
     return [instantiate(v) for v in (node or {}).values() if v is not None and "_target_" in v]
 
 
@@ -54,7 +53,6 @@ def _quiet_lightning() -> None:
 
 def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     import lightning as L
-    from hydra.utils import instantiate
     from torch import nn
 
     from transferlab.module import TransferModule
@@ -73,21 +71,36 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     result["train_size"] = data.train_size
     backbone = instantiate(cfg.backbone)
     result["backbone"] = backbone.info.to_dict()
+    if backbone.preprocessing.kind != getattr(data, "modality", "image"):
+        raise ConfigError(
+            f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but data={_choice(cfg, 'data')} "
+            f"is {getattr(data, 'modality', 'image')} data: pick a matching pair (e.g. backbone=minilm data=reviews)."
+        )
     data.build(backbone.preprocessing)
-    head = nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
+    lm_task = getattr(data, "task", None) == "instruction"  # instruction tuning: LM loss, no classification head
+    head = nn.Identity() if lm_task else nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
     backbone = strategy.apply(backbone, head, data.classes)
     adaptation = None
     if cfg.get("adaptation"):  # partial config: sized once the backbone and classes are known
         adaptation = instantiate(cfg.adaptation)(num_features=backbone.num_features, num_classes=data.num_classes)
         data.with_target = getattr(adaptation, "needs_target", True)
-    module = TransferModule(
-        backbone, head, strategy, data.num_classes,
-        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
-        tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
-    )
-    trainable, total = _count(module)
-    result["params"] = {"trainable": trainable, "total": total}
+    if lm_task:
+        from transferlab.lm_module import InstructionModule
+
+        if adaptation is not None:
+            raise ConfigError("data=instructions (instruction tuning) takes no adaptation; use adaptation=none.")
+        module = InstructionModule(backbone, strategy, optimizer=instantiate(cfg.optimizer),
+                                   scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+    else:
+        module = TransferModule(
+            backbone, head, strategy, data.num_classes,
+            optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+            tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
+        )
+    from transferlab.strategies.peft_base import count_params
+
+    result["params"] = count_params(module)  # on the (peft-)wrapped model; 4-bit weights at their logical size
 
     loggers = _instantiate_dict(cfg.get("logger"))
     for lg in loggers:
@@ -110,6 +123,11 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         result["metrics"] = results.clean_metrics(metrics)
         result["epochs"] = trainer.current_epoch
         result["global_step"] = trainer.global_step
+        result["world_size"] = trainer.world_size
+        if getattr(strategy, "saves_adapter", False) and strategy.trains and trainer.is_global_zero:
+            from transferlab.export_peft import export_adapter  # adapter in peft format + merged re-evaluation
+
+            result["adapter"] = export_adapter(strategy, module, data, cfg.paths.output_dir)
     finally:
         for lg in loggers:
             lg.finalize("success")
@@ -148,22 +166,27 @@ def run(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> dict | None:
     """Entry used by `train.py`: user errors become one clear message, not a traceback.
 
-    In a multirun, a failed job is recorded (results.json says failed) and the sweep goes on.
+    In a multirun, a failed job is recorded (results.json says failed) and the sweep goes on, and a
+    job that already finished ok in this sweep dir is skipped (`transferlab.sweep`). With
+    `objective: <metric>` in the config (Optuna studies) the return value is that metric (NaN if failed).
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from transferlab.sweep import objective_value, skip_finished
+
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return run(cfg)
+        result = skip_finished(cfg) or run(cfg)
     except TransferlabError as e:
-        if multirun:
-            log.error("job failed: %s", e)
-            return None
-        print(f"\nerror: {e}", file=sys.stderr)
-        sys.exit(2)
+        if not multirun:
+            print(f"\nerror: {e}", file=sys.stderr)
+            sys.exit(2)
+        log.error("job failed: %s", e)
+        result = None
     except Exception:
-        if multirun:
-            log.exception("job failed")
-            return None
-        raise
+        if not multirun:
+            raise
+        log.exception("job failed")
+        result = None
+    return objective_value(result, cfg.get("objective")) if cfg.get("objective") else result

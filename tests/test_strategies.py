@@ -1,0 +1,118 @@
+"""Strategy contract over every conf/strategy YAML: trainable set and optimizer groups agree."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import CONF
+from transferlab.errors import ConfigError
+from transferlab.instantiate import build
+
+STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
+CANDIDATE_BACKBONES = [n for n in ("efficientnet_lite0", "minilm") if (CONF / "backbone" / f"{n}.yaml").exists()]
+
+
+def group_cfg(group, name):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[f"{group}={name}"])[group]
+
+
+@functools.lru_cache(maxsize=None)
+def pristine_backbone(name):
+    return build(group_cfg("backbone", name))
+
+
+def check_contract(strategy, backbone, head):
+    groups = strategy.param_groups(backbone, head)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)), "a parameter is in two optimizer groups"
+    trainable = {id(p) for m in (backbone, head) for p in m.parameters() if p.requires_grad}
+    assert set(ids) == trainable, "optimizer groups must hold exactly the trainable parameters"
+    assert all(g["lr"] > 0 and g["params"] for g in groups)
+    assert any(id(p) in set(ids) for p in head.parameters()) or not strategy.trains
+    return groups
+
+
+@pytest.mark.parametrize("strategy_name", STRATEGIES)
+@pytest.mark.parametrize("backbone_name", CANDIDATE_BACKBONES)
+def test_strategy_contract(strategy_name, backbone_name):
+    strategy = build(group_cfg("strategy", strategy_name))
+    backbone = copy.deepcopy(pristine_backbone(backbone_name))
+    head = nn.Linear(backbone.num_features, 3)
+    if backbone.info.kind not in strategy.kinds:
+        with pytest.raises(ConfigError, match="can't adapt"):
+            strategy.apply(backbone, head, ["a", "b", "c"])
+        return
+    backbone = strategy.apply(backbone, head, ["a", "b", "c"])
+    check_contract(strategy, backbone, head)
+
+
+def test_feature_extraction_trains_only_the_head():
+    strategy = build(group_cfg("strategy", "feature_extraction"))
+    bb = copy.deepcopy(pristine_backbone("efficientnet_lite0"))
+    head = nn.Linear(bb.num_features, 3)
+    bb = strategy.apply(bb, head)
+    assert not any(p.requires_grad for p in bb.parameters())
+    groups = check_contract(strategy, bb, head)
+    assert [g["name"] for g in groups] == ["head"] and groups[0]["lr"] == strategy.lr
+
+
+def test_partial_unfreezes_top_groups_at_lower_lr():
+    strategy = build(group_cfg("strategy", "partial"), trainable_groups=3, backbone_lr_mult=0.1)
+    bb = copy.deepcopy(pristine_backbone("efficientnet_lite0"))
+    head = nn.Linear(bb.num_features, 3)
+    bb = strategy.apply(bb, head)
+    layer_groups = bb.layer_groups()
+    for g in layer_groups[:-3]:
+        assert not any(p.requires_grad for p in g.parameters()), g.name
+    for g in layer_groups[-3:]:
+        assert all(p.requires_grad for p in g.parameters()), g.name
+    groups = check_contract(strategy, bb, head)
+    assert [g["lr"] for g in groups] == pytest.approx([strategy.lr * 0.1] * 3 + [strategy.lr])
+
+
+def test_full_trains_everything_backbone_at_1e4():
+    strategy = build(group_cfg("strategy", "full"))
+    bb = copy.deepcopy(pristine_backbone("efficientnet_lite0"))
+    head = nn.Linear(bb.num_features, 3)
+    bb = strategy.apply(bb, head)
+    assert all(p.requires_grad for p in bb.parameters())
+    groups = check_contract(strategy, bb, head)
+    assert all(g["lr"] == pytest.approx(1e-4) for g in groups if g["name"] != "head")
+
+
+def test_frozen_parts_stay_in_eval_mode():
+    from transferlab.backbones.base import set_frozen_eval
+
+    bb = copy.deepcopy(pristine_backbone("efficientnet_lite0"))
+    strategy = build(group_cfg("strategy", "partial"), trainable_groups=1)
+    bb = strategy.apply(bb, nn.Linear(bb.num_features, 3))
+    bb.train()
+    set_frozen_eval(bb)
+    assert not bb.model.bn1.training and not bb.model.blocks[0].training
+    assert bb.model.bn2.training  # in the top (trainable) group
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr": 0}, "lr"), ({"backbone_lr_mult": 0}, "backbone_lr_mult"), ({"backbone_lr_mult": 2}, "backbone_lr_mult"),
+    ({"trainable_groups": 0}, "trainable_groups"),
+])
+def test_bad_strategy_hyperparameters(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        build(group_cfg("strategy", "partial"), **kwargs)
+
+
+def test_more_groups_than_the_backbone_has():
+    strategy = build(group_cfg("strategy", "partial"), trainable_groups=99)
+    bb = copy.deepcopy(pristine_backbone("efficientnet_lite0"))
+    with pytest.raises(ConfigError, match="only 8 layer groups"):
+        strategy.apply(bb, nn.Linear(bb.num_features, 3))
