@@ -23,6 +23,8 @@ log = logging.getLogger("transferlab")
 RUN_DIR = "<run_dir>"
 # Keys that steer the sweep machinery, not the experiment: never part of a job's identity.
 IGNORED_KEYS = ("rerun",)
+# Top-level keys a study file may add to the base config (conf/config.yaml): its own knobs.
+STUDY_KEYS = {"defaults", "hydra", "sweep_name", "scale", "grid", "objective", "rerun"}
 
 
 def _replace(node: Any, old: str, new: str) -> Any:
@@ -90,3 +92,64 @@ def skip_finished(cfg) -> dict | None:
     log.info("skipping job %s: finished ok before in %s (+rerun=true runs it again)",
              hc.job.override_dirname or hc.job.num, found.parent)
     return json.loads(found.read_text())
+
+
+def objective_value(result: dict | None, metric: str) -> float:
+    """The value an Optuna sweeper optimises: `result["metrics"][metric]`, NaN for a failed job.
+
+    Args:
+        result: a run result (None when the job failed before writing one).
+        metric: a metric name such as "val/acc" (the study file's `objective`).
+    """
+    from transferlab.errors import ConfigError
+
+    if not result or result.get("status") != "ok":
+        return float("nan")
+    metrics = result.get("metrics") or {}
+    if metric not in metrics:
+        raise ConfigError(f"objective '{metric}' is not among the run's metrics ({', '.join(sorted(metrics))}); "
+                          "set `objective:` in the study file to one of them.")
+    value = metrics[metric]
+    return float("nan") if value is None else float(value)
+
+
+def _unknown_keys(study, base, prefix: str = "") -> list[str]:
+    """Leaf paths set by `study` that `base` lacks (below a null or absent-by-design node anything goes)."""
+    out = []
+    for k, v in study.items():
+        if k not in base:
+            out.append(f"{prefix}{k}")
+        elif isinstance(v, dict) and isinstance(base[k], dict):
+            out += _unknown_keys(v, base[k], f"{prefix}{k}.")
+    return out
+
+
+def check_study(cfg) -> None:
+    """Raise `ConfigError` when the study file (`--config-name X` from sweeps/) sets keys the base config lacks.
+
+    A typo such as `trainer.max_epoch` would otherwise reach every job as a late TypeError.
+    Top-level study knobs (`STUDY_KEYS`) are allowed. No-op for runs of conf/config.yaml itself.
+    """
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from transferlab.errors import ConfigError
+
+    hc = HydraConfig.get()
+    name = hc.job.config_name
+    files = [Path(src.path) / f"{name}.yaml" for src in hc.runtime.config_sources if src.schema == "file"]
+    path = next((f for f in files if f.is_file()), None)
+    if name == "config" or path is None:
+        return
+    study = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    choices = [f"{g}={c}" for g, c in hc.runtime.choices.items() if c is not None and not g.startswith("hydra")]
+    base = OmegaConf.to_container(compose("config", overrides=choices), resolve=False)
+    unknown = [k for k in study if k not in base and k not in STUDY_KEYS]
+    unknown += _unknown_keys({k: v for k, v in study.items() if k in base}, base)
+    if unknown:
+        raise ConfigError(
+            f"study file {path} sets {', '.join(unknown)}, not keys of the composed config "
+            f"(conf/config.yaml with {', '.join(choices)}). Fix the spelling (e.g. trainer.max_epochs), or "
+            f"add the key with its group's YAML; a study's own top-level knobs are {', '.join(sorted(STUDY_KEYS))}."
+        )

@@ -173,10 +173,11 @@ def main(cfg: DictConfig) -> dict | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from transferlab.sweep import objective_value, skip_finished
+    from transferlab.sweep import check_study, objective_value, skip_finished
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
+        check_study(cfg)
         result = skip_finished(cfg) or run(cfg)
     except TransferlabError as e:
         if not multirun:

@@ -1,0 +1,7 @@
+"""python -m transferlab.report <multirun dir>"""
+
+import sys
+
+from transferlab.report.cli import main
+
+sys.exit(main())

