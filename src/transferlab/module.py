@@ -123,8 +123,8 @@ class TransferModule(L.LightningModule):
         groups = self.strategy.param_groups(self.backbone, self.head)
         if self.adaptation is not None:
             extra = [p for p in self.adaptation.parameters() if p.requires_grad]
-            if extra:
-                groups.append({"name": "adaptation", "params": extra, "lr": self.strategy.lr})
+            if extra:  # first, so groups a schedule appends later keep their positions on resume
+                groups.insert(0, {"name": "adaptation", "params": extra, "lr": self.strategy.lr})
         optimizer = self.optimizer_fn(groups)
         if self.scheduler_fn is None:
             return optimizer

@@ -20,18 +20,27 @@ class Strategy:
         lr: learning rate of the new head.
         backbone_lr_mult: backbone learning rate as a multiple of `lr` (the seed text's "10x
             smaller than the head" is 0.1).
+        lr_decay: discriminative learning rates: layer group k counted from the top (k = 0 for
+            the group next to the head) trains at `lr * backbone_lr_mult * lr_decay**k`
+            (1.0 = one backbone rate; ~0.75 = layer-wise decay for transformers, LLRD).
         kinds: backbone kinds this strategy can adapt ("image", "text", "causal_lm").
     """
 
     kinds: tuple[str, ...] = ("image", "text", "causal_lm")
     trains = True  # False for zero-shot
 
-    def __init__(self, lr: float = 1e-3, backbone_lr_mult: float = 0.1) -> None:
+    def __init__(self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0) -> None:
         if lr <= 0:
             raise ConfigError(f"strategy.lr={lr} must be > 0.")
         if not 0 < backbone_lr_mult <= 1:
             raise ConfigError(f"strategy.backbone_lr_mult={backbone_lr_mult} must be in (0, 1].")
-        self.lr, self.backbone_lr_mult = lr, backbone_lr_mult
+        if not 0 < lr_decay <= 1:
+            raise ConfigError(f"strategy.lr_decay={lr_decay} must be in (0, 1] (1 = no decay; ~0.75 for LLRD).")
+        self.lr, self.backbone_lr_mult, self.lr_decay = lr, backbone_lr_mult, lr_decay
+
+    def group_lr(self, depth_from_top: int) -> float:
+        """Learning rate of the backbone layer group `depth_from_top` groups below the head."""
+        return self.lr * self.backbone_lr_mult * self.lr_decay**depth_from_top
 
     @property
     def name(self) -> str:
@@ -68,10 +77,12 @@ class Strategy:
     def param_groups(self, backbone: Backbone, head: nn.Module) -> list[dict]:
         """One optimizer group per trainable layer group (input -> output), then the head."""
         groups = []
-        for g in backbone.layer_groups():
+        layer_groups = backbone.layer_groups()
+        for i, g in enumerate(layer_groups):
             params = [p for p in g.parameters() if p.requires_grad]
             if params:
-                groups.append({"name": f"backbone.{g.name}", "params": params, "lr": self.lr * self.backbone_lr_mult})
+                lr = self.group_lr(len(layer_groups) - 1 - i)
+                groups.append({"name": f"backbone.{g.name}", "params": params, "lr": lr})
         groups.append({"name": "head", "params": [p for p in head.parameters() if p.requires_grad], "lr": self.lr})
         return groups
 
