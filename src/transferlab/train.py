@@ -51,6 +51,19 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def _check_ckpt_path(cfg: DictConfig) -> None:
+    """`ckpt_path` must name an existing file, or "last" with a last.ckpt in this run dir."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is None:
+        return
+    path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if ckpt == "last" else Path(str(ckpt))
+    if not path.is_file():
+        hint = ("ckpt_path=last resumes the run in hydra.run.dir: pass the interrupted run's dir, e.g. "
+                "`hydra.run.dir=outputs/2026-01-01/12-00-00 ckpt_path=last`" if ckpt == "last"
+                else "point ckpt_path at an existing .ckpt file")
+        raise ConfigError(f"ckpt_path={ckpt}: no checkpoint at '{path}'. {hint}.")
+
+
 def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     import lightning as L
     from torch import nn
@@ -58,6 +71,7 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     from transferlab.module import TransferModule
 
     _quiet_lightning()
+    _check_ckpt_path(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     strategy = instantiate(cfg.strategy)  # cheap: hyper-parameter checks before anything loads
     data = instantiate(cfg.data)
@@ -105,7 +119,10 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     loggers = _instantiate_dict(cfg.get("logger"))
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks()
+    from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
+
+    stamp = {"backbone": backbone.info.name, "strategy": strategy.name, "classes": list(data.classes or [])}
+    callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp)]
     if adaptation is not None and hasattr(adaptation, "callbacks"):
         callbacks += adaptation.callbacks()
     if not loggers:  # LearningRateMonitor needs a logger
@@ -113,7 +130,8 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
     hw = OmegaConf.to_container(cfg.hardware, resolve=True)
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True),
                         **{k: instantiate(v) if isinstance(v, dict) else v for k, v in hw.items()},
-                        logger=loggers or False, callbacks=callbacks, default_root_dir=cfg.paths.output_dir)
+                        logger=loggers or False, callbacks=callbacks, default_root_dir=cfg.paths.output_dir,
+                        plugins=[AtomicCheckpointIO()])
     try:
         if strategy.trains:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
