@@ -78,28 +78,41 @@ class HFBackbone(Backbone):
                  license: str | None = None, max_length: int = 128, dtype: str = "float32",
                  quantization: dict | None = None, template: str = "{text}") -> None:
         super().__init__()
+        name = name or model_id or str(path)
+        where, source, pkg_license = _locate(path, model_id, name)  # before the slow imports: fail fast offline
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
-        name = name or model_id or str(path)
-        where, source, pkg_license = _locate(path, model_id, name)
-        kwargs: dict = {"dtype": getattr(torch, dtype)}
-        if quantization:
-            kwargs["quantization_config"] = _bnb_config(**quantization)
+        quantization = dict(quantization) if quantization else None
+        self.location, self.dtype = where, dtype
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(where)
-            self.model = getattr(transformers, self.auto_class).from_pretrained(where, **kwargs)
         except OSError as e:
-            raise WeightsError(f"could not load backbone '{name}' from '{where}': {e}") from e
+            raise WeightsError(f"could not load the tokenizer of backbone '{name}' from '{where}': {e}") from e
+        self.load(quantization)
         if self.tokenizer.pad_token is None:  # GPT-2 / Llama tokenizers have none
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        self.template, self.max_length, self.location = template, max_length, where
+        self.template, self.max_length = template, max_length
         self.num_features = self.model.config.hidden_size
         extra = {"model_type": self.model.config.model_type, "dtype": dtype, "quantization": quantization}
         self.info = BackboneInfo(name=name, source=source, license=license or pkg_license, kind=self.kind, extra=extra)
         self.preprocessing = TextPreprocessing(tokenize=self.tokenize, tokenizer=self.tokenizer, max_length=max_length)
+
+    def load(self, quantization: dict | None = None) -> None:
+        """(Re)load the weights from `self.location`, in 4 bit when `quantization` is given (QLoRA)."""
+        import transformers
+
+        kwargs: dict = {"dtype": getattr(torch, self.dtype)}
+        if quantization:
+            kwargs["quantization_config"] = _bnb_config(**quantization)
+        try:
+            self.model = getattr(transformers, self.auto_class).from_pretrained(self.location, **kwargs)
+        except OSError as e:
+            raise WeightsError(f"could not load backbone weights from '{self.location}': {e}") from e
+        if hasattr(self, "info"):
+            self.info.extra["quantization"] = quantization
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Format `texts` with the current template and tokenize them as one padded batch."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from transferlab.errors import ConfigError
 from transferlab.strategies.lora import Lora
+
+log = logging.getLogger("transferlab")
 
 
 class Qlora(Lora):
     """LoRA adapters trained on top of a base whose linear layers are NF4 4-bit (bitsandbytes `Linear4bit`).
 
     The backbone is loaded quantized: the HF backbone configs read `strategy.quantization`, so the
-    weights are quantized while loading (no full-precision copy of a 7B model on the GPU). Works on
-    CPU with bitsandbytes >= 0.45 and on CUDA.
+    weights are quantized while loading (no full-precision copy of a 7B model on the GPU); a
+    backbone built without it is reloaded in 4 bit. Works on CPU with bitsandbytes >= 0.45 and CUDA.
 
     Args:
         quantization: `{quant_type: nf4, double_quant: true, compute_dtype: float32}` passed to the
@@ -32,9 +36,8 @@ class Qlora(Lora):
     def prepare(self, backbone) -> None:
         from peft import prepare_model_for_kbit_training
 
-        if not backbone.is_quantized():
-            raise ConfigError(
-                f"strategy=qlora needs the backbone loaded in 4 bit, but '{backbone.info.name}' has no Linear4bit layers. "
-                "Build the backbone with `quantization=strategy.quantization` (the conf/backbone HF configs do this)."
-            )
+        if not backbone.is_quantized():  # built without `quantization` (direct API use): reload in 4 bit
+            log.warning("qlora: reloading '%s' in 4 bit (give the backbone quantization= to load it once)", backbone.info.name)
+            backbone.load(self.quantization)
+            backbone.requires_grad_(False)
         backbone.model = prepare_model_for_kbit_training(backbone.model, use_gradient_checkpointing=self.gradient_checkpointing)
