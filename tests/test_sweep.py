@@ -11,7 +11,7 @@ import pytest
 from conftest import FAST, ROOT, train_cli
 
 from transferlab.errors import ConfigError
-from transferlab.sweep import find_finished, normalize, objective_value, run_key
+from transferlab.sweep import check_study, find_finished, normalize, objective_value, run_key
 
 STUDIES = sorted((ROOT / "sweeps").glob("*.yaml"))
 TINY = [*FAST, "logger=none", "callbacks.checkpoint=null", "data.train_per_class=2"]
@@ -50,21 +50,45 @@ def test_objective_value():
         objective_value({"status": "ok", "metrics": {"val/acc": 0.8}}, "val/loss")
 
 
+def compose_study(study_dir: Path, name: str, overrides: list[str] | None = None):
+    """Compose a study file as `train.py --config-dir DIR --config-name NAME` would, with HydraConfig set."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    GlobalHydra.instance().clear()
+    search = create_config_search_path(str(study_dir))
+    search.append("main", f"file://{ROOT / 'conf'}", anchor="main")
+    hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=search)
+    cfg = hydra.compose_config(name, overrides or [], run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
 @pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
-def test_study_files_compose(study: Path):
-    """Every study file composes with the real config tree and passes the unknown-key check."""
-    proc = train_cli(["--config-dir", "sweeps", "--config-name", study.stem, "--cfg", "job", "--resolve"], timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "sweep_name: " + study.stem in proc.stdout
+def test_study_files_compose_and_pass_the_key_check(study: Path):
+    cfg = compose_study(study.parent, study.stem)
+    check_study(cfg)
+    assert cfg.sweep_name == study.stem and cfg.hydra.sweep.dir == f"multirun/{study.stem}/small"
+    assert cfg.hydra.sweeper.params, "a study sweeps something"
+    full = compose_study(study.parent, study.stem, ["scale=full"])
+    assert full.data.image_size == 224 and full.trainer.max_steps > cfg.trainer.max_steps
 
 
 def test_unknown_key_in_study_file(tmp_path: Path):
-    (tmp_path / "typo.yaml").write_text("defaults:\n  - config\n  - _self_\nsweep_name: typo\n"
-                                        "trainer:\n  max_epoch: 3\n")
-    proc = train_cli(["--config-dir", str(tmp_path), "--config-name", "typo", "logger=none"], timeout=120)
-    assert proc.returncode == 2
-    assert "sets trainer.max_epoch, not keys of the composed config" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    (tmp_path / "typo.yaml").write_text("defaults:\n  - config\n  - _self_\nsweep_name: typo\nsead: 1\n"
+                                        "trainer:\n  max_epoch: 3\n  gradient_clip_val: 1.0\n")
+    with pytest.raises(ConfigError, match=r"sets sead, trainer.max_epoch: neither keys"):
+        check_study(compose_study(tmp_path, "typo"))
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_launchers_compose(launcher: str):
+    proc = train_cli([f"hydra/launcher={launcher}", "--cfg", "hydra"], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"local": "JoblibLauncher", "slurm": "SlurmLauncher"}[launcher] in proc.stdout
 
 
 def _results(sweep: Path) -> dict[str, dict]:

@@ -25,6 +25,8 @@ RUN_DIR = "<run_dir>"
 IGNORED_KEYS = ("rerun",)
 # Top-level keys a study file may add to the base config (conf/config.yaml): its own knobs.
 STUDY_KEYS = {"defaults", "hydra", "sweep_name", "scale", "grid", "objective", "rerun"}
+# Config nodes without `_target_` that run() passes as keyword arguments to a constructor.
+NODE_TARGETS = {"trainer": "lightning.pytorch.Trainer"}
 
 
 def _replace(node: Any, old: str, new: str) -> Any:
@@ -113,21 +115,40 @@ def objective_value(result: dict | None, metric: str) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _unknown_keys(study, base, prefix: str = "") -> list[str]:
-    """Leaf paths set by `study` that `base` lacks (below a null or absent-by-design node anything goes)."""
+def _accepts(target: str | None, key: str) -> bool:
+    """Whether the callable at dotted path `target` takes a `key` argument (or **kwargs)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    if not target:
+        return False
+    try:
+        params = inspect.signature(get_object(target)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return False
+    return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _unknown_keys(study: dict, base: dict, prefix: str = "", target: str | None = None) -> list[str]:
+    """Paths set by `study` that neither `base` has nor the node's constructor (`_target_`) accepts."""
     out = []
     for k, v in study.items():
         if k not in base:
-            out.append(f"{prefix}{k}")
+            if not _accepts(target, k):
+                out.append(f"{prefix}{k}")
         elif isinstance(v, dict) and isinstance(base[k], dict):
-            out += _unknown_keys(v, base[k], f"{prefix}{k}.")
+            sub_target = base[k].get("_target_") or NODE_TARGETS.get(f"{prefix}{k}")
+            out += _unknown_keys(v, base[k], f"{prefix}{k}.", sub_target)
     return out
 
 
 def check_study(cfg) -> None:
-    """Raise `ConfigError` when the study file (`--config-name X` from sweeps/) sets keys the base config lacks.
+    """Raise `ConfigError` when the study file (`--config-name X` from sweeps/) sets unknown keys.
 
-    A typo such as `trainer.max_epoch` would otherwise reach every job as a late TypeError.
+    A key is known when the base config has it or the node's constructor takes it (e.g. any
+    `lightning.Trainer` argument under `trainer`). A typo such as `trainer.max_epoch` would
+    otherwise reach every job as a late TypeError.
     Top-level study knobs (`STUDY_KEYS`) are allowed. No-op for runs of conf/config.yaml itself.
     """
     from hydra import compose
@@ -149,7 +170,7 @@ def check_study(cfg) -> None:
     unknown += _unknown_keys({k: v for k, v in study.items() if k in base}, base)
     if unknown:
         raise ConfigError(
-            f"study file {path} sets {', '.join(unknown)}, not keys of the composed config "
-            f"(conf/config.yaml with {', '.join(choices)}). Fix the spelling (e.g. trainer.max_epochs), or "
-            f"add the key with its group's YAML; a study's own top-level knobs are {', '.join(sorted(STUDY_KEYS))}."
+            f"study file {path} sets {', '.join(unknown)}: neither keys of the composed config (conf/config.yaml "
+            f"with {', '.join(choices)}) nor arguments of their constructors. Fix the spelling (e.g. "
+            f"trainer.max_epochs); a study's own top-level knobs are {', '.join(sorted(STUDY_KEYS))}."
         )
