@@ -32,7 +32,7 @@ def write_result(root: Path, strategy: str, per_class: int | None, seed: int, ac
            "callbacks": {"checkpoint": {"dirpath": f"{run_dir}/checkpoints"}}, **config}
     result = {"status": status, "error": None if status == "ok" else "RuntimeError: boom", "strategy": strategy,
               "adaptation": "none", "data": data, "seed": seed, "train_per_class": per_class,
-              "train_size": None if per_class is None else 10 * per_class,
+              "train_size": 2750 if per_class is None else 10 * per_class,
               "metrics": {} if acc is None else {metric: acc, "val/acc": acc + 0.01},
               "params": {"trainable": TRAINABLE.get(strategy, 1000), "total": 3_384_138}, "time_s": 10.0 + seed,
               "peak_mem_mb": 900.0, "backbone": {"name": "efficientnet_lite0"}, "config": cfg}
@@ -116,3 +116,15 @@ def test_duplicate_config_counted_once(sweep: Path):
     build_report(sweep)
     row = pd.read_csv(sweep / "report.csv").query("method == 'full' and train_per_class == 32").iloc[0]
     assert row.n == 3 and row.failed == 0
+
+
+def test_domain_pair_reports_target_metric_and_source_accuracy(tmp_path: Path):
+    for seed in (0, 1):
+        run = write_result(tmp_path, "partial", None, seed, 0.7 + seed / 100, metric="test/target_acc")
+        res = json.loads((run / "results.json").read_text())
+        res["metrics"]["test/source_acc"] = 0.95
+        (run / "results.json").write_text(json.dumps(res))
+    text = build_report(tmp_path).read_text()
+    assert "test/target_acc mean ± 95 % CI | val/acc | test/source_acc |" in text
+    assert "| partial | all/class (2750) | 2 | 0.705 ± 0.064 | 0.715 | 0.950 |" in text
+    assert pd.read_csv(tmp_path / "report.csv")["test/source_acc"].tolist() == [0.95]

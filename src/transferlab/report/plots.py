@@ -53,9 +53,10 @@ def metric_vs_params(table: pd.DataFrame, metric: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = _colors(table.method.unique())
     t = table.dropna(subset=["mean", "trainable"])
-    sizes = sorted(t.train_size.unique())
+    rank = t.train_size.rank(method="dense").fillna(1).to_numpy() - 1  # 0 = smallest size
+    t = t.assign(area=30 + 150 * rank / max(rank.max(), 1))
     for method, g in t.groupby("method"):
-        area = [30 + 150 * sizes.index(s) / max(len(sizes) - 1, 1) for s in g.train_size]
+        area = g.area.to_numpy()
         ax.errorbar(g.trainable.astype(float), g["mean"], yerr=np.nan_to_num(g.ci95.to_numpy(float)), fmt="none",
                     ecolor=colors[method], alpha=0.5)
         ax.scatter(g.trainable.astype(float), g["mean"], s=area, color=colors[method], label=method, alpha=0.8)

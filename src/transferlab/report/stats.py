@@ -21,9 +21,10 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (method x training-set size) over its ok seeds.
 
     Columns: method, train_per_class, train_size, n (ok seeds), failed, mean, ci95, std, val_acc,
-    trainable, total, time_s, peak_mem_mb.
+    trainable, total, time_s, peak_mem_mb, and the mean of every other test accuracy (e.g. test/source_acc).
     """
     rows = []
+    also = [c for c in runs.columns if c.startswith("also:")]  # other test accuracies, e.g. test/source_acc
     keys = ["method", "train_per_class"]
     for (method, per_class), g in runs.groupby(keys, dropna=False, sort=False):
         ok = g[(g.status == "ok") & g.metric.notna()]
@@ -38,6 +39,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             "trainable": ok.trainable.max() if len(ok) else None, "total": ok.total.max() if len(ok) else None,
             "time_s": ok.time_s.mean() if len(ok) else float("nan"),
             "peak_mem_mb": ok.peak_mem_mb.mean() if len(ok) else float("nan"),
+            **{c.split(":", 1)[1]: ok[c].astype(float).mean() if len(ok) else float("nan") for c in also},
         })
     table = pd.DataFrame(rows)
     return table.sort_values(["train_size", "method"], na_position="last").reset_index(drop=True)
