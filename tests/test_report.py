@@ -33,7 +33,7 @@ def write_result(root: Path, strategy: str, per_class: int | None, seed: int, ac
     result = {"status": status, "error": None if status == "ok" else "RuntimeError: boom", "strategy": strategy,
               "adaptation": "none", "data": data, "seed": seed, "train_per_class": per_class,
               "train_size": 2750 if per_class is None else 10 * per_class,
-              "metrics": {} if acc is None else {metric: acc, "val/acc": acc + 0.01},
+              "metrics": {} if acc is None else {metric: acc, metric.replace("test/", "val/"): acc + 0.01},
               "params": {"trainable": TRAINABLE.get(strategy, 1000), "total": 3_384_138}, "time_s": 10.0 + seed,
               "peak_mem_mb": 900.0, "backbone": {"name": "efficientnet_lite0"}, "config": cfg}
     (run_dir / "results.json").write_text(json.dumps(result))
@@ -125,6 +125,6 @@ def test_domain_pair_reports_target_metric_and_source_accuracy(tmp_path: Path):
         res["metrics"]["test/source_acc"] = 0.95
         (run / "results.json").write_text(json.dumps(res))
     text = build_report(tmp_path).read_text()
-    assert "test/target_acc mean ± 95 % CI | val/acc | test/source_acc |" in text
+    assert "test/target_acc mean ± 95 % CI | val/target_acc | test/source_acc |" in text
     assert "| partial | all/class (2750) | 2 | 0.705 ± 0.064 | 0.715 | 0.950 |" in text
     assert pd.read_csv(tmp_path / "report.csv")["test/source_acc"].tolist() == [0.95]

@@ -77,7 +77,7 @@ def _row(path: Path, res: dict, root: Path) -> dict:
         "run_dir": str(path.parent.relative_to(root)), "status": res["status"], "error": res.get("error"),
         "strategy": res.get("strategy"), "adaptation": res.get("adaptation"), "data": res.get("data"),
         "seed": res.get("seed"), "train_per_class": res.get("train_per_class"), "train_size": res.get("train_size"),
-        "metric_name": metric, "metric": metrics.get(metric), "val_acc": metrics.get("val/acc"),
+        "metric_name": metric, "metric": metrics.get(metric), "val_acc": metrics.get(metric.replace("test/", "val/", 1)),
         **{f"also:{k}": v for k, v in metrics.items() if k.startswith("test/") and k.endswith("acc") and k != metric},
         "trainable": params.get("trainable"), "total": params.get("total"),
         "time_s": res.get("time_s"), "peak_mem_mb": res.get("peak_mem_mb"),

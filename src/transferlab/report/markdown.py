@@ -27,7 +27,7 @@ def _params(n) -> str:
 
 def table_md(table: pd.DataFrame, metric: str) -> str:
     also = [c for c in table.columns if c.startswith("test/")]
-    head = (f"| method | train size | seeds ok | {metric} mean ± 95 % CI | val/acc | {' | '.join(also + [''])}"
+    head = (f"| method | train size | seeds ok | {metric} mean ± 95 % CI | {metric.replace('test/', 'val/', 1)} | {' | '.join(also + [''])}"
             f"trainable params | time/run (s) |\n|{'---|' * (7 + len(also))}")
     lines = [head]
     for r in table.to_dict("records"):
