@@ -1,0 +1,219 @@
+"""`python -m transferlab.plan <overrides>`: parameters and memory of a configured run, from the architecture alone.
+
+Composes the same conf/ tree as train.py, builds the backbone on the meta device (no weights read),
+applies the configured strategy exactly as training does, and prints parameters, bytes for weights
+(by dtype; 4 bit with its constants for QLoRA), gradients, optimizer states, traced activations (with
+and without activation checkpointing), the total and which GPUs it fits.
+
+    python -m transferlab.plan backbone=llama65b data=instructions strategy=qlora strategy.r=16 hardware=gpu_bf16
+    python -m transferlab.plan backbone=llama7b data=instructions strategy=full backbone.dtype=float32 hardware=gpu_fp16
+    python -m transferlab.plan backbone=bert_base plan.arch=/models/my_bert      # any folder with a config.json
+
+`plan.arch=<name|folder>` picks the architecture, `plan.seq_len=N` the sequence length (default: the
+backbone's max_length), `plan.json=PATH` also writes the plan as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from transferlab.errors import ConfigError, TransferlabError
+from transferlab.instantiate import build as instantiate
+from transferlab.planning import activations, memory
+from transferlab.planning.arch import build_meta_backbone
+
+GPUS_GB = (24, 40, 48, 80, 141)
+GPU_RUNTIME = 1.0e9  # CUDA context, cuBLAS/cuDNN workspaces: ~1 GB on a current GPU
+CPU_RUNTIME_MB = 1130.0  # RSS of python + torch 2.14 + lightning + transformers + peft imports (measured, CPU build)
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _act_bytes(cfg: DictConfig, backbone, strategy) -> int:
+    """Bytes per activation: 2 under 16-bit precision, else the compute dtype (QLoRA's or the weights')."""
+    precision = str(cfg.get("hardware", {}).get("precision", "32-true"))
+    if "16" in precision:
+        return 2
+    quant = getattr(strategy, "quantization", None)
+    dtype = (quant or {}).get("compute_dtype") or getattr(backbone, "dtype", "float32")
+    return torch.empty(0, dtype=getattr(torch, str(dtype))).element_size()
+
+
+def _data_shape(cfg: DictConfig) -> tuple[int, list | None, bool, int | None]:
+    """(batch size, class names, instruction task?, image size) from the data config (cheap `prepare`)."""
+    data = instantiate(cfg.data)
+    data.prepare()
+    lm = getattr(data, "task", None) == "instruction"
+    classes = None if lm else list(getattr(data, "classes", None) or range(data.num_classes))
+    return int(cfg.data.batch_size), classes, lm, cfg.data.get("image_size")
+
+
+def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -> dict:
+    """The plan of run config `cfg` (bytes), built on the meta device. Raises `ConfigError` on bad input."""
+    strategy = instantiate(cfg.strategy)
+    batch, classes, lm, image_size = _data_shape(cfg)
+    backbone = build_meta_backbone(cfg.backbone, arch)
+    if backbone.preprocessing.kind != ("image" if image_size or backbone.info.kind == "image" else "text"):
+        raise ConfigError(f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but the data "
+                          "config is of another modality: pick a matching pair (e.g. backbone=minilm data=reviews).")
+    with torch.device("meta"):
+        head = nn.Identity() if lm else nn.Sequential(nn.Dropout(0.0), nn.Linear(backbone.num_features, len(classes)))
+    notes = []
+    if getattr(strategy, "init_text", None):  # text-initialised prompts need the tokenizer: same count without
+        strategy.init_text = None
+        notes.append("prompt planned with random init (init_text needs the tokenizer; same parameter count)")
+    if strategy.trains:
+        backbone = strategy.apply(backbone, head, classes)
+    else:
+        strategy.check(backbone)
+        backbone.requires_grad_(False)
+        head.requires_grad_(False)
+    model = nn.ModuleList([backbone, head])
+    quant = getattr(backbone, "quantization", None) if backbone.quantized else None
+    out = {"backbone": backbone.info.name, "model_type": backbone.info.extra.get("model_type", backbone.info.name),
+           "strategy": strategy.name, "batch_size": batch, "notes": notes, "params": memory.count(model)}
+    out["weights"] = memory.weight_bytes(model, backbone.quantized, (quant or {}).get("double_quant", True))
+    out.update(memory.grads_and_states(model, cfg.get("optimizer")))
+    act_bytes = _act_bytes(cfg, backbone, strategy)
+    if backbone.info.kind == "image":
+        image_size = int(image_size or backbone.preprocessing.input_size[1])
+        out["input"] = f"{batch} x {backbone.preprocessing.in_chans} x {image_size} x {image_size} images"
+    else:
+        seq_len = int(seq_len or backbone.max_length)
+        out["input"] = f"{batch} x {seq_len} tokens"
+    acts = {"total": 0, "checkpointed": 0, "blocks": 0, "max_block": 0, "block_inputs": 0}
+    if strategy.trains and any(p.requires_grad for p in model.parameters()):
+        step = activations.training_step(backbone, head, batch, seq_len or 0, image_size, lm)
+        acts = activations.trace(step, backbone, act_bytes)
+    ckpt = bool(getattr(strategy, "gradient_checkpointing", False))
+    out.update(act_bytes=act_bytes, activations=acts, checkpointing=ckpt)
+    out["formula"] = _formula(backbone, batch, seq_len, act_bytes) if backbone.info.kind != "image" else None
+    used = acts["checkpointed"] if ckpt else acts["total"]
+    out["model_bytes"] = sum(out["weights"].values()) + out["gradients"] + out["optimizer_states"] + used
+    out["total"] = out["model_bytes"] + GPU_RUNTIME
+    out["fits"] = [g for g in GPUS_GB if out["total"] <= g * 1e9]
+    return out
+
+
+def _formula(backbone, batch: int, seq_len: int | None, act_bytes: int) -> float | None:
+    """Korthikanti et al.'s closed form L*s*b*h*(34 + 5*a*s/h) bytes at 16 bit, scaled to `act_bytes`."""
+    c = getattr(backbone.model, "config", None)
+    if c is None or not seq_len or not hasattr(c, "num_attention_heads"):
+        return None
+    h, a, L = c.hidden_size, c.num_attention_heads, c.num_hidden_layers
+    return L * seq_len * batch * h * (34 + 5 * a * seq_len / h) * act_bytes / 2
+
+
+def why_not(p: dict) -> str:
+    """Why a plan fits no listed GPU, and what to change."""
+    parts = {"weights": sum(p["weights"].values()), "gradients": p["gradients"],
+             "optimizer states": p["optimizer_states"],
+             "activations": p["activations"]["checkpointed" if p["checkpointing"] else "total"]}
+    big = max(parts, key=parts.get)
+    fixes = {"activations": f"lower data.batch_size (now {p['batch_size']}) or the sequence length / image size"
+                            + ("" if p["checkpointing"] else ", or use activation checkpointing"),
+             "weights": "use strategy=qlora (4-bit weights) or a smaller backbone",
+             "gradients": "train fewer parameters (strategy=lora / qlora / partial)",
+             "optimizer states": "train fewer parameters (strategy=lora / qlora) or an 8-bit optimizer "
+                                 "(optimizer._target_=bitsandbytes.optim.AdamW8bit)"}
+    return (f"needs {p['total'] / 1e9:.1f} GB, more than the largest listed GPU ({GPUS_GB[-1]} GB); the largest part "
+            f"is {big} ({parts[big] / 1e9:.1f} GB): {fixes[big]}.")
+
+
+def predict(cfg: DictConfig, module: nn.Module | None = None) -> dict:
+    """The plan for results.json (MB = MiB, like `peak_mem_mb`), next to which the run's measured peak is written.
+
+    `predicted_peak_mem_mb` is the GPU total on a GPU run, else the CPU process estimate (runtime +
+    model). With the run's `module`, its materialised parameter counts are checked against the plan.
+    Never raises: a failed plan is recorded as `{"error": ...}`.
+    """
+    try:
+        p = plan(cfg, arch=cfg.get("plan", {}).get("arch") if cfg.get("plan") else None)
+    except Exception as e:  # the run must not fail because of its estimate
+        return {"error": f"{type(e).__name__}: {e}"}
+    mb = 2.0**20
+    gpu = str(cfg.get("hardware", {}).get("accelerator", "cpu")) in ("gpu", "cuda", "auto")
+    out = {**p["params"], "weights_mb": round(sum(p["weights"].values()) / mb, 1),
+           "gradients_mb": round(p["gradients"] / mb, 1), "optimizer_states_mb": round(p["optimizer_states"] / mb, 1),
+           "activations_mb": round(p["activations"]["total"] / mb, 1),
+           "activations_checkpointed_mb": round(p["activations"]["checkpointed"] / mb, 1),
+           "runtime_mb": round(GPU_RUNTIME / mb if gpu else CPU_RUNTIME_MB, 1), "fits_gpus_gb": p["fits"]}
+    out["predicted_peak_mem_mb"] = round(p["model_bytes"] / mb + out["runtime_mb"], 1)
+    if module is not None:
+        real = memory.count(module)
+        out["counts_match"] = real == p["params"]
+    return out
+
+
+def compose(overrides: list[str]) -> tuple[DictConfig, dict]:
+    """Compose conf/ with `overrides`; `plan.KEY=VALUE` overrides are the planner's own options."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    opts = {a.split("=", 1)[0][5:]: a.split("=", 1)[1] for a in overrides if a.startswith("plan.") and "=" in a}
+    rest = [a for a in overrides if not a.startswith("plan.")]
+    search = f"hydra.searchpath=[file://{CONF / 'plan'}]"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        try:
+            cfg = hydra_compose("config", overrides=[*rest, search])
+        except Exception as e:  # unknown group option / key: Hydra's message says which
+            raise ConfigError(f"{e}") from None
+    return cfg, opts
+
+
+def render(p: dict) -> str:
+    """The plan as a table."""
+    gb = lambda b: f"{b / 1e9:,.2f} GB"  # noqa: E731
+    w = ", ".join(f"{k} {gb(v)}" for k, v in sorted(p["weights"].items(), key=lambda kv: -kv[1]))
+    a, acts, n = p["act_bytes"], p["activations"], p["params"]
+    rows = [("run", f"{p['backbone']} ({p['model_type']}) x {p['strategy']}, {p['input']}"),
+            ("parameters", f"{n['total']:,} total, {n['trainable']:,} trainable "
+                           f"({100 * n['trainable'] / max(n['total'], 1):.3f} %)"),
+            ("weights", f"{gb(sum(p['weights'].values()))}  ({w}"
+                        + (f"; 4bit = {memory.bits_per_4bit_weight():.3f} bits/weight incl. constants)"
+                           if "4bit" in p["weights"] else ")")),
+            ("gradients", f"{gb(p['gradients'])}  (trainable parameters, in their dtype)"),
+            ("optimizer", f"{gb(p['optimizer_states'])}  ({p['optimizer']}: state per trainable parameter)"),
+            ("activations", f"{gb(acts['total'])}  (traced saved tensors at {a} bytes, {acts['blocks']} blocks)"
+                            + (f"; Korthikanti L*s*b*h*(34+5as/h): {gb(p['formula'])}" if p.get("formula") else "")),
+            ("  checkpointed", f"{gb(acts['checkpointed'])}  (block inputs {gb(acts['block_inputs'])} + one block "
+                               f"{gb(acts['max_block'])} + rest){'  <- configured' if p['checkpointing'] else ''}"),
+            ("runtime", f"{gb(GPU_RUNTIME)}  (CUDA context and workspaces)"),
+            ("total", gb(p["total"])),
+            ("fits on", ", ".join(f"{g} GB" for g in p["fits"]) or "no listed GPU")]
+    rows += [("note", n) for n in p["notes"]]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: print the plan; exit 2 with one message on bad input or when it fits no listed GPU."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transferlab").setLevel(logging.ERROR)
+    try:
+        cfg, opts = compose(list(sys.argv[1:] if argv is None else argv))
+        p = plan(cfg, arch=opts.get("arch"), seq_len=int(opts["seq_len"]) if "seq_len" in opts else None)
+    except TransferlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(render(p))
+    if "json" in opts:
+        Path(opts["json"]).write_text(json.dumps(p, indent=2, default=str))
+    if not p["fits"]:
+        print(f"error: fits no listed GPU: {why_not(p)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

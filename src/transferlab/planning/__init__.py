@@ -1,0 +1,1 @@
+"""Memory planning from the architecture alone: meta-device models, byte accounting, activation tracing."""
