@@ -330,3 +330,4 @@ def test_augment_and_tta_run_end_to_end(run_dir):
 def test_adaptation_without_target_domain_fails_early(run_dir):
     with pytest.raises(ConfigError, match="target domain"):
         run_config(["adaptation=dann", "data=digits"], run_dir)
+
