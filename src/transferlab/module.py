@@ -53,6 +53,7 @@ class TransferModule(L.LightningModule):
         super().__init__()
         self.backbone, self.head, self.adaptation = backbone, head, adaptation
         self.augment, self.tta = augment, tta
+        self.features_cached = False  # set by transferlab.features: batches then hold backbone features
         self.strategy, self.optimizer_fn, self.scheduler_fn = strategy, optimizer, scheduler
         self.eval_names = eval_names or [""]
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -63,6 +64,10 @@ class TransferModule(L.LightningModule):
 
     def forward(self, inputs: Any) -> torch.Tensor:
         return self.head(self.backbone(inputs))  # (B, num_classes)
+
+    def features(self, inputs: Any) -> torch.Tensor:
+        """Backbone features `(B, F)`; with the feature cache the batch already holds them."""
+        return inputs if self.features_cached else self.backbone(inputs)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -79,7 +84,7 @@ class TransferModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         src = batch["source"] if "source" in batch else batch
         inputs = self.augment(src["inputs"]) if self.augment is not None else src["inputs"]
-        feats = self.backbone(inputs)  # (B, F)
+        feats = self.features(inputs)  # (B, F)
         logits = self.head(feats)  # (B, K)
         loss = F.cross_entropy(logits, src["labels"])
         self.train_acc(logits, src["labels"])
@@ -97,7 +102,7 @@ class TransferModule(L.LightningModule):
 
     # -- evaluation ---------------------------------------------------------------------------
     def _eval_step(self, split: str, batch: dict, dataloader_idx: int) -> None:
-        logits = self(batch["inputs"])
+        logits = self.head(self.features(batch["inputs"]))  # (B, K)
         name = self.eval_names[dataloader_idx]
         prefix = f"{split}/{name}_" if name else f"{split}/"
         bs = len(batch["labels"])

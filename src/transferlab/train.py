@@ -112,6 +112,12 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
             adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
             tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
         )
+    if cfg.cache.features and not lm_task:
+        from transferlab.features import cache_features, why_not
+
+        reason = why_not(strategy, module, data)
+        result["feature_cache"] = ({"used": False, "reason": reason} if reason else
+                                   {"used": True, **cache_features(module, data, cfg.cache.dir).to_dict()})
     from transferlab.strategies.peft_base import count_params
 
     result["params"] = count_params(module)  # on the (peft-)wrapped model; 4-bit weights at their logical size

@@ -61,6 +61,16 @@ class FolderImages(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def fingerprint(self) -> str:
+        """Hash of file paths, sizes, mtimes, labels and the transform (for the feature cache)."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self.mode}|{self.transform}".encode())
+        for f, y in zip(self.files, self.labels.tolist()):
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{y}".encode())
+        return h.hexdigest()
+
     def __getitem__(self, i: int) -> dict:
         from PIL import Image
 

@@ -30,6 +30,15 @@ class NormalizedImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def fingerprint(self) -> str:
+        """Content hash of exactly what `__getitem__` yields (for the feature cache)."""
+        import hashlib
+
+        h = hashlib.sha256(self.images.numpy().tobytes())
+        h.update(self.labels.numpy().tobytes())
+        h.update(f"{tuple(self.images.shape)}|{self.mean.flatten().tolist()}|{self.std.flatten().tolist()}".encode())
+        return h.hexdigest()
+
     def __getitem__(self, i: int) -> dict:
         x = self.images[i].expand(len(self.mean), -1, -1)  # (C, S, S)
         return {"inputs": (x - self.mean) / self.std, "labels": self.labels[i]}

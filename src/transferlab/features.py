@@ -1,0 +1,153 @@
+"""Feature cache: one backbone pass per sample when the backbone is frozen.
+
+With `feature_extraction` every epoch (and every job of a sweep) would recompute the same
+features. When the whole backbone is frozen, no training-time augmentation touches its inputs and
+the datasets can fingerprint their content, features are computed once, stored under
+`<cache dir>/features/<key>.safetensors` and reused across epochs, runs and sweep jobs.
+
+The key hashes everything that determines the features: the backbone's weights and class, the
+dataset content and its deterministic transform (size, normalisation, channels) and the dtype.
+Files are written atomically and carry a SHA-256 of their contents: a torn or corrupt file is
+discarded (with a warning) and recomputed, never used. An unwritable cache dir falls back to
+in-memory features for this run only (with a warning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from transferlab.paths import atomic_write, cache_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+    persisted: bool = True
+    dir: str = ""
+    reason: str = ""
+    forwards: int = 0  # backbone forward passes over samples, this run
+    keys: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "keys"}
+
+
+class FeatureDataset(Dataset):
+    """Precomputed features `(N, F)` with labels, in the same order as the source dataset."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"inputs": self.features[i], "labels": self.labels[i]}
+
+
+def weights_hash(module: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (names, shapes, dtypes, values)."""
+    h = hashlib.sha256(type(module).__qualname__.encode())
+    for name, t in module.state_dict().items():
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _checksum(features: torch.Tensor, labels: torch.Tensor) -> str:
+    return hashlib.sha256(features.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
+
+
+@torch.no_grad()
+def compute(backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str, stats: CacheStats):
+    from tqdm.auto import tqdm
+
+    feats, labels = [], []
+    was_training = backbone.training
+    backbone.eval()
+    # A DataLoader draws its base seed from the global RNG: fork it, so that a cached run shuffles
+    # (and everything after) exactly like the uncached run.
+    with torch.random.fork_rng(devices=[]):
+        for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"features {desc}", leave=False):
+            feats.append(backbone(batch["inputs"]).float().cpu())  # (B, F)
+            labels.append(batch["labels"])
+            stats.forwards += len(batch["labels"])
+    backbone.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def load(path: Path, stats: CacheStats):
+    """Features from `path`, or None when absent; corrupt files are deleted and reported."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            feats, labels = f.get_tensor("features"), f.get_tensor("labels")
+        if meta.get("sha256") != _checksum(feats, labels):
+            raise ValueError("checksum mismatch")
+        return feats, labels
+    except Exception as e:  # truncated, corrupt, or tampered
+        log.warning("feature cache file %s is corrupt (%s): discarding it and recomputing", path, e)
+        stats.corrupt += 1
+        path.unlink(missing_ok=True)
+        return None
+
+
+def save(path: Path, feats: torch.Tensor, labels: torch.Tensor, stats: CacheStats) -> None:
+    from safetensors.torch import save_file
+
+    meta = {"sha256": _checksum(feats, labels)}
+    try:
+        atomic_write(path, lambda tmp: save_file({"features": feats, "labels": labels}, str(tmp), metadata=meta))
+    except OSError as e:  # read-only or full disk: keep the in-memory features, don't persist
+        if stats.persisted:
+            log.warning("feature cache dir %s is not writable (%s): features are kept for this run only", path.parent, e)
+        stats.persisted = False
+
+
+def why_not(strategy, module, data) -> str:
+    """Empty when the features can be cached, else the reason they can't."""
+    if any(p.requires_grad for p in module.backbone.parameters()):
+        return "the backbone has trainable parameters"
+    if module.augment is not None or module.tta is not None:
+        return "augmentation changes the backbone's inputs"
+    if module.adaptation is not None:
+        return "domain adaptation trains on backbone features"
+    if not all(hasattr(ds, "fingerprint") for ds in data.datasets.values()):
+        return "the datasets can't fingerprint their content"
+    return ""
+
+
+def cache_features(module, data, directory: str | None = None, batch_size: int = 128) -> CacheStats:
+    """Swap `data`'s datasets for cached backbone features and switch `module` to them."""
+    stats = CacheStats()
+    root = Path(directory).expanduser() if directory else cache_dir("features")
+    stats.dir = str(root)
+    model_key = weights_hash(module.backbone)
+    for name, ds in list(data.datasets.items()):
+        key = hashlib.sha256(f"{model_key}|{ds.fingerprint()}|float32".encode()).hexdigest()[:40]
+        path = root / f"{key}.safetensors"
+        hit = load(path, stats)
+        if hit is None:
+            stats.misses += 1
+            hit = compute(module.backbone, ds, batch_size, name, stats)
+            save(path, *hit, stats)
+        else:
+            stats.hits += 1
+        stats.keys.append(key)
+        data.datasets[name] = FeatureDataset(*hit)
+    module.features_cached = True
+    return stats
