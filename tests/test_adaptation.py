@@ -331,3 +331,42 @@ def test_adaptation_without_target_domain_fails_early(run_dir):
     with pytest.raises(ConfigError, match="target domain"):
         run_config(["adaptation=dann", "data=digits"], run_dir)
 
+
+
+class KillAt(L.Callback):
+    """Raises at a given global step: a run killed half-way (used through `+callbacks.kill=...`)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"killed at step {self.step}")
+
+
+def _lambdas(run_dir):
+    import csv
+
+    with open(run_dir / "csv" / "metrics.csv") as fh:
+        return {int(r["step"]): float(r["train/grl_lambda"]) for r in csv.DictReader(fh) if r.get("train/grl_lambda")}
+
+
+@pytest.mark.slow
+def test_dann_resumed_run_matches_uninterrupted(tmp_path):
+    # save_top_k=1 (latest, no monitor): with Lightning 2.6 and save_top_k=0, last.ckpt is only
+    # written when training ends, so a killed run would have nothing to resume from.
+    args = E2E + ["adaptation=dann", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
+                  "trainer.log_every_n_steps=1", "callbacks.checkpoint.save_top_k=1"]
+    full = run_config(args, tmp_path / "full")
+    with pytest.raises(RuntimeError, match="killed"):
+        run_config(args + ["+callbacks.kill._target_=test_adaptation.KillAt", "+callbacks.kill.step=3"], tmp_path / "cut")
+    assert _lambdas(tmp_path / "cut") == pytest.approx({s: grl_lambda(s / 6) for s in range(3)}, abs=1e-6)
+    resumed = run_config(args + [f"ckpt_path={tmp_path / 'cut' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "resumed")
+    assert resumed["global_step"] == full["global_step"] == 6
+    expected = {s: grl_lambda(s / 6) for s in range(6)}
+    assert _lambdas(tmp_path / "full") == pytest.approx(expected, abs=1e-6)
+    assert _lambdas(tmp_path / "resumed") == pytest.approx({s: expected[s] for s in range(3, 6)}, abs=1e-6)
+    assert resumed["metrics"]["train/grl_lambda"] == pytest.approx(full["metrics"]["train/grl_lambda"], abs=1e-7)
+    # Final weights/metrics of the resumed run still differ slightly from the uninterrupted one
+    # (measured: test/target_acc 0.0625 vs 0.0 on 2 test batches): that is the run-level RNG/loader
+    # state on resume, outside the schedule tested here (reported to the lead).
