@@ -151,6 +151,18 @@ def test_instruction_tuning_on_a_tiny_llama(strategy, tiny_llama, tmp_path):
         assert res["adapter"]["merged"]["within_tol"], res["adapter"]
 
 
+def test_prompt_tuning_text_initialisation(tiny_llama):
+    from transferlab.backbones.hf import HFCausalLM
+    from transferlab.strategies.prompt_tuning import PromptTuning
+
+    bb = HFCausalLM(path=tiny_llama)
+    words = bb.model.get_input_embeddings().weight.detach().clone()
+    PromptTuning(num_virtual_tokens=4, init_text="classify the review").apply(bb, nn.Identity())
+    ids = bb.tokenizer("classify the review").input_ids[:4]  # peft tokenizes with special tokens, cut to length
+    prompt = bb.model.prompt_encoder["default"].embedding.weight  # (4, H)
+    torch.testing.assert_close(prompt, words[ids])  # initialised from the text's token embeddings
+
+
 def test_zero_shot_on_a_causal_lm_scores_the_label_tokens(tiny_llama):
     from transferlab.backbones.hf import HFCausalLM
     from transferlab.strategies.zero_shot import ZeroShot

@@ -172,7 +172,7 @@ def test_bert_recipe_really_applies_its_schedule(tmp_path):
     """3 epochs x 2 steps: the logged LR rises for 10 % of the steps, then falls linearly."""
     import pandas as pd
 
-    res = run_config(["experiment=bert_recipe", "data.source.n_per_class=40", "data.train_per_class=32",
+    res = run_config(["experiment=bert_recipe", "data.source.n_per_class=70", "data.train_per_class=32",
                       "logger=csv", "callbacks.checkpoint=null", "trainer.enable_progress_bar=false",
                       "trainer.log_every_n_steps=1"], tmp_path, fast=False)
     assert res["status"] == "ok" and res["global_step"] == 6
@@ -186,8 +186,11 @@ def test_bert_recipe_really_applies_its_schedule(tmp_path):
 
 @pytest.mark.slow
 def test_llama7b_offline_cli_exits_fast_with_the_message(tmp_path):
+    import os
+
     start = time.monotonic()
     proc = train_cli(["strategy=lora", "backbone=llama7b", f"hydra.run.dir={tmp_path}"], env={"HF_HUB_OFFLINE": "1"})
-    assert proc.returncode != 0 and time.monotonic() - start < 30
+    # < 30 s (~10 s on an idle 2-core machine, mostly imports); scaled when the machine is oversubscribed
+    assert proc.returncode == 2 and time.monotonic() - start < 30 * max(1.0, os.getloadavg()[0] / os.cpu_count())
     assert "backbone.path" in proc.stderr and "meta-llama/Llama-2-7b-hf" in proc.stderr
     assert "Traceback" not in proc.stderr
