@@ -20,16 +20,15 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from transferlab.errors import ConfigError, TransferlabError
 from transferlab.instantiate import build as instantiate
 from transferlab.planning import activations, memory
 from transferlab.planning.arch import build_meta_backbone
+from transferlab.planning.table import GPU_RUNTIME, GPUS_GB, render, why_not
 
-GPUS_GB = (24, 40, 48, 80, 141)
-GPU_RUNTIME = 1.0e9  # CUDA context, cuBLAS/cuDNN workspaces: ~1 GB on a current GPU
 CPU_RUNTIME_MB = 1130.0  # RSS of python + torch 2.14 + lightning + transformers + peft imports (measured, CPU build)
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -44,23 +43,23 @@ def _act_bytes(cfg: DictConfig, backbone, strategy) -> int:
     return torch.empty(0, dtype=getattr(torch, str(dtype))).element_size()
 
 
-def _data_shape(cfg: DictConfig) -> tuple[int, list | None, bool, int | None]:
-    """(batch size, class names, instruction task?, image size) from the data config (cheap `prepare`)."""
+def _data_shape(cfg: DictConfig) -> tuple[int, list | None, bool, int | None, str]:
+    """(batch size, class names, instruction task?, image size, modality) from the data config (cheap `prepare`)."""
     data = instantiate(cfg.data)
     data.prepare()
     lm = getattr(data, "task", None) == "instruction"
     classes = None if lm else list(getattr(data, "classes", None) or range(data.num_classes))
-    return int(cfg.data.batch_size), classes, lm, cfg.data.get("image_size")
+    return int(cfg.data.batch_size), classes, lm, cfg.data.get("image_size"), getattr(data, "modality", "image")
 
 
 def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -> dict:
     """The plan of run config `cfg` (bytes), built on the meta device. Raises `ConfigError` on bad input."""
     strategy = instantiate(cfg.strategy)
-    batch, classes, lm, image_size = _data_shape(cfg)
+    batch, classes, lm, image_size, modality = _data_shape(cfg)
     backbone = build_meta_backbone(cfg.backbone, arch)
-    if backbone.preprocessing.kind != ("image" if image_size or backbone.info.kind == "image" else "text"):
-        raise ConfigError(f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but the data "
-                          "config is of another modality: pick a matching pair (e.g. backbone=minilm data=reviews).")
+    if backbone.preprocessing.kind != modality:
+        raise ConfigError(f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but the data is "
+                          f"{modality} data: pick a matching pair (e.g. backbone=minilm data=reviews).")
     with torch.device("meta"):
         head = nn.Identity() if lm else nn.Sequential(nn.Dropout(0.0), nn.Linear(backbone.num_features, len(classes)))
     notes = []
@@ -85,7 +84,7 @@ def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -
         out["input"] = f"{batch} x {backbone.preprocessing.in_chans} x {image_size} x {image_size} images"
     else:
         seq_len = int(seq_len or backbone.max_length)
-        out["input"] = f"{batch} x {seq_len} tokens"
+        out["input"], out["seq_len"] = f"{batch} x {seq_len} tokens", seq_len
     acts = {"total": 0, "checkpointed": 0, "blocks": 0, "max_block": 0, "block_inputs": 0}
     if strategy.trains and any(p.requires_grad for p in model.parameters()):
         step = activations.training_step(backbone, head, batch, seq_len or 0, image_size, lm)
@@ -109,31 +108,17 @@ def _formula(backbone, batch: int, seq_len: int | None, act_bytes: int) -> float
     return L * seq_len * batch * h * (34 + 5 * a * seq_len / h) * act_bytes / 2
 
 
-def why_not(p: dict) -> str:
-    """Why a plan fits no listed GPU, and what to change."""
-    parts = {"weights": sum(p["weights"].values()), "gradients": p["gradients"],
-             "optimizer states": p["optimizer_states"],
-             "activations": p["activations"]["checkpointed" if p["checkpointing"] else "total"]}
-    big = max(parts, key=parts.get)
-    fixes = {"activations": f"lower data.batch_size (now {p['batch_size']}) or the sequence length / image size"
-                            + ("" if p["checkpointing"] else ", or use activation checkpointing"),
-             "weights": "use strategy=qlora (4-bit weights) or a smaller backbone",
-             "gradients": "train fewer parameters (strategy=lora / qlora / partial)",
-             "optimizer states": "train fewer parameters (strategy=lora / qlora) or an 8-bit optimizer "
-                                 "(optimizer._target_=bitsandbytes.optim.AdamW8bit)"}
-    return (f"needs {p['total'] / 1e9:.1f} GB, more than the largest listed GPU ({GPUS_GB[-1]} GB); the largest part "
-            f"is {big} ({parts[big] / 1e9:.1f} GB): {fixes[big]}.")
-
-
-def predict(cfg: DictConfig, module: nn.Module | None = None) -> dict:
+def predict(cfg: DictConfig, module: nn.Module | None = None, data=None) -> dict:
     """The plan for results.json (MB = MiB, like `peak_mem_mb`), next to which the run's measured peak is written.
 
     `predicted_peak_mem_mb` is the GPU total on a GPU run, else the CPU process estimate (runtime +
-    model). With the run's `module`, its materialised parameter counts are checked against the plan.
-    Never raises: a failed plan is recorded as `{"error": ...}`.
+    model). With the run's `module`, its materialised parameter counts are checked against the plan;
+    with its built `data`, text is planned at the longest of the first training batches (they are
+    padded to their longest text, not to max_length). Never raises: a failed plan is `{"error": ...}`.
     """
     try:
-        p = plan(cfg, arch=cfg.get("plan", {}).get("arch") if cfg.get("plan") else None)
+        arch = cfg.plan.get("arch") if cfg.get("plan") else None
+        p = plan(cfg, arch=arch, seq_len=seen_seq_len(data) if data is not None else None)
     except Exception as e:  # the run must not fail because of its estimate
         return {"error": f"{type(e).__name__}: {e}"}
     mb = 2.0**20
@@ -143,11 +128,28 @@ def predict(cfg: DictConfig, module: nn.Module | None = None) -> dict:
            "activations_mb": round(p["activations"]["total"] / mb, 1),
            "activations_checkpointed_mb": round(p["activations"]["checkpointed"] / mb, 1),
            "runtime_mb": round(GPU_RUNTIME / mb if gpu else CPU_RUNTIME_MB, 1), "fits_gpus_gb": p["fits"]}
+    out["seq_len"] = p.get("seq_len")
     out["predicted_peak_mem_mb"] = round(p["model_bytes"] / mb + out["runtime_mb"], 1)
     if module is not None:
-        real = memory.count(module)
-        out["counts_match"] = real == p["params"]
+        from transferlab.strategies.peft_base import count_params  # 4-bit weights at their logical size
+
+        real = count_params(module)
+        out["counts_match"] = {"trainable": real["trainable"], "total": real["total"]} == p["params"]
     return out
+
+
+def seen_seq_len(data, batches: int = 8) -> int | None:
+    """Longest `input_ids` length in the first `batches` training batches of a built datamodule (None: not text)."""
+    def find(x):
+        if isinstance(x, dict):
+            return x["input_ids"].shape[-1] if "input_ids" in x else max((find(v) or 0 for v in x.values()), default=0)
+        return max((find(v) or 0 for v in x), default=0) if isinstance(x, (list, tuple)) else 0
+
+    try:
+        lengths = [find(b) for _, b in zip(range(batches), data.train_dataloader())]
+    except Exception:  # not set up yet, or not a text datamodule
+        return None
+    return max(lengths, default=0) or None
 
 
 def compose(overrides: list[str]) -> tuple[DictConfig, dict]:
@@ -168,38 +170,8 @@ def compose(overrides: list[str]) -> tuple[DictConfig, dict]:
     return cfg, opts
 
 
-def render(p: dict) -> str:
-    """The plan as a table."""
-    gb = lambda b: f"{b / 1e9:,.2f} GB"  # noqa: E731
-    w = ", ".join(f"{k} {gb(v)}" for k, v in sorted(p["weights"].items(), key=lambda kv: -kv[1]))
-    a, acts, n = p["act_bytes"], p["activations"], p["params"]
-    rows = [("run", f"{p['backbone']} ({p['model_type']}) x {p['strategy']}, {p['input']}"),
-            ("parameters", f"{n['total']:,} total, {n['trainable']:,} trainable "
-                           f"({100 * n['trainable'] / max(n['total'], 1):.3f} %)"),
-            ("weights", f"{gb(sum(p['weights'].values()))}  ({w}"
-                        + (f"; 4bit = {memory.bits_per_4bit_weight():.3f} bits/weight incl. constants)"
-                           if "4bit" in p["weights"] else ")")),
-            ("gradients", f"{gb(p['gradients'])}  (trainable parameters, in their dtype)"),
-            ("optimizer", f"{gb(p['optimizer_states'])}  ({p['optimizer']}: state per trainable parameter)"),
-            ("activations", f"{gb(acts['total'])}  (traced saved tensors at {a} bytes, {acts['blocks']} blocks)"
-                            + (f"; Korthikanti L*s*b*h*(34+5as/h): {gb(p['formula'])}" if p.get("formula") else "")),
-            ("  checkpointed", f"{gb(acts['checkpointed'])}  (block inputs {gb(acts['block_inputs'])} + one block "
-                               f"{gb(acts['max_block'])} + rest){'  <- configured' if p['checkpointing'] else ''}"),
-            ("runtime", f"{gb(GPU_RUNTIME)}  (CUDA context and workspaces)"),
-            ("total", gb(p["total"])),
-            ("fits on", ", ".join(f"{g} GB" for g in p["fits"]) or "no listed GPU")]
-    rows += [("note", n) for n in p["notes"]]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: print the plan; exit 2 with one message on bad input or when it fits no listed GPU."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("transferlab").setLevel(logging.ERROR)
     try:
         cfg, opts = compose(list(sys.argv[1:] if argv is None else argv))
         p = plan(cfg, arch=opts.get("arch"), seq_len=int(opts["seq_len"]) if "seq_len" in opts else None)
@@ -216,4 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transferlab").setLevel(logging.ERROR)  # qlora's "reloading in 4 bit" is meant for real runs
     sys.exit(main())
