@@ -99,7 +99,7 @@ def test_llama65b_qlora_fits_48gb_with_checkpointing():
             "data.batch_size=1", "strategy.gradient_checkpointing=true", "strategy.target_modules=[q_proj,v_proj]"]
     p = plan(compose(args)[0])
     assert p["params"]["trainable"] == 80 * 2 * 16 * 16384  # 41.9 M
-    assert 48 in p["fits"] and 40 not in p["fits"]
+    assert 48 in p["fits"] and 24 not in p["fits"]  # 38.1 GB: 4-bit base 33.4 + fp32 embeddings/head 2.3 + ...
 
 
 def _cli(*args):
