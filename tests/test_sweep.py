@@ -69,6 +69,8 @@ def compose_study(study_dir: Path, name: str, overrides: list[str] | None = None
 
 @pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_files_compose_and_pass_the_key_check(study: Path):
+    if "hydra/sweeper: optuna" in study.read_text():
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'transferlab[sweeps]'")
     cfg = compose_study(study.parent, study.stem)
     check_study(cfg)
     assert cfg.sweep_name == study.stem and cfg.hydra.sweep.dir == f"multirun/{study.stem}/small"
@@ -86,6 +88,8 @@ def test_unknown_key_in_study_file(tmp_path: Path):
 
 @pytest.mark.parametrize("launcher", ["local", "slurm"])
 def test_launchers_compose(launcher: str):
+    if launcher == "slurm":
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'transferlab[slurm]'")
     proc = train_cli([f"hydra/launcher={launcher}", "--cfg", "hydra"], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {"local": "JoblibLauncher", "slurm": "SlurmLauncher"}[launcher] in proc.stdout
