@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
+from transferlab.compose import compose  # noqa: E402  (shared with bench/ and notebooks)
+
 # Offline first: no test may reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -27,26 +29,6 @@ FAST = [
     "trainer.enable_progress_bar=false",
     "data.image_size=32",
 ]
-
-
-def compose(overrides: list[str], out_dir: Path | str):
-    """Compose conf/config.yaml with `overrides`, as `python train.py` would, with HydraConfig set."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def run_config(overrides: list[str], out_dir: Path, fast: bool = True) -> dict:

@@ -120,7 +120,7 @@ def save(path: Path, feats: torch.Tensor, labels: torch.Tensor, stats: CacheStat
 
 def why_not(strategy, module, data) -> str:
     """Empty when the features can be cached, else the reason they can't."""
-    if any(p.requires_grad for p in module.backbone.parameters()):
+    if not getattr(strategy, "backbone_always_frozen", False) or any(p.requires_grad for p in module.backbone.parameters()):
         return "the backbone has trainable parameters"
     if module.augment is not None or module.tta is not None:
         return "augmentation changes the backbone's inputs"
@@ -128,26 +128,38 @@ def why_not(strategy, module, data) -> str:
         return "domain adaptation trains on backbone features"
     if not all(hasattr(ds, "fingerprint") for ds in data.datasets.values()):
         return "the datasets can't fingerprint their content"
+    if getattr(data, "with_target", False):
+        return "target batches are drawn during training"
     return ""
 
 
 def cache_features(module, data, directory: str | None = None, batch_size: int = 128) -> CacheStats:
-    """Swap `data`'s datasets for cached backbone features and switch `module` to them."""
+    """Swap `data`'s datasets for cached backbone features and switch `module` to them.
+
+    Features are cached per *domain* (every image of it, in a fixed order), and each split takes its
+    rows by index: all training subsets, seeds and sizes of a sweep share one backbone pass per image.
+    """
+    import numpy as np
+
     stats = CacheStats()
     root = Path(directory).expanduser() if directory else cache_dir("features")
     stats.dir = str(root)
     model_key = weights_hash(module.backbone)
-    for name, ds in list(data.datasets.items()):
-        key = hashlib.sha256(f"{model_key}|{ds.fingerprint()}|float32".encode()).hexdigest()[:40]
+    for which, dom in data.domains.items():
+        full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
+        key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|float32".encode()).hexdigest()[:40]
         path = root / f"{key}.safetensors"
         hit = load(path, stats)
         if hit is None:
             stats.misses += 1
-            hit = compute(module.backbone, ds, batch_size, name, stats)
+            hit = compute(module.backbone, full, batch_size, which, stats)
             save(path, *hit, stats)
         else:
             stats.hits += 1
         stats.keys.append(key)
-        data.datasets[name] = FeatureDataset(*hit)
+        feats, labels = hit
+        for split in ("train", "val", "test"):
+            idx = torch.from_numpy(np.asarray(getattr(dom, split), dtype=np.int64))
+            data.datasets[f"{which}/{split}"] = FeatureDataset(feats[idx], labels[idx])
     module.features_cached = True
     return stats

@@ -160,11 +160,10 @@ def compose(overrides: list[str]) -> tuple[DictConfig, dict]:
 
     opts = {a.split("=", 1)[0][5:]: a.split("=", 1)[1] for a in overrides if a.startswith("plan.") and "=" in a}
     rest = [a for a in overrides if not a.startswith("plan.")]
-    search = f"hydra.searchpath=[file://{CONF / 'plan'}]"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         try:
-            cfg = hydra_compose("config", overrides=[*rest, search])
+            cfg = hydra_compose("config", overrides=rest)
         except Exception as e:  # unknown group option / key: Hydra's message says which
             raise ConfigError(f"{e}") from None
     return cfg, opts

@@ -142,12 +142,18 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         if strategy.trains:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
         metrics = dict(trainer.callback_metrics)
+        from transferlab.plan import predict
+
+        result["plan"] = predict(cfg, module, data)  # predicted memory, next to the measured peak_mem_mb
         trainer.test(module, datamodule=data, verbose=False)
         metrics.update(trainer.callback_metrics)
         result["metrics"] = results.clean_metrics(metrics)
         result["epochs"] = trainer.current_epoch
         result["global_step"] = trainer.global_step
         result["world_size"] = trainer.world_size
+        for cb in callbacks:
+            if hasattr(cb, "summary"):
+                result.setdefault("timing", {}).update(cb.summary())
         if getattr(strategy, "saves_adapter", False) and strategy.trains and trainer.is_global_zero:
             from transferlab.export_peft import export_adapter  # adapter in peft format + merged re-evaluation
 
@@ -200,6 +206,10 @@ def main(cfg: DictConfig) -> dict | None:
     from transferlab.sweep import check_study, objective_value, skip_finished
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.plan.enabled:  # the planner: architecture only, nothing loaded or trained
+        from transferlab.plan import main as plan_main
+
+        sys.exit(plan_main([a for a in HydraConfig.get().overrides.task if not a.startswith("plan.enabled")]))
     try:
         check_study(cfg)
         result = skip_finished(cfg) or run(cfg)

@@ -6,5 +6,7 @@ from transferlab.strategies.base import Strategy
 class FeatureExtraction(Strategy):
     """Freeze every backbone parameter; only the new head is trained at `lr`."""
 
+    backbone_always_frozen = True  # the backbone's features never change: they can be cached
+
     def trainable_groups(self, groups):
         return []

@@ -1,0 +1,88 @@
+"""P1: per-step overhead of a transferlab run vs a hand-written PyTorch loop.
+
+Same model (EfficientNet-Lite0, packaged weights, full fine-tuning), same data (digits, 32 px),
+batch size, AdamW parameter groups and number of steps. Both run in this process, interleaved
+`--repeats` times; the figure is the median framework step time over the median plain step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+from common import write_section
+
+
+def plain_loop(steps: int, image_size: int) -> list[float]:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from transferlab.backbones.timm import TimmBackbone
+    from transferlab.backbones.weights import efficientnet_lite0
+    from transferlab.data.images import ArrayImageData
+    from transferlab.data.sources import sklearn_digits
+    from transferlab.strategies.full import Full
+
+    torch.manual_seed(0)
+    data = ArrayImageData(sklearn_digits, image_size=image_size, train_per_class=None, batch_size=32).prepare()
+    backbone = TimmBackbone("tf_efficientnet_lite0", weights=efficientnet_lite0())
+    data.build(backbone.preprocessing)
+    head = nn.Sequential(nn.Dropout(0.0), nn.Linear(backbone.num_features, 10))
+    strategy = Full()
+    backbone = strategy.apply(backbone, head)
+    opt = torch.optim.AdamW(strategy.param_groups(backbone, head), weight_decay=0.01)
+    backbone.train(), head.train()
+    times, it = [], iter(data.train_dataloader())
+    for _ in range(steps):
+        t = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(data.train_dataloader())
+            batch = next(it)
+        loss = F.cross_entropy(head(backbone(batch["inputs"])), batch["labels"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def framework(steps: int, image_size: int) -> list[float]:
+    from transferlab.compose import compose
+    from transferlab.train import run
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = compose(["strategy=full", "strategy.backbone_lr_mult=0.1", f"data.image_size={image_size}",
+                       "data.train_per_class=null", f"trainer.max_steps={steps}", "trainer.max_epochs=100",
+                       "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", "logger=none",
+                       "~callbacks.checkpoint", "~callbacks.lr_monitor", "cache=off",
+                       "+callbacks.timer._target_=transferlab.callbacks.timer.StepTimer"], d)
+        return run(cfg)["timing"]["step_s_all"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--image-size", type=int, default=32)
+    args = ap.parse_args()
+    ratios, rows = [], []
+    for r in range(args.repeats):
+        p = statistics.median(plain_loop(args.steps, args.image_size)[3:])
+        f = statistics.median(framework(args.steps, args.image_size)[3:])
+        ratios.append(f / p)
+        rows.append(f"| {r} | {1000 * p:.1f} | {1000 * f:.1f} | {f / p:.3f} |")
+    body = (f"Full fine-tuning of EfficientNet-Lite0 on digits ({args.image_size} px, batch 32), {args.steps} steps, "
+            f"median step time (first 3 steps excluded), interleaved repeats.\n\n"
+            "| repeat | plain PyTorch (ms/step) | transferlab (ms/step) | ratio |\n|---|---|---|---|\n"
+            + "\n".join(rows) + f"\n\n**P1 overhead ratio (median of repeats): {statistics.median(ratios):.3f}** "
+            "(goal <= 1.05, limit 1.10).")
+    write_section("P1", "P1: per-step overhead vs a plain PyTorch loop", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The claim everything rests on: pretrained weights transfer (slow, real training)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_config
+
+# Partial fine-tuning of EfficientNet-Lite0 on labelled MNIST-5k, tested on sklearn digits (target).
+BUDGET = ["strategy=partial", "data=mnist_to_digits", "data.train_per_class=50", "data.image_size=64",
+          "trainer.max_epochs=3", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", "logger=none"]
+
+
+@pytest.mark.slow
+def test_pretrained_beats_random_init_on_the_target_domain(tmp_path):
+    pretrained = run_config([*BUDGET, "seed=0"], tmp_path / "pretrained", fast=False)
+    random_init = run_config([*BUDGET, "seed=0", "backbone.pretrained=false"], tmp_path / "random", fast=False)
+    assert random_init["backbone"]["source"] == "random-init"
+    p, r = pretrained["metrics"]["test/target_acc"], random_init["metrics"]["test/target_acc"]
+    print(f"target acc: pretrained {p:.4f}, random init {r:.4f}")
+    assert p > r + MARGIN, (p, r)
+    assert pretrained["metrics"]["test/source_acc"] > random_init["metrics"]["test/source_acc"] + MARGIN
+
+
+MARGIN = 0.0
