@@ -209,7 +209,7 @@ def test_saved_lora_adapter_reloads_with_plain_peft(tmp_path):
     data.build(bb.preprocessing)
     outs = []
     with torch.no_grad():
-        for batch in data.test_dataloader():
+        for batch in data.test_dataloader()[0]:  # the single in-domain test set
             x = batch["inputs"]
             h = model(**x).last_hidden_state
             w = x["attention_mask"].unsqueeze(-1).float()
