@@ -20,7 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-# Small and quick unless a test asks for more.
+# Small and quick unless a test asks for more (image tasks: text tests pass fast=False with their own sizes).
 FAST = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=2",

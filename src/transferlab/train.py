@@ -34,11 +34,6 @@ def _instantiate_dict(node) -> list:
     return [instantiate(v) for v in (node or {}).values() if v is not None and "_target_" in v]
 
 
-def _count(module) -> tuple[int, int]:
-    params = list(module.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
 def _quiet_lightning() -> None:
     """One log handler (Hydra's: console + run-dir file) instead of Lightning's extra ones."""
     import warnings
