@@ -82,6 +82,10 @@ def test_sigkill_and_resume_gives_the_same_run(strategy, tmp_path):
 
     killed = tmp_path / "killed"
     assert kill_after_first_checkpoint(args, killed) == -signal.SIGKILL
+    import torch
+
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["epoch"] < 3, "the kill must interrupt training, not the test phase"
     assert not (killed / "results.json").exists() or json.loads((killed / "results.json").read_text())["status"] != "ok"
     out = train_cli([*args, f"hydra.run.dir={killed}", "ckpt_path=last"])
     assert out.returncode == 0, out.stderr[-2000:]

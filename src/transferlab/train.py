@@ -59,24 +59,30 @@ def _check_ckpt_path(cfg: DictConfig) -> None:
         raise ConfigError(f"ckpt_path={ckpt}: no checkpoint at '{path}'. {hint}.")
 
 
-def _fit_and_test(cfg: DictConfig, result: dict) -> None:
-    import lightning as L
+def _check_combination(cfg: DictConfig, strategy, data) -> None:
+    """Group combinations that can't work, refused before any weights load."""
+    if not cfg.get("adaptation"):
+        return
+    name = _choice(cfg, "adaptation") or "set"
+    if not data.has_target_domain:
+        raise ConfigError(
+            f"adaptation={name} needs a data config with a target domain (e.g. data=mnist_to_digits, "
+            "data=reviews_shift, or data=imagefolder with data.target_root=...); use adaptation=none for single-domain data."
+        )
+    if not strategy.trains:
+        needs = "needs class predictions from a trained head and " if getattr(instantiate(cfg.adaptation).func, "needs_logits", False) else ""
+        raise ConfigError(f"adaptation={name} {needs}trains a domain-alignment loss, but strategy {strategy.name} does "
+                          "not train (zero-shot). Use a training strategy (e.g. strategy=partial or lora) or adaptation=none.")
+
+
+def _build(cfg: DictConfig, result: dict):
+    """Data, backbone, strategy, adaptation and the LightningModule, cheapest checks first."""
     from torch import nn
 
-    from transferlab.module import TransferModule
-
-    _quiet_lightning()
-    _check_ckpt_path(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    strategy = instantiate(cfg.strategy)  # cheap: hyper-parameter checks before anything loads
+    strategy = instantiate(cfg.strategy)  # hyper-parameter checks before anything loads
     data = instantiate(cfg.data)
-    if cfg.get("adaptation") and not data.has_target_domain:
-        raise ConfigError(
-            f"adaptation={_choice(cfg, 'adaptation') or 'set'} needs a data config with a target domain "
-            "(e.g. data=mnist_to_digits, or data=imagefolder with data.target_root=...); "
-            "use adaptation=none for single-domain data."
-        )
-    data.prepare()  # cheap: labels, splits, sizes -> early DataError
+    _check_combination(cfg, strategy, data)
+    data.prepare()  # labels, splits, sizes -> early DataError
     result["train_size"] = data.train_size
     backbone = instantiate(cfg.backbone)
     result["backbone"] = backbone.info.to_dict()
@@ -86,44 +92,56 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
             f"is {getattr(data, 'modality', 'image')} data: pick a matching pair (e.g. backbone=minilm data=reviews)."
         )
     data.build(backbone.preprocessing)
-    lm_task = getattr(data, "task", None) == "instruction"  # instruction tuning: LM loss, no classification head
-    head = nn.Identity() if lm_task else nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
+    if getattr(data, "task", None) == "instruction":  # instruction tuning: LM loss, no classification head
+        from transferlab.lm_module import InstructionModule
+
+        if cfg.get("adaptation"):
+            raise ConfigError("data=instructions (instruction tuning) takes no adaptation; use adaptation=none.")
+        backbone = strategy.apply(backbone, nn.Identity(), data.classes)
+        return strategy, data, InstructionModule(backbone, strategy, optimizer=instantiate(cfg.optimizer),
+                                                 scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+    from transferlab.module import TransferModule
+
+    head = nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
     backbone = strategy.apply(backbone, head, data.classes)
     adaptation = None
     if cfg.get("adaptation"):  # partial config: sized once the backbone and classes are known
         adaptation = instantiate(cfg.adaptation)(num_features=backbone.num_features, num_classes=data.num_classes)
         data.with_target = getattr(adaptation, "needs_target", True)
-    if lm_task:
-        from transferlab.lm_module import InstructionModule
+        result["adaptation_params"] = OmegaConf.to_container(cfg.adaptation, resolve=True)
+    module = TransferModule(
+        backbone, head, strategy, data.num_classes,
+        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+        tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
+    )
+    return strategy, data, module
 
-        if adaptation is not None:
-            raise ConfigError("data=instructions (instruction tuning) takes no adaptation; use adaptation=none.")
-        module = InstructionModule(backbone, strategy, optimizer=instantiate(cfg.optimizer),
-                                   scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
-    else:
-        module = TransferModule(
-            backbone, head, strategy, data.num_classes,
-            optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-            adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
-            tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
-        )
-    if cfg.cache.features and not lm_task:
-        from transferlab.features import cache_features, why_not
 
-        reason = why_not(strategy, module, data)
-        result["feature_cache"] = ({"used": False, "reason": reason} if reason else
-                                   {"used": True, **cache_features(module, data, cfg.cache.dir).to_dict()})
-    from transferlab.strategies.peft_base import count_params
+def _shift(cfg: DictConfig, module, data) -> dict | None:
+    """Domain-shift diagnostics (proxy A-distance, MMD) on the backbone's current features."""
+    if not (cfg.diagnostics.enabled and data.has_target_domain and not getattr(module, "features_cached", False)):
+        return None
+    import torch
 
-    result["params"] = count_params(module)  # on the (peft-)wrapped model; 4-bit weights at their logical size
+    from transferlab.adaptation.diagnostics import shift_report
+
+    with torch.random.fork_rng(devices=[]):  # measuring must not change the run's random stream
+        return shift_report(module.backbone, data, cfg.diagnostics.max_samples, cfg.diagnostics.split)
+
+
+def _trainer(cfg: DictConfig, strategy, module, data, backbone_name: str):
+    """Loggers, callbacks (config + strategy + adaptation + resume state) and the Lightning Trainer."""
+    import lightning as L
+
+    from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
 
     loggers = _instantiate_dict(cfg.get("logger"))
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
-
-    stamp = {"backbone": backbone.info.name, "strategy": strategy.name, "classes": list(data.classes or [])}
+    stamp = {"backbone": backbone_name, "strategy": strategy.name, "classes": list(data.classes or [])}
     callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp)]
+    adaptation = getattr(module, "adaptation", None)
     if adaptation is not None and hasattr(adaptation, "callbacks"):
         callbacks += adaptation.callbacks()
     if not loggers:  # LearningRateMonitor needs a logger
@@ -133,19 +151,38 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
                         **{k: instantiate(v) if isinstance(v, dict) else v for k, v in hw.items()},
                         logger=loggers or False, callbacks=callbacks, default_root_dir=cfg.paths.output_dir,
                         plugins=[AtomicCheckpointIO()])
+    return trainer, loggers, callbacks
+
+
+def _fit_and_test(cfg: DictConfig, result: dict) -> None:
+    import lightning as L
+
+    from transferlab.plan import predict
+    from transferlab.strategies.peft_base import count_params
+
+    _quiet_lightning()
+    _check_ckpt_path(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    strategy, data, module = _build(cfg, result)
+    result["shift_before"] = _shift(cfg, module, data)
+    if cfg.cache.features and hasattr(module, "features_cached"):
+        from transferlab.features import cache_features, why_not
+
+        reason = why_not(strategy, module, data)
+        result["feature_cache"] = ({"used": False, "reason": reason} if reason else
+                                   {"used": True, **cache_features(module, data, cfg.cache.dir).to_dict()})
+    result["params"] = count_params(module)  # on the (peft-)wrapped model; 4-bit weights at their logical size
+    trainer, loggers, callbacks = _trainer(cfg, strategy, module, data, result["backbone"]["name"])
     try:
         if strategy.trains:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
         metrics = dict(trainer.callback_metrics)
-        from transferlab.plan import predict
-
         result["plan"] = predict(cfg, module, data)  # predicted memory, next to the measured peak_mem_mb
         trainer.test(module, datamodule=data, verbose=False)
         metrics.update(trainer.callback_metrics)
-        result["metrics"] = results.clean_metrics(metrics)
-        result["epochs"] = trainer.current_epoch
-        result["global_step"] = trainer.global_step
-        result["world_size"] = trainer.world_size
+        result.update(metrics=results.clean_metrics(metrics), epochs=trainer.current_epoch,
+                      global_step=trainer.global_step, world_size=trainer.world_size)
+        result["shift_after"] = _shift(cfg, module, data) or result["shift_before"]
         for cb in callbacks:
             if hasattr(cb, "summary"):
                 result.setdefault("timing", {}).update(cb.summary())
@@ -177,7 +214,8 @@ def run(cfg: DictConfig) -> dict:
         _fit_and_test(cfg, result)
         result["status"] = "ok"
     except BaseException as e:
-        result.update(status="failed", error=f"{type(e).__name__}: {e}")
+        reason = str(e) or ("interrupted (signal or Ctrl-C)" if not isinstance(e, Exception) else "no message")
+        result.update(status="failed", error=f"{type(e).__name__}: {reason}")
         raise
     finally:
         result["time_s"] = round(time.time() - start, 2)

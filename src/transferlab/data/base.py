@@ -16,10 +16,33 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transferlab.data.splits import stratified_split, subsample
 from transferlab.errors import DataError
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order that is a pure function of (seed, epoch), not of the global RNG.
+
+    Lightning calls `set_epoch` at every epoch start (also after a resume), so a resumed run
+    draws the same batches as the uninterrupted one. Under DDP Lightning swaps in its own
+    DistributedSampler, which is seeded the same way.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 @dataclass
@@ -155,7 +178,7 @@ class ClassificationData(L.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=min(bs, len(ds)) if train else bs,
-            shuffle=train,
+            sampler=EpochShuffle(len(ds), seed=self.seed + (1000 if key.startswith("target") else 0)) if train else None,
             drop_last=train and len(ds) > bs,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
