@@ -126,3 +126,12 @@ def test_shift_diagnostics_before_and_after(run_dir):
     for key in ("shift_before", "shift_after"):
         assert 0 <= result[key]["proxy_a_distance"] <= 2 and result[key]["mmd"] >= 0
     assert result["adaptation_params"]["_target_"].endswith("CORAL")
+
+
+def test_first_use_of_packaged_weights_does_not_change_the_run(tmp_path, monkeypatch):
+    """Converting the packaged weights (first use, cold cache) must not consume the run's RNG."""
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cold"))
+    cold = run_config(["cache=off"], tmp_path / "cold_run")
+    warm = run_config(["cache=off"], tmp_path / "warm_run")
+    assert cold["metrics"]["train/loss"] == pytest.approx(warm["metrics"]["train/loss"], abs=1e-6)
+    assert cold["metrics"]["test/acc"] == pytest.approx(warm["metrics"]["test/acc"], abs=1e-6)

@@ -84,7 +84,10 @@ def _build(cfg: DictConfig, result: dict):
     _check_combination(cfg, strategy, data)
     data.prepare()  # labels, splits, sizes -> early DataError
     result["train_size"] = data.train_size
-    backbone = instantiate(cfg.backbone)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # a first-use weight conversion must not shift the head's init
+        backbone = instantiate(cfg.backbone)
     result["backbone"] = backbone.info.to_dict()
     if backbone.preprocessing.kind != getattr(data, "modality", "image"):
         raise ConfigError(
