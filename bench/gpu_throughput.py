@@ -23,8 +23,8 @@ def vit(device, batch, steps, tiny):
     import torch
 
     name = "vit_tiny_patch16_224" if tiny else "vit_base_patch16_224"
-    model = timm.create_model(name, pretrained=False, num_classes=10).to(device)
     size = 64 if tiny else 224
+    model = timm.create_model(name, pretrained=False, num_classes=10, img_size=size).to(device)
     x, y = torch.randn(batch, 3, size, size, device=device), torch.randint(0, 10, (batch,), device=device)
     tokens = batch * ((size // 16) ** 2 + 1)
     return model, lambda: torch.nn.functional.cross_entropy(model(x), y), tokens, "images", batch
