@@ -62,22 +62,27 @@ def test_progressive_bad_settings(kwargs, match, run_dir):
 def kill_after_first_checkpoint(args, run_dir, timeout=600):
     """Start `train.py args` and SIGKILL it as soon as its first checkpoint exists."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + timeout
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job: under DDP also the other rank's process
     proc.wait()
     return proc.returncode
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", [["strategy=progressive", "strategy.warmup_steps=3"], ["strategy=partial"]],
-                         ids=["progressive", "partial"])
+@pytest.mark.parametrize("strategy", [["strategy=progressive", "strategy.warmup_steps=3"], ["strategy=partial"],
+                                      ["strategy=progressive", "hardware=ddp_cpu"]],
+                         ids=["progressive", "partial", "progressive-ddp_cpu"])
 def test_sigkill_and_resume_gives_the_same_run(strategy, tmp_path):
     args = [*strategy, *SMALL, "trainer.max_epochs=4"]
-    whole = run_config(args, tmp_path / "whole", fast=False)
+    if "hardware=ddp_cpu" in args:  # DDP launches processes: the reference run goes through the CLI too
+        assert train_cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], timeout=900).returncode == 0
+        whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    else:
+        whole = run_config(args, tmp_path / "whole", fast=False)
     assert whole["status"] == "ok"
 
     killed = tmp_path / "killed"
@@ -87,7 +92,7 @@ def test_sigkill_and_resume_gives_the_same_run(strategy, tmp_path):
     saved = torch.load(killed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["epoch"] < 3, "the kill must interrupt training, not the test phase"
     assert not (killed / "results.json").exists() or json.loads((killed / "results.json").read_text())["status"] != "ok"
-    out = train_cli([*args, f"hydra.run.dir={killed}", "ckpt_path=last"])
+    out = train_cli([*args, f"hydra.run.dir={killed}", "ckpt_path=last"], timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     resumed = json.loads((killed / "results.json").read_text())
     assert resumed["global_step"] == whole["global_step"]
