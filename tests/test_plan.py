@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from conftest import ROOT
-from transferlab.errors import ConfigError
 from transferlab.instantiate import build
 from transferlab.plan import compose, main, plan, predict
 from transferlab.planning import memory

@@ -6,7 +6,6 @@ import copy
 import functools
 
 import pytest
-import torch
 from torch import nn
 
 from conftest import CONF
