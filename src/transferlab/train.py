@@ -75,6 +75,15 @@ def _check_combination(cfg: DictConfig, strategy, data) -> None:
                           "not train (zero-shot). Use a training strategy (e.g. strategy=partial or lora) or adaptation=none.")
 
 
+def _check_license(cfg: DictConfig, backbone, result: dict) -> None:
+    """Resolve the backbone's licence (YAML, model metadata, package licence file) into the result; apply the policy."""
+    from transferlab import licence
+
+    result["license"] = licence.resolve(cfg.backbone.get("license"), backbone.info, cfg.backbone.get("model_id"))
+    result["backbone"]["license"] = result["license"]["license"]
+    licence.enforce(cfg.get("license_policy"), result["license"], backbone.info.name)
+
+
 def _build(cfg: DictConfig, result: dict):
     """Data, backbone, strategy, adaptation and the LightningModule, cheapest checks first."""
     from torch import nn
@@ -84,11 +93,14 @@ def _build(cfg: DictConfig, result: dict):
     _check_combination(cfg, strategy, data)
     data.prepare()  # labels, splits, sizes -> early DataError
     result["train_size"] = data.train_size
+    if cfg.get("translate"):  # pixel-level adaptation: source images -> target style (trained or cached translator)
+        result["translate"] = instantiate(cfg.translate).apply(data, cfg.paths.output_dir)
     import torch
 
     with torch.random.fork_rng(devices=[]):  # a first-use weight conversion must not shift the head's init
         backbone = instantiate(cfg.backbone)
     result["backbone"] = backbone.info.to_dict()
+    _check_license(cfg, backbone, result)  # license_policy=commercial stops here, before any training
     if backbone.preprocessing.kind != getattr(data, "modality", "image"):
         raise ConfigError(
             f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but data={_choice(cfg, 'data')} "
@@ -176,6 +188,10 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
                                    {"used": True, **cache_features(module, data, cfg.cache.dir).to_dict()})
     result["params"] = count_params(module)  # on the (peft-)wrapped model; 4-bit weights at their logical size
     trainer, loggers, callbacks = _trainer(cfg, strategy, module, data, result["backbone"]["name"])
+    if result.get("translate"):
+        from transferlab.translate.grid import log_grid
+
+        log_grid(loggers, result["translate"]["grid"])
     try:
         if strategy.trains:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))

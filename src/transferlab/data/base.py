@@ -104,6 +104,7 @@ class ClassificationData(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.preprocessing = None
         self.collate_fn = None
+        self.translated: dict[str, torch.Tensor] = {}  # domain -> `(N, C, S, S)` images from a translator
 
     # -- to implement -------------------------------------------------------------------------
     def load_domain(self, which: str) -> Domain:
@@ -113,6 +114,23 @@ class ClassificationData(L.LightningDataModule):
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
         """A dataset over `indices` of domain `which` yielding `{"inputs", "labels"}` items."""
         raise NotImplementedError
+
+    def domain_images(self, which: str, size: int | None = None) -> torch.Tensor:
+        """Every image of domain `which` as `(N, C, S, S)` float in [0, 1] (pixel-level adaptation).
+
+        `size` resizes them; null keeps their native size. Image datamodules override this.
+        """
+        raise DataError(f"{type(self).__name__} can't hand its images to a translator (translate=...): "
+                        "pixel-level adaptation needs image data (data=mnist_to_digits, digits_to_mnist, imagefolder).")
+
+    def translated_dataset(self, which: str, indices: np.ndarray) -> Dataset:
+        """The translated images of `which` at `indices`, resized and normalised for the backbone."""
+        from transferlab.data.images import NormalizedImages, resize_tensor
+
+        pre = self.preprocessing
+        images = resize_tensor(self.translated[which][torch.from_numpy(np.asarray(indices, dtype=np.int64))],
+                               getattr(self, "image_size", None) or pre.input_size[-1])
+        return NormalizedImages(images, torch.from_numpy(self.domains[which].labels[indices]), pre.mean, pre.std)
 
     # -- splits -----------------------------------------------------------------------------------
     def prepare(self) -> "ClassificationData":
@@ -163,6 +181,10 @@ class ClassificationData(L.LightningDataModule):
             self.prepare()
         self.preprocessing = preprocessing
         for which, dom in self.domains.items():
+            if which in self.translated:  # translate=...: the translator's output replaces this domain's images
+                for split in ("train", "val", "test"):
+                    self.datasets[f"{which}/{split}"] = self.translated_dataset(which, getattr(dom, split))
+                continue
             self.datasets[f"{which}/train"] = self.make_dataset(which, dom.train, train=True)
             for split in ("val", "test"):
                 self.datasets[f"{which}/{split}"] = self.make_dataset(which, getattr(dom, split), train=False)

@@ -143,6 +143,27 @@ class ImageFolderData(ClassificationData):
             dom.train, dom.val, dom.test = offsets["train"], offsets["val"], offsets["test"]
         return dom
 
+    def domain_images(self, which: str, size: int | None = None) -> torch.Tensor:
+        """All images of `which`, `(N, C, S, S)` in [0, 1]: C = 1 if every file is grayscale, else 3.
+
+        With `size` each is resized and center-cropped to `size`; without, all must share one size.
+        """
+        from PIL import Image
+        from torchvision import transforms as T
+
+        gray_modes = {"1", "L", "LA", "I", "I;16", "F"}
+        images = []
+        for f in self.files[which]:
+            with Image.open(f) as im:
+                images.append(im.copy())  # decoded in memory, file closed
+        mode = "L" if all(im.mode in gray_modes for im in images) else "RGB"
+        sizes = sorted({im.size for im in images})
+        if size is None and len(sizes) > 1:
+            raise DataError(f"the {which} images have different sizes ({sizes[0]} ... {sizes[-1]} px): a translator "
+                            "needs one size; set translate.image_size (e.g. 64) to resize them.")
+        prep = T.Compose(([T.Resize(size), T.CenterCrop(size)] if size else []) + [T.ToTensor()])
+        return torch.stack([prep(im.convert(mode)) for im in images])
+
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
         pre = self.preprocessing
         size = self.image_size or pre.input_size[-1]

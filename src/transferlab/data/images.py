@@ -14,10 +14,10 @@ from transferlab.data.sources import ArraySource
 
 
 class NormalizedImages(Dataset):
-    """Grayscale images resized once; channels replicated and normalised per item.
+    """Images resized once; grayscale replicated to the backbone's channels and normalised per item.
 
     Args:
-        images: `(N, 1, S, S)` float in [0, 1].
+        images: `(N, 1, S, S)` (or `(N, C, S, S)` with C = the backbone's channels) float in [0, 1].
         labels: `(N,)` int64.
         mean, std: the backbone's per-channel normalisation (its length = channels out).
     """
@@ -46,7 +46,11 @@ class NormalizedImages(Dataset):
 
 def resize(images: np.ndarray, size: int) -> torch.Tensor:
     """`(N, H, W)` -> `(N, 1, size, size)`, bilinear with antialiasing when shrinking."""
-    x = torch.from_numpy(images).unsqueeze(1)
+    return resize_tensor(torch.from_numpy(images).unsqueeze(1), size)
+
+
+def resize_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`(N, C, H, W)` -> `(N, C, size, size)`, bilinear with antialiasing when shrinking."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
@@ -74,6 +78,11 @@ class ArrayImageData(ClassificationData):
         src = self._loaders[which]()
         self._arrays[which] = src
         return Domain(src.name, src.labels, src.classes)
+
+    def domain_images(self, which: str, size: int | None = None) -> torch.Tensor:
+        """All images of `which`, `(N, 1, S, S)` in [0, 1], at their native size or resized to `size`."""
+        x = torch.from_numpy(self._arrays[which].images).unsqueeze(1)  # (N, 1, H, W)
+        return resize_tensor(x, size) if size else x
 
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
         pre = self.preprocessing
