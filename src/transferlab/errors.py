@@ -18,3 +18,14 @@ class DataError(TransferlabError):
 
 class WeightsError(TransferlabError):
     """Pretrained weights can't be obtained (offline hub id, missing local file, bad file)."""
+
+
+class TrainingError(TransferlabError):
+    """Training stopped by a fault (non-finite loss or gradients, disk full while checkpointing).
+
+    The last good checkpoint is kept; `details` (reason, step, last checkpoint) go into results.json.
+    """
+
+    def __init__(self, message: str, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}

@@ -1,0 +1,104 @@
+"""Stop (or skip) a training step whose loss or gradients are not finite, before it touches the weights.
+
+One NaN in a sweep otherwise trains on silently (every later metric NaN) and, worse, is written into
+`last.ckpt` at the epoch end, replacing the last good checkpoint. The guard looks at the loss before
+backward and at the gradients before the optimizer step:
+
+- `policy: stop` raises `TrainingError` from `on_before_optimizer_step`, so the bad update is never
+  applied and Lightning's epoch-end checkpoint never runs: the last checkpoint on disk is the last good
+  one. The message names the step and the likely causes; results.json records the failure.
+- `policy: skip` drops the step's gradients (the optimizer skips parameters without a gradient) and
+  goes on; after `max_skips` skipped steps it stops as above.
+
+Whatever the policy, a checkpoint whose weights are not finite is refused (`on_save_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import lightning as L
+import torch
+
+from transferlab.errors import ConfigError, TrainingError
+
+log = logging.getLogger("transferlab")
+
+
+class NanGuard(L.Callback):
+    """Guards training against non-finite losses, gradients and checkpoints.
+
+    Args:
+        policy: "stop" the run at the first bad step, or "skip" bad steps (no update).
+        max_skips: with "skip", stop once this many steps were skipped (the run is likely diverging).
+        check_grads: also check the gradient norm (skipped under fp16 AMP, whose grad scaler
+            already skips overflowing steps by design).
+    """
+
+    def __init__(self, policy: Literal["stop", "skip"] = "stop", max_skips: int = 10, check_grads: bool = True) -> None:
+        if policy not in ("stop", "skip"):
+            raise ConfigError(f"callbacks.nan_guard.policy='{policy}' must be 'stop' or 'skip'.")
+        if max_skips < 0:
+            raise ConfigError(f"callbacks.nan_guard.max_skips={max_skips} must be >= 0.")
+        self.policy, self.max_skips, self.check_grads = policy, max_skips, check_grads
+        self.skipped: list[int] = []
+        self._bad_loss: float | None = None
+        self._batch_idx = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._batch_idx = batch_idx
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        if self._bad_loss is None and not torch.isfinite(loss.detach()).all():
+            self._bad_loss = float(loss.detach().float().sum())
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        what, reason = None, None
+        if self._bad_loss is not None:
+            what, reason = f"the loss is {self._bad_loss}", "non_finite_loss"
+        elif self.check_grads and "16-mixed" not in str(trainer.precision):
+            grads = [p.grad.detach() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if grads:
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+                if not torch.isfinite(norm):
+                    what, reason = f"the gradient norm is {float(norm)}", "non_finite_gradients"
+        self._bad_loss = None
+        if what is None:
+            return
+        step = trainer.global_step
+        if self.policy == "skip" and len(self.skipped) < self.max_skips:
+            optimizer.zero_grad(set_to_none=True)  # optimizers skip parameters without a gradient: no update
+            self.skipped.append(step)
+            log.warning("step %d: %s; step skipped (callbacks.nan_guard.policy=skip, %d of at most %d)",
+                        step, what, len(self.skipped), self.max_skips)
+            return
+        self._stop(trainer, step, what, reason)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        bad = [k for k, v in checkpoint.get("state_dict", {}).items()
+               if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            self._stop(trainer, trainer.global_step, f"the weights are not finite ({bad[0]} ...); checkpoint not written",
+                       "non_finite_weights")
+
+    def _stop(self, trainer, step: int, what: str, reason: str):
+        ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(
+            trainer.checkpoint_callback, "best_model_path", "") or None
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        skipped = f" after {len(self.skipped)} skipped steps" if self.skipped else ""
+        raise TrainingError(
+            f"training stopped at step {step} (epoch {trainer.current_epoch}, batch {self._batch_idx}){skipped}: {what}. "
+            "The step was not applied. Likely causes: a learning rate too high (largest now "
+            f"{max(lrs) if lrs else float('nan'):g}; lower strategy.lr), overflow in reduced precision "
+            f"(precision={trainer.precision}; try 32-true or bf16-mixed), or non-finite values in the data. "
+            + (f"Last good checkpoint: {ckpt} (resume with ckpt_path={ckpt}). " if ckpt
+               else "No checkpoint was written before it. ")
+            + "callbacks.nan_guard.policy=skip skips such steps instead.",
+            details={"reason": reason, "step": step, "epoch": trainer.current_epoch, "last_checkpoint": ckpt,
+                     "skipped_steps": list(self.skipped)},
+        )
+
+    def report(self) -> dict:
+        """What goes into results.json (`nan_guard`)."""
+        return {"nan_guard": {"policy": self.policy, "skipped_steps": list(self.skipped)}}
