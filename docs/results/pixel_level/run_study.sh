@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Pixel-level DA study (issue 11): source-only vs translate=cyclegan vs cyclegan + the best feature-level method,
+# both directions (mnist_to_digits, digits_to_mnist), seeds 0-2, one job at a time, single-threaded.
+# Jobs that already finished ok are skipped, so re-running the script completes an interrupted study.
+# While the file multirun/pixel_level/PAUSE exists, no new job starts (to share the CPU).
+#   bash docs/results/pixel_level/run_study.sh            # then: python docs/results/pixel_level/tabulate.py
+set -u
+cd "$(dirname "$0")/../../.."
+export OMP_NUM_THREADS=1
+OUT=multirun/pixel_level
+BUDGET="strategy=partial data.image_size=32 data.train_per_class=50 trainer.max_epochs=4 trainer.enable_progress_bar=false"
+
+job() {  # job DIRECTION ARM SEED OVERRIDES...
+  local dir=$OUT/$1/$2/seed$3 data=$1; shift 3
+  mkdir -p "$(dirname "$dir")"
+  while [ -e $OUT/PAUSE ]; do sleep 10; done
+  if grep -qs '"status": "ok"' "$dir/results.json"; then return; fi
+  echo "$(date +%T) $dir"
+  .venv/bin/python train.py data=$data $BUDGET seed=${dir##*seed} "$@" hydra.run.dir=$dir > /dev/null 2> "$dir.log" \
+    || echo "  failed: see $dir.log"
+}
+best() {  # the feature-level method with the highest val/target_acc of cyclegan+METHOD, seed 0 (never test)
+  .venv/bin/python - "$OUT/$1" <<'PY'
+import json, sys, pathlib
+acc = {p.parent.parent.name.split("_", 1)[1]: json.loads(p.read_text())["metrics"]["val/target_acc"]
+       for p in pathlib.Path(sys.argv[1]).glob("cyclegan_*/seed0/results.json")}
+print(max(acc, key=acc.get))
+PY
+}
+for d in mnist_to_digits digits_to_mnist; do
+  for s in 0 1 2; do job $d cyclegan $s translate=cyclegan; done
+  for s in 0 1 2; do job $d none $s; done
+done
+for d in mnist_to_digits digits_to_mnist; do
+  for m in dann cdan; do job $d cyclegan_$m 0 translate=cyclegan adaptation=$m; done
+  m=$(best $d); echo "$d: best feature-level method on val/target_acc (seed 0): $m"
+  for s in 1 2; do job $d cyclegan_$m $s translate=cyclegan adaptation=$m; done
+done
+for d in mnist_to_digits digits_to_mnist; do  # the feature-level method alone, for reference
+  m=$(best $d); for s in 0 1 2; do job $d $m $s adaptation=$m; done
+done
