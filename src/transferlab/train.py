@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import results
+from transferlab import redact, results
 from transferlab.errors import ConfigError, TransferlabError
 from transferlab.instantiate import build as instantiate
 
@@ -88,15 +88,22 @@ def _build(cfg: DictConfig, result: dict):
     """Data, backbone, strategy, adaptation and the LightningModule, cheapest checks first."""
     from torch import nn
 
+    from transferlab.validate import check_data
+
     strategy = instantiate(cfg.strategy)  # hyper-parameter checks before anything loads
+    result["stage"] = "data"
     data = instantiate(cfg.data)
     _check_combination(cfg, strategy, data)
     data.prepare()  # labels, splits, sizes -> early DataError
+    check_data(strategy, data)
     result["train_size"] = data.train_size
+    if getattr(data, "bad_count", 0):  # data.bad_files=skip: undecodable files dropped (with a warning)
+        result["skipped_files"] = data.bad_count
     if cfg.get("translate"):  # pixel-level adaptation: source images -> target style (trained or cached translator)
         result["translate"] = instantiate(cfg.translate).apply(data, cfg.paths.output_dir)
     import torch
 
+    result["stage"] = "backbone"
     with torch.random.fork_rng(devices=[]):  # a first-use weight conversion must not shift the head's init
         backbone = instantiate(cfg.backbone)
     result["backbone"] = backbone.info.to_dict()
@@ -107,6 +114,9 @@ def _build(cfg: DictConfig, result: dict):
             f"is {getattr(data, 'modality', 'image')} data: pick a matching pair (e.g. backbone=minilm data=reviews)."
         )
     data.build(backbone.preprocessing)
+    if getattr(data, "truncation", None):  # texts longer than backbone.max_length (warned at build)
+        result["truncation"] = data.truncation
+    result["stage"] = "build"
     if getattr(data, "task", None) == "instruction":  # instruction tuning: LM loss, no classification head
         from transferlab.lm_module import InstructionModule
 
@@ -153,7 +163,7 @@ def _trainer(cfg: DictConfig, strategy, module, data, backbone_name: str):
 
     loggers = _instantiate_dict(cfg.get("logger"))
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(redact.scrub(OmegaConf.to_container(cfg, resolve=True)))
     stamp = {"backbone": backbone_name, "strategy": strategy.name, "classes": list(data.classes or [])}
     callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp)]
     adaptation = getattr(module, "adaptation", None)
@@ -193,8 +203,10 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
 
         log_grid(loggers, result["translate"]["grid"])
     try:
+        result["stage"] = "fit"
         if strategy.trains:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+        result["stage"] = "test"
         metrics = dict(trainer.callback_metrics)
         result["plan"] = predict(cfg, module, data)  # predicted memory, next to the measured peak_mem_mb
         trainer.test(module, datamodule=data, verbose=False)
@@ -205,6 +217,8 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         for cb in callbacks:
             if hasattr(cb, "summary"):
                 result.setdefault("timing", {}).update(cb.summary())
+            if hasattr(cb, "report"):  # e.g. NanGuard: policy and skipped steps
+                result.update(cb.report())
         if getattr(strategy, "saves_adapter", False) and strategy.trains and trainer.is_global_zero:
             from transferlab.export_peft import export_adapter  # adapter in peft format + merged re-evaluation
 
@@ -216,10 +230,38 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
                 lg.experiment.finish()
 
 
+def _tree(cfg: DictConfig) -> dict:
+    """The resolved config as plain containers (unresolved where it can't resolve: validate() says why)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except Exception:  # noqa: BLE001 - e.g. a missing ${oc.env:...}; reported by validate()
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _failure(e: BaseException, stage: str | None) -> dict:
+    """results.json `failure`: where it stopped and why (config / data / weights / training / interrupted)."""
+    details = dict(getattr(e, "details", None) or {})
+    if not isinstance(e, Exception):
+        reason = "interrupted"
+    elif isinstance(e, TransferlabError):
+        reason = type(e).__name__.removesuffix("Error").lower()
+    else:
+        reason = "unexpected"
+    return {"stage": stage, "reason": details.pop("reason", reason), **details}
+
+
 def run(cfg: DictConfig) -> dict:
-    """Run one experiment from a composed config and return its result (also written to disk)."""
+    """Run one experiment from a composed config and return its result (also written to disk).
+
+    The config is validated first (`transferlab.validate`): nothing is loaded for a config that can't run.
+    """
+    from transferlab.validate import validate
+
     start = time.time()
     out_dir = Path(cfg.paths.output_dir)
+    tree = _tree(cfg)
+    redact.register(tree)  # secret-named config values are masked in results, logger params and logs
+    redact.install_log_filter()
     result: dict = {
         "status": "running",
         "strategy": _choice(cfg, "strategy") or cfg.strategy.get("_target_", "").rsplit(".", 1)[-1],
@@ -227,21 +269,24 @@ def run(cfg: DictConfig) -> dict:
         "data": _choice(cfg, "data"),
         "seed": cfg.seed,
         "train_per_class": cfg.data.get("train_per_class"),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": tree,
+        "stage": "validate",
     }
     try:
+        validate(cfg)
         _fit_and_test(cfg, result)
         result["status"] = "ok"
     except BaseException as e:
         reason = str(e) or ("interrupted (signal or Ctrl-C)" if not isinstance(e, Exception) else "no message")
-        result.update(status="failed", error=f"{type(e).__name__}: {reason}")
+        result.update(status="failed", error=f"{type(e).__name__}: {reason}", failure=_failure(e, result.get("stage")))
         raise
     finally:
+        result.pop("stage", None)
         result["time_s"] = round(time.time() - start, 2)
         result["peak_mem_mb"] = round(results.peak_memory_mb(), 1)
         if results.is_rank_zero():
             path = results.write(result, out_dir)
-            print(f"\ntransferlab result ({path}):\n{results.summary(result)}", file=sys.stderr)
+            print(f"\ntransferlab result ({path}):\n{redact.scrub_text(results.summary(result))}", file=sys.stderr)
     return result
 
 
@@ -258,6 +303,9 @@ def main(cfg: DictConfig) -> dict | None:
     from transferlab.sweep import check_study, objective_value, skip_finished
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    redact.register(_tree(cfg))
+    redact.install_log_filter()
+    redact.scrub_files(Path(HydraConfig.get().runtime.output_dir) / ".hydra")  # Hydra saved the overrides as given
     if cfg.plan.enabled:  # the planner: architecture only, nothing loaded or trained
         from transferlab.plan import main as plan_main
 
@@ -267,7 +315,7 @@ def main(cfg: DictConfig) -> dict | None:
         result = skip_finished(cfg) or run(cfg)
     except TransferlabError as e:
         if not multirun:
-            print(f"\nerror: {e}", file=sys.stderr)
+            print(f"\nerror: {redact.scrub_text(str(e))}", file=sys.stderr)
             sys.exit(2)
         log.error("job failed: %s", e)
         result = None

@@ -70,7 +70,8 @@ def validate(cfg: DictConfig) -> None:
     for path, node in _target_nodes(tree, ""):
         problems += check_node(path, node)
     problems += _check_trainer(tree)
-    problems += _check_ranges(tree)
+    named = {p.split("=", 1)[0] for p in problems}
+    problems += [p for p in _check_ranges(tree) if p.split("=", 1)[0] not in named]  # one problem per key
     if problems:
         raise ConfigError("invalid config: " + " ".join(problems))
     _check_combinations(tree)
