@@ -34,8 +34,12 @@ def clean_metrics(metrics: dict) -> dict:
 
 
 def write(result: dict, out_dir: Path) -> Path:
+    """results.json, atomically, with secrets (tokens, API keys) masked."""
+    from transferlab.redact import scrub
+
     path = Path(out_dir) / "results.json"
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=2, default=str)))
+    clean = scrub(json.loads(json.dumps(result, default=str)))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(clean, indent=2)))
     return path
 
 

@@ -7,6 +7,7 @@ saves them (torch, numpy, python; CUDA when used) and puts them back before trai
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, TrainingError
 
 
 class ResumeState(L.Callback):
@@ -75,6 +76,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            kept = f"the previous '{path.name}' there is intact" if path.exists() else f"no '{path.name}' was written"
+            raise TrainingError(
+                f"disk full while writing checkpoint '{path}' ({e.strerror}): {kept}. Free space (or point "
+                "callbacks.checkpoint.dirpath at another disk) and resume with ckpt_path=last.",
+                details={"reason": "disk_full", "checkpoint": str(path)},
+            ) from e
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ and padded per batch by the backbone's `preprocessing.tokenize`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,9 @@ from torch.utils.data import Dataset
 
 from transferlab.data.base import ClassificationData, Domain
 from transferlab.errors import DataError
+
+log = logging.getLogger(__name__)
+_LENGTH_SAMPLE = 5000  # texts whose token length is checked against max_length
 
 
 @dataclass
@@ -145,6 +149,21 @@ class TextClassificationData(ClassificationData):
                             f"not a backbone with {getattr(preprocessing, 'kind', '?')} preprocessing.")
         super().build(preprocessing)
         self.collate_fn = TextCollate(preprocessing.tokenize)
+        self.truncation = self._check_lengths(preprocessing)
+
+    def _check_lengths(self, preprocessing) -> dict | None:
+        """Count texts longer than the backbone's `max_length` (they are truncated); warn when any are."""
+        tokenizer, limit = getattr(preprocessing, "tokenizer", None), getattr(preprocessing, "max_length", None)
+        if tokenizer is None or not limit:
+            return None
+        texts = [t for src in self._sources.values() for t in src.texts][:_LENGTH_SAMPLE]
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+        over = sum(n > limit for n in lengths)
+        if not over:
+            return None
+        log.warning("%d of %d texts are longer than backbone.max_length=%d tokens (longest %d) and are truncated; "
+                    "raise backbone.max_length to keep them whole.", over, len(texts), limit, max(lengths))
+        return {"max_length": limit, "truncated": over, "checked": len(texts), "longest": max(lengths)}
 
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
         src = self._sources[which]
