@@ -8,6 +8,7 @@ the input template (zero-shot prompts) after the data is built.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,8 @@ class HFBackbone(Backbone):
         quantization: 4-bit loading options (set by `strategy=qlora`): `{quant_type, double_quant,
             compute_dtype}`; null = full precision.
         template: input template with a `{text}` field (zero-shot sets a prompt here).
+        trust_remote_code: let transformers run model code shipped with the weights (off unless set;
+            a model that needs it stops with a message saying so).
     """
 
     kind = "text"
@@ -76,7 +79,7 @@ class HFBackbone(Backbone):
 
     def __init__(self, model_id: str | None = None, path: str | WeightsFile | None = None, name: str | None = None,
                  license: str | None = None, max_length: int = 128, dtype: str = "float32",
-                 quantization: dict | None = None, template: str = "{text}") -> None:
+                 quantization: dict | None = None, template: str = "{text}", trust_remote_code: bool = False) -> None:
         super().__init__()
         name = name or model_id or str(path)
         where, source, pkg_license = _locate(path, model_id, name)  # before the slow imports: fail fast offline
@@ -85,9 +88,10 @@ class HFBackbone(Backbone):
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
         quantization = dict(quantization) if quantization else None
-        self.location, self.dtype = where, dtype
+        self.location, self.dtype, self.trust_remote_code = where, dtype, bool(trust_remote_code)
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(where)
+            with _needs_remote_code(name):
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(where, trust_remote_code=self.trust_remote_code)
         except OSError as e:
             raise WeightsError(f"could not load the tokenizer of backbone '{name}' from '{where}': {e}") from e
         self.load(quantization)
@@ -104,11 +108,12 @@ class HFBackbone(Backbone):
         """(Re)load the weights from `self.location`, in 4 bit when `quantization` is given (QLoRA)."""
         import transformers
 
-        kwargs: dict = {"dtype": getattr(torch, self.dtype)}
+        kwargs: dict = {"dtype": getattr(torch, self.dtype), "trust_remote_code": self.trust_remote_code}
         if quantization:
             kwargs["quantization_config"] = _bnb_config(**quantization)
         try:
-            self.model = getattr(transformers, self.auto_class).from_pretrained(self.location, **kwargs)
+            with _needs_remote_code(self.location):
+                self.model = getattr(transformers, self.auto_class).from_pretrained(self.location, **kwargs)
         except OSError as e:
             raise WeightsError(f"could not load backbone weights from '{self.location}': {e}") from e
         if hasattr(self, "info"):
@@ -139,6 +144,18 @@ class HFBackbone(Backbone):
         import bitsandbytes as bnb
 
         return any(isinstance(m, bnb.nn.Linear4bit) for m in self.model.modules())
+
+
+@contextlib.contextmanager
+def _needs_remote_code(name: str):
+    """transformers' "requires you to execute the configuration file ..." as a clear ConfigError."""
+    try:
+        yield
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise ConfigError(f"backbone '{name}' needs custom model code from its repository/folder, which transferlab does "
+                          "not run unless you set backbone.trust_remote_code=true; do that only if you trust that code.") from e
 
 
 def _bnb_config(quant_type: str = "nf4", double_quant: bool = True, compute_dtype: str = "float32"):

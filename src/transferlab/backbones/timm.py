@@ -31,6 +31,8 @@ class TimmBackbone(Backbone):
         input `(B, in_chans, H, W)` -> output `(B, num_features)`.
     """
 
+    kind = "image"  # what it takes, declared on the class: the config is checked against strategies/data before loading
+
     def __init__(
         self,
         model_name: str,
