@@ -17,4 +17,14 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as e:
+        if e.code == 1:  # Hydra refused the command line: suggest the key a mistyped override meant
+            import sys
+
+            from transferlab.validate import override_hints
+
+            for line in override_hints(sys.argv[1:]):
+                print(line, file=sys.stderr)
+        raise

@@ -348,6 +348,5 @@ def override_hints(argv: list[str]) -> list[str]:
         if isinstance(node, DictConfig) and leaf not in node:
             close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.6)
             if close:
-                hints.append(f"Did you mean {parent}.{close[0]}? ({key} is not in the config; "
-                             f"`+{key}=...` would add it)")
+                hints.append(f"Did you mean {parent}.{close[0]}? ({key} is not a key of the config)")
     return hints
