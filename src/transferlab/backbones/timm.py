@@ -17,6 +17,10 @@ from transferlab.errors import ConfigError, WeightsError
 class TimmBackbone(Backbone):
     """A timm model with its classifier removed; `forward` returns pooled features.
 
+    LoRA (`strategy=lora`) wraps `model` with peft (no task type: a plain `PeftModel`); its default
+    targets come from `lora_target_modules()`: the attention `qkv` projections of a vision
+    transformer, else every pointwise (1x1, ungrouped) convolution except the stem.
+
     Args:
         model_name: any timm architecture name (`timm.list_models()`).
         pretrained: load pretrained weights (else random init, e.g. as a baseline).
@@ -100,13 +104,33 @@ class TimmBackbone(Backbone):
         self.model.load_state_dict(state)
         return wf.source
 
+    peft_task_type = None  # peft wraps a plain nn.Module: PeftModel, forward(x) passed through
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)  # (B, num_features)
 
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The timm model, unwrapped from peft where a PEFT strategy wrapped it."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    def lora_target_modules(self) -> list[str]:
+        """Default LoRA targets: ViT `qkv` linears, else the pointwise convolutions (stem excluded)."""
+        from torch import nn
+
+        model = self.base_model
+        qkv = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.endswith("qkv")]
+        if qkv:
+            return qkv
+        stem = model.pretrained_cfg.get("first_conv", "")
+        return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1
+                and tuple(m.kernel_size) == (1, 1) and n != stem]
+
     def layer_groups(self) -> list[LayerGroup]:
         """timm's own coarse `group_matcher` (stem, stages/blocks, final norm), input -> output."""
-        named = dict(self.model.named_parameters())
-        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        model = self.base_model
+        named = dict(model.named_parameters())
+        groups = group_parameters(model, model.group_matcher(coarse=True))
         out = []
         for gid in sorted(groups):
             params = [(n, named[n]) for n in groups[gid]]

@@ -14,12 +14,14 @@ class Lora(PeftStrategy):
         alpha: scaling numerator (`alpha / r` scales the update).
         dropout: dropout on the LoRA branch input.
         target_modules: module names to adapt; null = peft's default for the architecture
-            (BERT/RoBERTa `query`, `value`; Llama/Mistral/Qwen2 `q_proj`, `v_proj`; GPT-2 `c_attn`).
+            (BERT/RoBERTa `query`, `value`; Llama/Mistral/Qwen2 `q_proj`, `v_proj`; GPT-2 `c_attn`),
+            or for a timm image backbone its `lora_target_modules()` (1x1 convs; ViT `qkv`).
         bias: "none", "all" or "lora_only" (which biases train).
         lr, peft_lr: see `PeftStrategy`.
     """
 
     mergeable = True
+    kinds = ("image", "text", "causal_lm")  # image: peft LoRA on the pointwise convs / ViT qkv (timm backbones)
 
     def __init__(self, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: list[str] | None = None,
                  bias: str = "none", lr: float = 1e-3, peft_lr: float | None = None) -> None:
@@ -34,9 +36,12 @@ class Lora(PeftStrategy):
     def peft_config(self, backbone):
         from peft import LoraConfig
 
+        targets = self.target_modules
+        if targets is None and hasattr(backbone, "lora_target_modules"):
+            targets = backbone.lora_target_modules()
         try:
             return LoraConfig(task_type=backbone.peft_task_type, r=self.r, lora_alpha=self.alpha,
-                              lora_dropout=self.dropout, target_modules=self.target_modules, bias=self.bias)
+                              lora_dropout=self.dropout, target_modules=targets, bias=self.bias)
         except ValueError as e:
             raise ConfigError(f"strategy={self.name}: {e}. Set strategy.target_modules to module names of "
                               f"'{backbone.info.name}' (e.g. [query,value] for BERT, [q_proj,v_proj] for Llama).") from e

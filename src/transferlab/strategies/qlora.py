@@ -25,6 +25,7 @@ class Qlora(Lora):
     """
 
     mergeable = True  # merging into 4-bit weights rounds: the re-evaluation reports the difference
+    kinds = ("text", "causal_lm")  # bitsandbytes quantizes transformers' Linear layers (HF backbones)
 
     def __init__(self, quantization: dict | None = None, gradient_checkpointing: bool = False, **lora) -> None:
         super().__init__(**lora)
