@@ -75,6 +75,7 @@ def validate(cfg: DictConfig) -> None:
     if problems:
         raise ConfigError("invalid config: " + " ".join(problems))
     _check_combinations(tree)
+    _check_accelerator(tree)
     _check_backbone_files(tree)
 
 
@@ -256,7 +257,7 @@ def _check_combinations(tree: dict) -> None:
     name = (tree.get("backbone") or {}).get("name") or _choice("backbone")
     kinds = getattr(strategy, "kinds", None)
     if kind and kinds and kind not in kinds:
-        raise ConfigError(f"strategy={_choice('strategy')} can't adapt a {kind} backbone ('{name}'); it works with "
+        raise ConfigError(f"strategy={_choice('strategy')} can't adapt a{'n' * (kind[0] in 'aeiou')} {kind} backbone ('{name}'); it works with "
                           f"{', '.join(kinds)} backbones. Pick another strategy (e.g. strategy=partial) or backbone.")
     modality = getattr(data, "modality", "image") if data else None
     if kind and modality and {"causal_lm": "text"}.get(kind, kind) != modality:
@@ -268,6 +269,16 @@ def _check_combinations(tree: dict) -> None:
         if strategy is not None and not getattr(strategy, "trains", True):
             raise ConfigError(f"strategy={_choice('strategy')} classifies; it has nothing to do on instruction data: "
                               "evaluate the untrained model with trainer.max_epochs=0 instead.")
+
+
+def _check_accelerator(tree: dict) -> None:
+    accelerator = str((tree.get("hardware") or {}).get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"hardware={_choice('hardware')} needs a CUDA GPU, but none is visible here "
+                              "(torch.cuda.is_available() is False). Use hardware=cpu (or hardware=ddp_cpu).")
 
 
 def check_data(strategy, data) -> None:
