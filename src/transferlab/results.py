@@ -47,7 +47,9 @@ def summary(result: dict) -> str:
     """A short table for the terminal."""
     rows = [("status", result["status"] + (f" ({result['error']})" if result.get("error") else ""))]
     bb = result.get("backbone") or {}
-    rows += [("backbone", f"{bb.get('name')} [{bb.get('source')}, licence {bb.get('license')}]"),
+    lic = result.get("license") or {}
+    rows += [("backbone", f"{bb.get('name')} [{bb.get('source')}, licence {bb.get('license')}"
+                          + (f" from {lic['source']}]" if lic.get("source") else "]")),
              ("strategy", str(result.get("strategy"))), ("seed", str(result.get("seed"))),
              ("train size", str(result.get("train_size")))]
     p = result.get("params") or {}

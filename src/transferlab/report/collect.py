@@ -82,9 +82,18 @@ def _row(path: Path, res: dict, root: Path) -> dict:
         "trainable": params.get("trainable"), "total": params.get("total"),
         "time_s": res.get("time_s"), "peak_mem_mb": res.get("peak_mem_mb"),
         "backbone": (res.get("backbone") or {}).get("name"),
+        "license": _license(res),
         "task": " | ".join(f"{k}={flat[k]}" for k in TASK_KEYS if flat.get(k) is not None),
         "_flat": flat,
     }
+
+
+def _license(res: dict) -> str:
+    """"<licence>, from <where>" as resolved by the run (older results: the backbone's licence only)."""
+    lic = res.get("license") or {}
+    if lic:
+        return f"{lic.get('license')}, from {lic.get('source')}"
+    return str((res.get("backbone") or {}).get("license"))
 
 
 def _check_one_task(runs: pd.DataFrame) -> None:

@@ -73,7 +73,8 @@ def write(runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str, Path], out_d
     metric = runs.metric_name.dropna().iloc[0] if runs.metric_name.notna().any() else "test/acc"
     table.to_csv(out_dir / "report.csv", index=False)
     ok = int((runs.status == "ok").sum())
-    backbones = ", ".join(sorted(runs.backbone.dropna().unique())) or "n/a"
+    licensed = runs.dropna(subset=["backbone"]).drop_duplicates("backbone")
+    backbones = ", ".join(sorted(f"{b} (licence {lic})" for b, lic in zip(licensed.backbone, licensed["license"]))) or "n/a"
     seeds = ", ".join(str(s) for s in sorted(runs.seed.dropna().unique()))
     text = [
         f"# Transfer strategies compared: {metric} vs training-set size", "",
