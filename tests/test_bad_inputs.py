@@ -1,0 +1,476 @@
+"""Bad inputs and faults: each answered with one clear, early error (or a controlled warning), nothing lost.
+
+`CASES` is the table: one row per case (overrides or fault injection -> expected error and message
+fragment, and the stage it must stop at). `test_bad_input` runs the rows of modes "run", "compose" and
+"cli"; the fault rows ("nan_stop", "disk_full", ...) have their own tests below, which take their
+fragment from the same row. A stage of "validate" or "data" means the run stopped before any backbone
+was built: results.json then has no `backbone` entry (the evidence, rather than the clock).
+
+    python tests/test_bad_inputs.py      # prints the README's Troubleshooting table from CASES
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import ROOT, run_config, train_cli
+
+EARLY = ("validate", "data")  # stages before any backbone/weights
+TEXT = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+
+
+@dataclass
+class Case:
+    """One row: run `overrides` (after `setup(tmp)`), expect `error` whose message holds `fragment`.
+
+    mode: "run" (in-process run), "compose" (Hydra refuses the command line), "cli" (subprocess,
+        `exit` code, no traceback), "warn" (the run succeeds with a warning and a results entry),
+        "fault" (fault injection with its own test).
+    stage: where it must stop (results.json `failure.stage`); validate/data = before any weights.
+    fix: the README's "what to do".
+    """
+
+    id: str
+    overrides: list[str]
+    error: str
+    fragment: str
+    stage: str | None = "validate"
+    mode: str = "run"
+    fix: str = ""
+    setup: Callable[[Path], None] | None = None
+    fast: bool = True
+    exit: int = 2
+    extra: dict = field(default_factory=dict)
+
+
+# -- fixtures written by the rows ------------------------------------------------------------------
+def _png(path: Path, value: int = 128) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (8, 8), value).save(path)
+
+
+def images(n_a: int = 20, n_b: int = 20, broken: int = 0) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        for i in range(n_a):
+            _png(tmp / "imgs" / "a" / f"{i}.png", 40 + i)
+        for i in range(n_b):
+            _png(tmp / "imgs" / "b" / f"{i}.png", 200 - i)
+        for i in range(broken):
+            (tmp / "imgs" / "a" / f"broken{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    return setup
+
+
+def empty_classes(tmp: Path) -> None:
+    (tmp / "imgs" / "a").mkdir(parents=True)
+    (tmp / "imgs" / "b").mkdir(parents=True)
+
+
+def csv(text: str) -> Callable[[Path], None]:
+    return lambda tmp: (tmp / "d.csv").write_text(text)
+
+
+def model_folder(*files: str, config: dict | None = None, index: list[str] | None = None) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        d = tmp / "model"
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(config or {"model_type": "bert"}))
+        for f in files:
+            (d / f).write_text("{}")
+        if index:
+            (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"w{i}": s for i, s in enumerate(index)}}))
+            (d / index[0]).write_text("")
+    return setup
+
+
+class _Evil:
+    """Pickles to `os.system(...)`: loading it unsafely would run the command."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.target}",)
+
+
+def pickled_code(tmp: Path) -> None:
+    import torch
+
+    torch.save({"conv1.weight": _Evil(tmp / "pwned")}, tmp / "evil.pth")
+
+
+IMG = ["data=imagefolder", "data.root={tmp}/imgs", "data.num_workers=0"]
+CSV = ["backbone=minilm", "data=text_files", "data.source.path={tmp}/d.csv"]
+HF_FOLDER = ["backbone=bert_base", "backbone.path={tmp}/model", "data=reviews"]
+
+CASES = [
+    # -- the command line and the config, before anything loads -------------------------------
+    Case("unknown_choice", ["strategy=finetune_everything"], "MissingConfigException",
+         "Could not find 'strategy/finetune_everything'", None, "compose", "pick one of the listed options"),
+    Case("unknown_key", ["data.train_per_clas=5"], "Hydra exit 1", "Did you mean data.train_per_class?", None, "cli",
+         "fix the key's spelling", exit=1),
+    Case("added_unknown_key", ["+data.train_per_clas=5"], "ConfigError", "Did you mean data.train_per_class?",
+         fix="fix the spelling (keys are checked against the class's signature)"),
+    Case("added_unknown_key_cli", ["+data.train_per_clas=5"], "exit 2", "Did you mean data.train_per_class?", None,
+         "cli", "same, from the command line: exit code 2, no traceback"),
+    Case("unknown_optimizer_key", ["+optimizer.betaz=[0.9,0.99]"], "ConfigError", "Did you mean optimizer.betas?",
+         fix="use the optimizer's own parameter names"),
+    Case("unknown_trainer_key", ["+trainer.max_epoch=3"], "ConfigError", "Did you mean trainer.max_epochs?",
+         fix="use `lightning.Trainer` argument names"),
+    Case("unknown_strategy_key", ["strategy=partial", "+strategy.trainable_group=3"], "ConfigError",
+         "Did you mean strategy.trainable_groups?", fix="see the strategy's YAML for its keys"),
+    Case("wrong_type", ["trainer.max_epochs=ten"], "ConfigError", "trainer.max_epochs='ten' should be int",
+         fix="give a number"),
+    Case("wrong_type_data", ["data.batch_size=big"], "ConfigError", "data.batch_size='big' should be int",
+         fix="give an integer"),
+    Case("wrong_type_literal", ["trainer.deterministic=maybe"], "ConfigError", "trainer.deterministic='maybe' should be bool",
+         fix="true, false or warn"),
+    Case("seed_not_int", ["seed=foo"], "ConfigError", "seed='foo' must be an integer >= 0", fix="seed=0, 1, ..."),
+    Case("dropout_range", ["head.dropout=1.5"], "ConfigError", "head.dropout=1.5 must be in [0, 1)",
+         fix="a probability below 1"),
+    Case("negative_weight_decay", ["optimizer.weight_decay=-1"], "ConfigError", "optimizer.weight_decay=-1 must be >= 0",
+         fix="0 or more"),
+    Case("nan_guard_policy", ["callbacks.nan_guard.policy=ignore"], "ConfigError",
+         "callbacks.nan_guard.policy='ignore' should be 'stop' or 'skip'", fix="stop or skip"),
+    Case("missing_root", ["data=imagefolder"], "ConfigError", "data.root is required",
+         fix="`data.root=/path/to/images`"),
+    Case("missing_root_cli", ["data=imagefolder"], "exit 2", "data.root is required", None, "cli",
+         "same, from the command line"),
+    Case("missing_model_name", ["backbone=timm"], "ConfigError", "backbone.model_name is required",
+         fix="`backbone.model_name=resnet18` (any `timm.list_models()` name)"),
+    Case("peft_on_image_backbone", ["strategy=prefix_tuning"], "ConfigError", "can't adapt an image backbone",
+         fix="PEFT prompt/prefix methods need a text backbone (`backbone=minilm data=reviews`)"),
+    Case("text_backbone_image_data", ["backbone=minilm"], "ConfigError", "takes text inputs but data=digits is image data",
+         fix="pair text backbones with text data"),
+    Case("zero_shot_on_instructions", ["backbone=smollm2", "data=instructions", "strategy=zero_shot", *TEXT],
+         "ConfigError", "nothing to do on instruction data", fast=False, fix="train (e.g. strategy=lora) or max_epochs=0"),
+    Case("gpu_without_cuda", ["hardware=gpu"], "ConfigError", "needs a CUDA GPU, but none is visible",
+         fix="hardware=cpu", extra={"needs_no_cuda": True}),
+    Case("ckpt_path_missing", ["ckpt_path={tmp}/nope.ckpt"], "ConfigError", "no checkpoint at",
+         fix="point ckpt_path at an existing .ckpt (or `ckpt_path=last` with the run's hydra.run.dir)"),
+    Case("adaptation_without_target", ["adaptation=dann"], "ConfigError", "needs a data config with a target domain", "data",
+         fix="a domain pair (`data=mnist_to_digits`) or adaptation=none"),
+    Case("zero_shot_label_count", ["backbone=minilm", "data=reviews", "strategy=zero_shot", "strategy.labels=[good,bad,meh]",
+                                   *TEXT], "ConfigError", "strategy.labels has 3 names but the data has 2 classes", "data",
+         fast=False, fix="one name per class, in class order"),
+    # -- data ------------------------------------------------------------------------------------
+    Case("train_per_class_too_big", ["data.train_per_class=1000"], "DataError", "Use data.train_per_class<=", "data",
+         fix="a smaller K, or null for all"),
+    Case("train_per_class_zero", ["data.train_per_class=0"], "DataError", "must be an integer >= 1", "data",
+         fix="K >= 1"),
+    Case("class_too_small", [*IMG, "data.train_per_class=5"], "DataError", "class 'b' of imgs has only", "data",
+         setup=images(20, 3), fix="fewer per class, or more images of that class"),
+    Case("image_root_not_found", ["data=imagefolder", "data.root={tmp}/missing"], "DataError",
+         "does not exist or is not a folder", "data", fix="point data.root at root/<class>/*.jpg"),
+    Case("empty_image_folder", IMG, "DataError", "no images found", "data", setup=empty_classes,
+         fix="put images in the class folders"),
+    Case("corrupt_image", IMG, "DataError", "set data.bad_files=skip to drop them", "data", setup=images(broken=1),
+         fix="remove the named files, or data.bad_files=skip"),
+    Case("corrupt_images_over_threshold", [*IMG, "data.bad_files=skip", "data.max_bad_fraction=0.01"], "DataError",
+         "exceeds data.max_bad_fraction=0.01", "data", setup=images(broken=2), fix="clean the folder, or raise the threshold"),
+    Case("corrupt_images_skipped", [*IMG, "data.bad_files=skip", "data.max_bad_fraction=0.1"], "warning",
+         "skipping 1 undecodable images", None, "warn", setup=images(broken=1),
+         fix="the run goes on; results.json `skipped_files` counts them", extra={"result": ("skipped_files", 1)}),
+    Case("bad_files_policy", ["data=imagefolder", "data.root={tmp}", "data.bad_files=ignore"], "DataError",
+         "must be 'error' or 'skip'", "data", fix="error or skip"),
+    Case("csv_not_found", [*CSV, *TEXT], "DataError", "not found; set data.source.path", "data", fast=False,
+         fix="an existing .csv/.tsv/.jsonl"),
+    Case("csv_label_column_missing", [*CSV, *TEXT], "DataError", "has no column(s) ['label']", "data",
+         setup=csv("text,stars\ngood,5\nbad,1\n"), fast=False, fix="data.source.label_column=<your column>"),
+    Case("csv_no_rows", [*CSV, *TEXT], "DataError", "has no rows", "data", setup=csv("text,label\n"), fast=False,
+         fix="a file with data"),
+    Case("csv_one_class", [*CSV, *TEXT], "DataError", "classification needs at least 2", "data",
+         setup=csv("text,label\n" + "fine thing,pos\n" * 10), fast=False, fix="at least two labels"),
+    Case("text_truncated", [*CSV, "backbone.max_length=16", "strategy=zero_shot", *TEXT], "warning",
+         "are longer than backbone.max_length=16 tokens", None, "warn", fast=False,
+         setup=csv("text,label\n" + "".join(f"{'very ' * 30}good {i},positive\n{'quite ' * 3}bad {i},negative\n"
+                                             for i in range(30))),
+         fix="raise backbone.max_length; results.json `truncation` counts them", extra={"result": ("truncation", None)}),
+    # -- weights and hubs ---------------------------------------------------------------------------
+    Case("hub_offline_image", ["backbone=resnet50"], "WeightsError", "give a local weights file: `backbone.weights=",
+         "backbone", fix="`backbone.weights=/path/model.safetensors` (fails within seconds, no retries)"),
+    Case("hub_offline_text", ["backbone=bert_base", "data=reviews", *TEXT], "WeightsError", "set `backbone.path=DIR`",
+         "backbone", fast=False, fix="`huggingface-cli download` elsewhere, then backbone.path=DIR"),
+    Case("weights_file_missing", ["backbone=timm", "backbone.model_name=resnet18", "backbone.weights={tmp}/nope.safetensors"],
+         "WeightsError", "weights file not found", fix="an existing .safetensors / .pth state_dict"),
+    Case("pickled_code_in_weights", ["backbone=timm", "backbone.model_name=resnet18", "backbone.weights={tmp}/evil.pth"],
+         "WeightsError", "pickled objects are refused", "backbone", setup=pickled_code,
+         fix="tensors only (weights_only loading); convert to .safetensors"),
+    Case("model_folder_missing", [*HF_FOLDER, *TEXT], "WeightsError", "does not exist or is not a folder", fast=False,
+         fix="a folder saved with save_pretrained"),
+    Case("model_folder_without_weights", [*HF_FOLDER, *TEXT], "WeightsError", "has no weights file: expected model.safetensors",
+         setup=model_folder("tokenizer.json"), fast=False, fix="copy model.safetensors into the folder"),
+    Case("model_folder_missing_shard", [*HF_FOLDER, *TEXT], "WeightsError", "model-00002-of-00002.safetensors is missing",
+         setup=model_folder("tokenizer.json", index=["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]),
+         fast=False, fix="copy the complete folder"),
+    Case("model_folder_without_tokenizer", [*HF_FOLDER, *TEXT], "WeightsError", "has no tokenizer files",
+         setup=model_folder("model.safetensors"), fast=False, fix="`tokenizer.save_pretrained(DIR)`"),
+    Case("remote_code_not_trusted", [*HF_FOLDER, *TEXT], "ConfigError", "backbone.trust_remote_code=true",
+         setup=model_folder("model.safetensors", "tokenizer.json",
+                            config={"model_type": "custom", "auto_map": {"AutoModel": "modeling_custom.Model"}}),
+         fast=False, fix="set it only if you trust the folder's code"),
+    # -- training faults (fault injection; own tests below) ---------------------------------------------
+    Case("nan_stop", [], "TrainingError", "training stopped at step 3", "fit", "fault",
+         "lower strategy.lr / precision=32-true; resume from the named checkpoint"),
+    Case("nan_skip", [], "warning", "step skipped (callbacks.nan_guard.policy=skip", None, "fault",
+         "results.json `nan_guard.skipped_steps` lists them"),
+    Case("disk_full", [], "TrainingError", "disk full while writing checkpoint", "fit", "fault",
+         "free space; the previous last.ckpt is intact: ckpt_path=last"),
+    # -- secrets and safe loading -----------------------------------------------------------------------
+    Case("secrets_not_saved", [], "-", "***", None, "fault",
+         "tokens are masked in results.json, logger params, .hydra/*.yaml and logs"),
+    Case("secret_in_log", [], "-", "***", None, "fault", "log records are masked too"),
+    Case("torch_load_weights_only", [], "-", "weights_only=True", None, "fault",
+         "every torch.load in src/ refuses pickled code"),
+]
+ROW = {c.id: c for c in CASES}
+
+
+def _fill(args: list[str], tmp: Path) -> list[str]:
+    return [a.replace("{tmp}", str(tmp)) for a in args]
+
+
+def _result(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.mode in ("run", "compose", "cli", "warn")], ids=lambda c: c.id)
+def test_bad_input(case: Case, tmp_path: Path, caplog) -> None:
+    if case.extra.get("needs_no_cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    if case.setup:
+        case.setup(tmp_path)
+    args, run_dir = _fill(case.overrides, tmp_path), tmp_path / "run"
+    if case.mode == "cli":
+        from conftest import FAST
+
+        out = train_cli([*FAST, *args, f"hydra.run.dir={run_dir}"], timeout=300)
+        assert out.returncode == case.exit, out.stderr[-2000:]
+        assert case.fragment in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+        return
+    if case.mode == "compose":
+        with pytest.raises(Exception, match=re.escape(case.fragment)) as info:
+            run_config(args, run_dir, fast=case.fast)
+        assert type(info.value).__name__ == case.error and "feature_extraction" in str(info.value)  # lists the options
+        assert not (run_dir / "results.json").exists()
+        return
+    if case.mode == "warn":
+        with caplog.at_level(logging.WARNING):
+            result = run_config(args, run_dir, fast=case.fast)
+        assert result["status"] == "ok" and case.fragment in caplog.text
+        key, value = case.extra["result"]
+        assert result[key] == value if value is not None else result[key]
+        assert _result(run_dir)[key] == result[key]
+        return
+    from transferlab.errors import TransferlabError
+
+    with pytest.raises(TransferlabError) as info:
+        run_config(args, run_dir, fast=case.fast)
+    assert type(info.value).__name__ == case.error
+    assert case.fragment in str(info.value), str(info.value)
+    res = _result(run_dir)
+    assert res["status"] == "failed" and case.fragment in res["error"]
+    assert res["failure"]["stage"] == case.stage, res["failure"]
+    if case.stage in EARLY:
+        assert "backbone" not in res and "params" not in res  # stopped before any backbone/weights
+    if case.id == "pickled_code_in_weights":
+        assert not (tmp_path / "pwned").exists()  # the payload never ran
+
+
+# -- training faults ----------------------------------------------------------------------------------
+class NanInputs(L.Callback):
+    """Fault injection: the inputs of the batch at optimizer step `step` become NaN (bad data / overflow)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            batch.get("source", batch)["inputs"].fill_(float("nan"))
+
+
+def _inject(step: int) -> list[str]:
+    return ["+callbacks.inject._target_=test_bad_inputs.NanInputs", f"+callbacks.inject.step={step}"]
+
+
+def _load_ckpt(path: Path) -> dict:
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    return ckpt
+
+
+def test_nan_at_step_k_stops_there_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    k, run_dir = 3, tmp_path / "run"
+    from transferlab.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=ROW["nan_stop"].fragment) as info:
+        run_config(["trainer.max_epochs=3", *_inject(k)], run_dir)  # 2 steps per epoch: k = epoch 1, batch 1
+    assert "Likely causes" in str(info.value) and "last.ckpt" in str(info.value)
+    res = _result(run_dir)
+    assert res["status"] == "failed" and res["error"].startswith("TrainingError: training stopped at step 3")
+    assert res["failure"]["reason"] == "non_finite_loss" and res["failure"]["step"] == k
+    assert res["failure"]["stage"] == "fit" and res["failure"]["epoch"] == 1
+    last = Path(res["failure"]["last_checkpoint"])
+    assert last == run_dir / "checkpoints" / "last.ckpt"
+    ckpt = _load_ckpt(last)  # loads with weights_only=True, all weights finite
+    assert ckpt["global_step"] == 2 < k and ckpt["epoch"] == 0
+    assert sorted(p.name for p in last.parent.iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
+
+
+def test_nan_skip_policy_skips_the_step_and_finishes(tmp_path: Path, caplog) -> None:
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        result = run_config(["trainer.max_epochs=2", "callbacks.nan_guard.policy=skip", *_inject(1)], run_dir)
+    assert ROW["nan_skip"].fragment in caplog.text
+    assert result["status"] == "ok" and result["nan_guard"] == {"policy": "skip", "skipped_steps": [1]}
+    assert result["global_step"] == 4 and all(v is None or math.isfinite(v) for v in result["metrics"].values())
+    assert _load_ckpt(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_last_ckpt(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from transferlab.errors import TrainingError
+
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *a, **kw):  # the disk fills up during the second epoch's checkpoint: half a file, then ENOSPC
+        if str(f).endswith(".tmp") and "checkpoints" in str(f):
+            calls.append(f)
+            if len(calls) > 2:
+                Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", save)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingError, match=ROW["disk_full"].fragment) as info:
+        run_config(["trainer.max_epochs=2"], run_dir)
+    assert "the previous 'epoch=1-step=4.ckpt'" not in str(info.value) and "ckpt_path=last" in str(info.value)
+    res = _result(run_dir)
+    assert res["failure"]["reason"] == "disk_full" and res["failure"]["stage"] == "fit"
+    ckpts = run_dir / "checkpoints"
+    assert not list(ckpts.glob(".*.tmp"))  # no torn temporary file left behind
+    assert _load_ckpt(ckpts / "last.ckpt")["global_step"] == 2  # the epoch-0 checkpoint, intact
+
+
+# -- secrets and safe loading ---------------------------------------------------------------------------
+def test_secrets_never_reach_saved_files(tmp_path: Path) -> None:
+    from conftest import FAST
+
+    hf, wandb, literal = "hf_" + "Ab3" * 12, "0123456789abcdef" * 2 + "01234567", "p4ssw0rd-literal-123"
+    run_dir = tmp_path / "run"
+    out = train_cli([*FAST, "+hf_token=${oc.env:HF_TOKEN}", f"+api_key={literal}", f"hydra.run.dir={run_dir}"],
+                    env={"HF_TOKEN": hf, "WANDB_API_KEY": wandb})
+    assert out.returncode == 0, out.stderr[-2000:]
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in files) and any(p.name == "hparams.yaml" for p in files)
+    for p in files:
+        text = p.read_bytes().decode("utf-8", "ignore")
+        assert hf not in text and wandb not in text and literal not in text, p
+    for stream in (out.stdout, out.stderr):
+        assert hf not in stream and literal not in stream
+    res = _result(run_dir)
+    assert res["config"]["hf_token"] == ROW["secrets_not_saved"].fragment == res["config"]["api_key"]
+
+
+def test_secret_in_a_log_record_is_masked(monkeypatch) -> None:
+    import io
+
+    from transferlab.redact import RedactFilter
+
+    token = "hf_" + "Zz9" * 12
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", token)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactFilter())
+    logger = logging.getLogger("transferlab.test_secret")
+    logger.addHandler(handler)
+    try:
+        logger.warning("logging in with %s", token)
+    finally:
+        logger.removeHandler(handler)
+    assert token not in stream.getvalue() and ROW["secret_in_log"].fragment in stream.getvalue()
+
+
+def test_every_torch_load_in_src_is_weights_only() -> None:
+    calls = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        text = path.read_text()
+        for m in re.finditer(r"\btorch\.load\(", text):
+            depth, i = 1, m.end()
+            while depth and i < len(text):
+                depth += {"(": 1, ")": -1}.get(text[i], 0)
+                i += 1
+            calls.append((path.relative_to(ROOT), text[m.start():i]))
+    assert calls  # the check looks at real calls
+    bad = [f"{p}: {c}" for p, c in calls if ROW["torch_load_weights_only"].fragment not in c]
+    assert not bad, bad
+    assert not re.search(r"trust_remote_code\s*=\s*True", "".join(p.read_text() for p in (ROOT / "src").rglob("*.py")))
+
+
+def test_every_shipped_config_passes_validation(tmp_path: Path) -> None:
+    """No false alarms: each group file (with a matching partner where needed) validates."""
+    from transferlab.compose import compose
+    from transferlab.validate import validate
+
+    text = {"bert_base", "gpt2", "llama7b", "llama13b", "llama65b", "minilm", "mistral7b", "qwen2_5_7b",
+            "roberta_base", "smollm2"}
+    needs = {"timm": ["backbone.model_name=resnet18"], "imagefolder": ["data.root=/x"],
+             "text_files": ["backbone=minilm", "data.source.path=/x.csv"], "reviews": ["backbone=minilm"],
+             "reviews_shift": ["backbone=minilm"], "instructions": ["backbone=smollm2"]}
+    checked = 0
+    for group in ("backbone", "strategy", "adaptation", "data", "logger", "experiment"):
+        for f in sorted((ROOT / "conf" / group).glob("*.yaml")):
+            overrides = [f"{group}={f.stem}", *needs.get(f.stem, [])]
+            if group == "backbone" and f.stem in text:
+                overrides.append("data=reviews")
+            if group == "strategy" and f.stem not in ("feature_extraction", "partial", "full", "progressive", "lora"):
+                overrides += ["backbone=minilm", "data=reviews"]
+            if group == "adaptation" and f.stem != "none":
+                overrides.append("data=mnist_to_digits")
+            validate(compose(overrides, tmp_path))
+            checked += 1
+    assert checked >= 40
+
+
+# -- README ----------------------------------------------------------------------------------------------
+def troubleshooting_table() -> str:
+    rows = ["| case | input or fault | result | message (fragment) | what to do |", "|---|---|---|---|---|"]
+    for c in CASES:
+        given = " ".join(c.overrides).replace("{tmp}/", "").replace("|", "\\|") or "(fault injection)"
+        result = c.error if c.mode != "cli" else f"exit {c.exit}"
+        rows.append(f"| `{c.id}` | `{given}` | {result} | `{c.fragment}` | {c.fix} |")
+    return "\n".join(rows)
+
+
+def test_readme_troubleshooting_matches_the_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    missing = [line for line in troubleshooting_table().splitlines() if line not in section]
+    assert not missing, "README's Troubleshooting table is out of date (python tests/test_bad_inputs.py):\n" + "\n".join(missing)
+    assert len(CASES) >= 25
+
+
+if __name__ == "__main__":
+    print(troubleshooting_table())
