@@ -366,7 +366,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_last_ckpt(tmp_path: Pa
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingError, match=ROW["disk_full"].fragment) as info:
         run_config(["trainer.max_epochs=2"], run_dir)
-    assert "the previous 'epoch=1-step=4.ckpt'" not in str(info.value) and "ckpt_path=last" in str(info.value)
+    assert "no 'epoch=1-step=4.ckpt' was written" in str(info.value) and "ckpt_path=last" in str(info.value)
     res = _result(run_dir)
     assert res["failure"]["reason"] == "disk_full" and res["failure"]["stage"] == "fit"
     ckpts = run_dir / "checkpoints"
@@ -455,12 +455,16 @@ def test_every_shipped_config_passes_validation(tmp_path: Path) -> None:
 
 
 # -- README ----------------------------------------------------------------------------------------------
+def _code(text: str) -> str:
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def troubleshooting_table() -> str:
     rows = ["| case | input or fault | result | message (fragment) | what to do |", "|---|---|---|---|---|"]
     for c in CASES:
         given = " ".join(c.overrides).replace("{tmp}/", "").replace("|", "\\|") or "(fault injection)"
         result = c.error if c.mode != "cli" else f"exit {c.exit}"
-        rows.append(f"| `{c.id}` | `{given}` | {result} | `{c.fragment}` | {c.fix} |")
+        rows.append(f"| `{c.id}` | {_code(given)} | {result} | {_code(c.fragment)} | {c.fix} |")
     return "\n".join(rows)
 
 
