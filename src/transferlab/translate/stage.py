@@ -179,7 +179,7 @@ class CycleGANTranslate:
             model = CycleGAN(settings["channels"], **self.net)
             if load_generators(model, final):
                 log.info("translator reused: %s", final)
-                return model, {"reused": True, **json.loads((directory / "translator.json").read_text())}
+                return model, {**json.loads((directory / "translator.json").read_text()), "reused": True}
             return self._fit(model, src, tgt, directory, settings, callbacks or [])
 
     def _fit(self, model, src, tgt, directory: Path, settings: dict, callbacks: list) -> tuple[CycleGAN, dict]:
@@ -226,11 +226,13 @@ class CycleGANTranslate:
             dom = data.domains[which]
             idx = np.asarray(getattr(dom, split))
             by_class = [idx[dom.labels[idx] == c] for c in np.unique(dom.labels[idx])]
-            chosen = [by_class[i % len(by_class)][i // len(by_class)] for i in range(self.grid_examples)]
+            rounds = max(len(b) for b in by_class)
+            chosen = [b[r] for r in range(rounds) for b in by_class if r < len(b)][: self.grid_examples]
             return torch.as_tensor(np.asarray(chosen, dtype=np.int64))
 
         s, t = pick("source", "test"), pick("target", "train")
-        return write_grid(path, [src_all[s], translated[s], tgt_all[t]])
+        n = min(len(s), len(t))
+        return write_grid(path, [src_all[s[:n]], translated[s[:n]], tgt_all[t[:n]]])
 
 
 @torch.no_grad()
