@@ -1,0 +1,202 @@
+"""Hand a fine-tuned run to deployment: `python -m transferlab.export <run dir> --format onnx|safetensors|hf`.
+
+The run is rebuilt from its `results.json` config and `checkpoints/last.ckpt` (LoRA merged into the
+base weights first, with peft's `merge_and_unload`), then written as
+
+- `onnx`: `model.onnx` (opset 17 by default, dynamic batch axis; also the sequence axis for text),
+  checked against onnxruntime on held-out test inputs: the max abs difference of the logits is reported;
+- `safetensors`: `model.safetensors` (backbone + head, with the config, classes and licence in its
+  metadata), checked by loading it into a freshly built model;
+- `hf`: for transformers backbones, a `save_pretrained` folder that plain `transformers.AutoModel`
+  loads (+ tokenizer, `head.safetensors`, `transferlab.json` saying how features are pooled), checked
+  by recomputing the logits from plain transformers.
+
+Every export writes `export.json` (format, files, opset, inputs compared, max abs diff, tolerance) and
+exits 1 when the check misses the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from transferlab.errors import ConfigError, TransferlabError
+
+FORMATS = ("onnx", "safetensors", "hf")
+
+
+class Classifier(nn.Module):
+    """`head(backbone(x))` with plain tensor inputs: `(B, C, H, W)`, or `input_ids, attention_mask` `(B, T)`."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, text: bool) -> None:
+        super().__init__()
+        self.backbone, self.head, self.text = backbone, head, text
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        feats = self.backbone({"input_ids": x, "attention_mask": attention_mask} if self.text else x)
+        return self.head(feats)  # (B, K)
+
+
+def load_run(run_dir: Path, ckpt: Path | None = None):
+    """(result, data, Classifier, merged) of a finished run, LoRA merged; the data has its test split built."""
+    from omegaconf import OmegaConf
+
+    from transferlab.train import _build
+
+    res_path = run_dir / "results.json"
+    if not res_path.is_file():
+        raise ConfigError(f"'{run_dir}' has no results.json: pass a run dir (e.g. outputs/2026-01-01/12-00-00).")
+    result = json.loads(res_path.read_text())
+    ckpt = ckpt or run_dir / "checkpoints" / "last.ckpt"
+    if result.get("status") != "ok" or not ckpt.is_file():
+        raise ConfigError(f"run '{run_dir}' is not exportable: status {result.get('status')}, checkpoint "
+                          f"{'found' if ckpt.is_file() else 'missing at ' + str(ckpt)}. Export a run that finished ok.")
+    cfg = OmegaConf.create(result["config"])
+    strategy, data, module = _build(cfg, {})
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    backbone = module.backbone
+    merged = bool(getattr(strategy, "mergeable", False))
+    if merged:  # LoRA / QLoRA: deploy the merged weights (as export_peft checks)
+        backbone.model = backbone.model.merge_and_unload()
+    elif getattr(strategy, "saves_adapter", False):
+        raise ConfigError(f"strategy {strategy.name} can't be merged into the base weights; export its adapter "
+                          f"(<run dir>/adapter, peft format) instead.")
+    text = backbone.preprocessing.kind != "image"
+    return result, data, Classifier(backbone, module.head, text).eval(), merged
+
+
+def held_out(data, n: int) -> list[tuple]:
+    """Up to `n` test examples as a list of input tuples (one per batch; text batches keep their own padding)."""
+    batches, count = [], 0
+    for batch in data.test_dataloader()[0]:
+        x = batch["inputs"]
+        args = (x["input_ids"], x["attention_mask"]) if isinstance(x, dict) else (x,)
+        take = min(len(args[0]), n - count)
+        batches.append(tuple(a[:take] for a in args))
+        count += take
+        if count >= n:
+            break
+    return batches
+
+
+@torch.no_grad()
+def _max_diff(fn_a, fn_b, batches) -> float:
+    return max(float((torch.as_tensor(fn_a(*b)) - torch.as_tensor(fn_b(*b))).abs().max()) for b in batches)
+
+
+def to_onnx(model: Classifier, batches, out: Path, opset: int) -> dict:
+    import onnxruntime as ort
+
+    names = ["input_ids", "attention_mask"] if model.text else ["image"]
+    axes = {0: "batch", 1: "sequence"} if model.text else {0: "batch"}
+    dummy = tuple(a[:2] for a in batches[0])  # batch 2: the checks below run other batch sizes
+    path = out / "model.onnx"
+    torch.onnx.export(model, dummy, str(path), dynamo=False, opset_version=opset, input_names=names,
+                      output_names=["logits"], dynamic_axes={**{k: axes for k in names}, "logits": {0: "batch"}})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def run(*a):
+        return sess.run(None, {k: v.numpy() for k, v in zip(names, a)})[0]
+
+    return {"files": [path.name], "opset": opset, "inputs": names, "dynamic_axes": {k: axes for k in names},
+            "max_abs_diff": _max_diff(model, run, batches), "compared_with": "onnxruntime CPUExecutionProvider"}
+
+
+def to_safetensors(model: Classifier, batches, out: Path, result: dict) -> dict:
+    from safetensors.torch import load_file, save_file
+
+    from transferlab.train import _build
+
+    path = out / "model.safetensors"
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(result["config"]), "license": json.dumps(result.get("license")),
+            "format": "transferlab Classifier(backbone, head) state_dict, LoRA merged"}
+    save_file(state, str(path), metadata=meta)
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(result["config"])
+    cfg.strategy = {"_target_": "transferlab.strategies.full.Full"}  # plain architecture: nothing peft-wrapped
+    _, _, fresh = _build(cfg, {})
+    reloaded = Classifier(fresh.backbone, fresh.head, model.text).eval()
+    reloaded.load_state_dict(load_file(str(path)))
+    return {"files": [path.name], "max_abs_diff": _max_diff(model, reloaded, batches),
+            "compared_with": "a freshly built model loading model.safetensors"}
+
+
+def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+
+    bb = model.backbone
+    if not hasattr(bb, "tokenizer") or not hasattr(bb.model, "save_pretrained"):
+        raise ConfigError(f"--format hf needs a transformers backbone (e.g. minilm); this run used '{bb.info.name}'. "
+                          "Use --format onnx or safetensors.")
+    bb.model.config.id2label = dict(enumerate(classes))
+    bb.model.config.label2id = {c: i for i, c in enumerate(classes)}
+    bb.model.save_pretrained(str(out))
+    bb.tokenizer.save_pretrained(str(out))
+    save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(out / "head.safetensors"))
+    (out / "transferlab.json").write_text(json.dumps({"pooling": getattr(bb, "pooling", "mean"), "classes": classes,
+                                                      "head": "logits = head(pooled last_hidden_state)"}, indent=2))
+    plain = AutoModel.from_pretrained(str(out)).eval()
+
+    def logits(ids, mask):
+        h = plain(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
+        w = mask.unsqueeze(-1).to(h.dtype)
+        feats = h[:, 0] if getattr(bb, "pooling", "mean") == "cls" else (h * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return model.head(feats)
+
+    return {"files": sorted(p.name for p in out.iterdir()), "max_abs_diff": _max_diff(model, logits, batches),
+            "compared_with": "plain transformers.AutoModel.from_pretrained(<out>) + head.safetensors"}
+
+
+def export(run_dir: Path | str, fmt: str, out: Path | str | None = None, opset: int = 17, n: int = 100,
+           tol: float = 1e-4) -> dict:
+    """Export a run; returns (and writes to `<out>/export.json`) what was written and the parity check."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt} is not one of {', '.join(FORMATS)}.")
+    run_dir = Path(run_dir)
+    result, data, model, merged = load_run(run_dir)
+    out = Path(out or run_dir / "export" / fmt)
+    out.mkdir(parents=True, exist_ok=True)
+    batches = held_out(data, n)
+    if fmt == "onnx":
+        info = to_onnx(model, batches, out, opset)
+    elif fmt == "safetensors":
+        info = to_safetensors(model, batches, out, result)
+    else:
+        info = to_hf(model, batches, out, list(data.classes))
+    info.update(format=fmt, out=str(out), n_inputs=sum(len(b[0]) for b in batches), tol=tol,
+                within_tol=info["max_abs_diff"] <= tol, backbone=result.get("backbone", {}).get("name"),
+                license=result.get("license"), lora_merged=merged)
+    (out / "export.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m transferlab.export", description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/export/<format>)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("-n", type=int, default=100, help="held-out test inputs compared (default 100)")
+    p.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed (default 1e-4)")
+    a = p.parse_args(argv)
+    try:
+        info = export(a.run_dir, a.format, a.out, a.opset, a.n, a.tol)
+    except TransferlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.format}: {info['out']} ({', '.join(info['files'])}); max abs diff {info['max_abs_diff']:.2e} on "
+          f"{info['n_inputs']} held-out inputs vs {info['compared_with']}"
+          + (f"; opset {info['opset']}" if "opset" in info else "") + ("" if info["within_tol"] else f" > tol {a.tol}"))
+    return 0 if info["within_tol"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
