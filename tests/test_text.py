@@ -189,7 +189,7 @@ def test_llama7b_offline_cli_exits_fast_with_the_message(tmp_path):
     import os
 
     start = time.monotonic()
-    proc = train_cli(["strategy=lora", "backbone=llama7b", f"hydra.run.dir={tmp_path}"], env={"HF_HUB_OFFLINE": "1"})
+    proc = train_cli(["strategy=lora", "backbone=llama7b", "data=instructions", f"hydra.run.dir={tmp_path}"], env={"HF_HUB_OFFLINE": "1"})
     # < 30 s (~10 s on an idle 2-core machine, mostly imports); scaled when the machine is oversubscribed
     assert proc.returncode == 2 and time.monotonic() - start < 30 * max(1.0, os.getloadavg()[0] / os.cpu_count())
     assert "backbone.path" in proc.stderr and "meta-llama/Llama-2-7b-hf" in proc.stderr
