@@ -149,8 +149,6 @@ CASES = [
          "callbacks.nan_guard.policy='ignore' should be 'stop' or 'skip'", fix="stop or skip"),
     Case("missing_root", ["data=imagefolder"], "ConfigError", "data.root is required",
          fix="`data.root=/path/to/images`"),
-    Case("missing_root_cli", ["data=imagefolder"], "exit 2", "data.root is required", None, "cli",
-         "same, from the command line"),
     Case("missing_model_name", ["backbone=timm"], "ConfigError", "backbone.model_name is required",
          fix="`backbone.model_name=resnet18` (any `timm.list_models()` name)"),
     Case("peft_on_image_backbone", ["strategy=prefix_tuning"], "ConfigError", "can't adapt an image backbone",
