@@ -38,10 +38,35 @@ def test_key_changes_with_what_determines_the_features(tmp_path):
     assert other_seed["feature_cache"]["hits"] == 1 and other_seed["feature_cache"]["forwards"] == 0
 
 
-@pytest.mark.parametrize("strategy", ["partial", "progressive"])  # progressive starts frozen, then unfreezes
+@pytest.mark.parametrize("strategy", ["full", "progressive"])  # progressive starts frozen, then unfreezes
 def test_not_used_when_the_backbone_trains(strategy, tmp_path):
     result = run_config([*ARGS, f"strategy={strategy}", "trainer.max_epochs=1", f"cache.dir={tmp_path}"], tmp_path / "run")
     assert result["feature_cache"] == {"used": False, "reason": "the backbone has trainable parameters"}
+
+
+def test_partial_caches_its_frozen_prefix_with_the_same_metrics(tmp_path):
+    """partial (top 2 of 8 groups train): the stem + blocks 0-5 outputs are cached, blocks.6 + head train on them."""
+    args = [*ARGS, "strategy=partial"]
+    cache = f"cache.dir={tmp_path / 'cache'}"
+    off = run_config([*args, "cache=off"], tmp_path / "off")
+    first = run_config([*args, cache], tmp_path / "first")
+    second = run_config([*args, cache, "seed=1"], tmp_path / "second")
+    fc = first["feature_cache"]
+    assert fc["used"] and fc["prefix_groups"] == 6 and fc["misses"] == 1 and fc["forwards"] == 1797
+    assert second["feature_cache"]["hits"] == 1 and second["feature_cache"]["forwards"] == 0
+    assert first["params"] == off["params"]  # same trainable suffix, nothing registered twice
+    for name, value in metrics(off).items():
+        assert first["metrics"][name] == pytest.approx(value, abs=1e-4), name
+    # another cut is another key
+    three = run_config([*args, cache, "strategy.trainable_groups=3"], tmp_path / "three")
+    assert three["feature_cache"]["prefix_groups"] == 5 and three["feature_cache"]["misses"] == 1
+
+
+def test_partial_on_an_architecture_without_a_known_cut(tmp_path):
+    result = run_config([*ARGS, "strategy=partial", "backbone=timm", "backbone.model_name=convnext_atto",
+                         "backbone.pretrained=false", f"cache.dir={tmp_path}"], tmp_path / "run")
+    assert result["feature_cache"]["used"] is False
+    assert "is not a prefix the cache can cut" in result["feature_cache"]["reason"]
 
 
 def test_corrupt_file_is_discarded_and_recomputed(tmp_path, caplog):

@@ -5,8 +5,13 @@ features. When the whole backbone is frozen, no training-time augmentation touch
 the datasets can fingerprint their content, features are computed once, stored under
 `<cache dir>/features/<key>.safetensors` and reused across epochs, runs and sweep jobs.
 
-The key hashes everything that determines the features: the backbone's weights and class, the
-dataset content and its deterministic transform (size, normalisation, channels) and the dtype.
+With `partial` the leading frozen layer groups are a prefix of the network: where the backbone can
+cut there (`Backbone.split(k)`: timm EfficientNets and ResNets), the prefix's outputs are cached the
+same way and the run trains the suffix (the unfrozen groups) and the head on them.
+
+The key hashes everything that determines the features: the (prefix's) weights and class, where
+the cut is, the dataset content and its deterministic transform (size, normalisation, channels)
+and the dtype.
 Files are written atomically and carry a SHA-256 of their contents: a torn or corrupt file is
 discarded (with a warning) and recomputed, never used. An unwritable cache dir falls back to
 in-memory features for this run only (with a warning).
@@ -35,7 +40,8 @@ class CacheStats:
     persisted: bool = True
     dir: str = ""
     reason: str = ""
-    forwards: int = 0  # backbone forward passes over samples, this run
+    forwards: int = 0  # backbone (prefix) forward passes over samples, this run
+    prefix_groups: int | None = None  # None: whole backbone cached; k: the first k layer groups (partial)
     keys: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -43,7 +49,7 @@ class CacheStats:
 
 
 class FeatureDataset(Dataset):
-    """Precomputed features `(N, F)` with labels, in the same order as the source dataset."""
+    """Precomputed features `(N, F)` (or a prefix's feature maps `(N, C, H, W)`) with labels, in the same order as the source dataset."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         self.features, self.labels = features, labels
@@ -118,10 +124,31 @@ def save(path: Path, feats: torch.Tensor, labels: torch.Tensor, stats: CacheStat
         stats.persisted = False
 
 
+MAX_PREFIX_GB = 4.0  # prefix outputs larger than this (all images of a domain, fp32) are not cached
+
+
+def frozen_prefix(strategy, backbone) -> int | None:
+    """Leading layer groups that stay frozen for the whole run; None = the whole backbone."""
+    if not any(p.requires_grad for p in backbone.parameters()):
+        return None if getattr(strategy, "backbone_always_frozen", False) or not strategy.trains else 0
+    if getattr(strategy, "callbacks", None) and strategy.callbacks():  # e.g. a progressive unfreezing schedule
+        return 0
+    k = 0
+    for group in backbone.layer_groups():
+        if any(p.requires_grad for p in group.parameters()):
+            break
+        k += 1
+    return k
+
+
 def why_not(strategy, module, data) -> str:
-    """Empty when the features can be cached, else the reason they can't."""
-    if not getattr(strategy, "backbone_always_frozen", False) or any(p.requires_grad for p in module.backbone.parameters()):
+    """Empty when the features (or the frozen prefix's outputs) can be cached, else the reason they can't."""
+    k = frozen_prefix(strategy, module.backbone)
+    if k == 0:
         return "the backbone has trainable parameters"
+    if k is not None and (not hasattr(module.backbone, "split") or module.backbone.split(k) is None):
+        return (f"the frozen part ({k} layer groups) of '{module.backbone.info.name}' is not a prefix the cache can cut "
+                "(supported: timm EfficientNets and ResNets)")
     if module.augment is not None or module.tta is not None:
         return "augmentation changes the backbone's inputs"
     if module.adaptation is not None:
@@ -144,7 +171,17 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
     stats = CacheStats()
     root = Path(directory).expanduser() if directory else cache_dir("features")
     stats.dir = str(root)
-    model_key = weights_hash(module.backbone)
+    k = frozen_prefix(module.strategy, module.backbone)
+    prefix, suffix = (module.backbone, None) if k is None else module.backbone.split(k)
+    stats.prefix_groups = k
+    if suffix is not None:
+        with torch.no_grad():
+            probe = prefix.eval()(next(iter(DataLoader(data.make_dataset(next(iter(data.domains)), np.arange(1), train=False))))["inputs"])
+        gb = 4 * probe.numel() * sum(len(d.labels) for d in data.domains.values()) / 1e9
+        if gb > MAX_PREFIX_GB:
+            stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
+            return stats
+    model_key = weights_hash(prefix) + ("" if k is None else f"|prefix:{k}")
     for which, dom in data.domains.items():
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
         key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|float32".encode()).hexdigest()[:40]
@@ -152,7 +189,7 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
         hit = load(path, stats)
         if hit is None:
             stats.misses += 1
-            hit = compute(module.backbone, full, batch_size, which, stats)
+            hit = compute(prefix, full, batch_size, which, stats)
             save(path, *hit, stats)
         else:
             stats.hits += 1
@@ -162,4 +199,7 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
             idx = torch.from_numpy(np.asarray(getattr(dom, split), dtype=np.int64))
             data.datasets[f"{which}/{split}"] = FeatureDataset(feats[idx], labels[idx])
     module.features_cached = True
+    # None: the cache holds the backbone's features. Kept out of `_modules`: the suffix shares the
+    # backbone's parameters and must not appear twice in the state dict.
+    module.__dict__["_cached_suffix"] = suffix
     return stats

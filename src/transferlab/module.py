@@ -66,8 +66,13 @@ class TransferModule(L.LightningModule):
         return self.head(self.backbone(inputs))  # (B, num_classes)
 
     def features(self, inputs: Any) -> torch.Tensor:
-        """Backbone features `(B, F)`; with the feature cache the batch already holds them."""
-        return inputs if self.features_cached else self.backbone(inputs)
+        """Backbone features `(B, F)`; with the feature cache the batch already holds them (or, for a
+        cached frozen prefix, its outputs, which the trainable suffix of the backbone finishes)."""
+        if not self.features_cached:
+            return self.backbone(inputs)
+        suffix = self.__dict__.get("_cached_suffix")
+        return inputs if suffix is None else suffix(inputs)
+
 
     def train(self, mode: bool = True):
         super().train(mode)

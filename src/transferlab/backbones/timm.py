@@ -126,6 +126,27 @@ class TimmBackbone(Backbone):
         return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1
                 and tuple(m.kernel_size) == (1, 1) and n != stem]
 
+    def split(self, n_groups: int) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        """`(prefix, suffix)` with `suffix(prefix(x)) == self(x)`, cut after the first `n_groups` layer groups.
+
+        Used by the feature cache for the frozen prefix of `partial`. Known clean cuts: timm's
+        EfficientNet family (stem | blocks.i, conv_head with the last block) and ResNets (stem | layer1-4); None for
+        other architectures or when `n_groups` is not a cut inside the network.
+        """
+        from timm.models.efficientnet import EfficientNet
+        from timm.models.resnet import ResNet
+
+        m = self.base_model
+        if isinstance(m, EfficientNet):
+            stem, blocks, tail = [m.conv_stem, m.bn1], list(m.blocks), [m.conv_head, m.bn2]
+        elif isinstance(m, ResNet):
+            stem, blocks, tail = [m.conv1, m.bn1, m.act1, m.maxpool], [m.layer1, m.layer2, m.layer3, m.layer4], []
+        else:
+            return None
+        if len(self.layer_groups()) != 1 + len(blocks) or not 1 <= n_groups <= len(blocks):  # tail: in the last group
+            return None
+        return torch.nn.Sequential(*stem, *blocks[: n_groups - 1]), _Suffix(torch.nn.Sequential(*blocks[n_groups - 1 :], *tail), m)
+
     def layer_groups(self) -> list[LayerGroup]:
         """timm's own coarse `group_matcher` (stem, stages/blocks, final norm), input -> output."""
         model = self.base_model
@@ -138,3 +159,15 @@ class TimmBackbone(Backbone):
             prefix = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
             out.append(LayerGroup(name=f"{len(out)}:{prefix}", params=params))
         return out
+
+
+class _Suffix(torch.nn.Module):
+    """The layers after a cut, then the model's own pooling head (`forward_head`, classifier removed)."""
+
+    def __init__(self, layers: torch.nn.Sequential, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.layers = layers
+        object.__setattr__(self, "_model", model)  # not a submodule: its parameters belong to the backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._model.forward_head(self.layers(x))
