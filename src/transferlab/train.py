@@ -194,8 +194,9 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         from transferlab.features import cache_features, why_not
 
         reason = why_not(strategy, module, data)
-        result["feature_cache"] = ({"used": False, "reason": reason} if reason else
-                                   {"used": True, **cache_features(module, data, cfg.cache.dir).to_dict()})
+        stats = None if reason else cache_features(module, data, cfg.cache.dir).to_dict()
+        reason = reason or stats["reason"]
+        result["feature_cache"] = {"used": False, "reason": reason} if reason else {"used": True, **stats}
     result["params"] = count_params(module)  # on the (peft-)wrapped model; 4-bit weights at their logical size
     trainer, loggers, callbacks = _trainer(cfg, strategy, module, data, result["backbone"]["name"])
     if result.get("translate"):
