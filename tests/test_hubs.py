@@ -120,12 +120,32 @@ def test_onnx_import_cuts_at_the_classifier(lite0_onnx, lite0):
     from transferlab.backbones.onnx_file import OnnxBackbone
 
     bb = OnnxBackbone(path=str(lite0_onnx), mean=(0.5,) * 3, std=(0.5,) * 3)
-    assert bb.info.extra["cut_at"] == "/global_pool/flatten/Flatten_output_0" and bb.info.extra["onnx_opset"] == 17
+    assert bb.info.extra["cut_at"] == "/global_pool/pool/GlobalAveragePool_output_0" and bb.info.extra["onnx_opset"] == 17
     assert all(p.requires_grad for p in bb.parameters()) and sum(p.numel() for p in bb.parameters()) > 3e6
     check_contract(bb, lite0)
     # an explicit cut before the head conv: spatial features, average-pooled
     early = OnnxBackbone(path=str(lite0_onnx), output="/blocks/blocks.6/blocks.6.0/conv_pwl/Conv_output_0")
     assert early.num_features == 320 and early(torch.zeros(2, 3, 64, 64)).shape == (2, 320)
+
+
+def test_onnx_file_shipped_in_a_package():
+    """The onnx package ships the ONNX Model Zoo's ResNet-50 graph (opset 9, weights replaced by constants)."""
+    import onnx
+    import onnxruntime as ort
+
+    from transferlab.backbones import onnx_graph
+    from transferlab.backbones.onnx_file import OnnxBackbone
+
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"
+    bb = OnnxBackbone(path=str(path))  # Dropout / ConstantOfShape / batch-1 Reshape handled by the graph rewrite
+    assert bb.num_features == 2048 and bb.info.extra["onnx_opset"] == 9 and bb.info.extra["cut_at"] == "r172"
+    ref_graph = onnx_graph.cut(onnx_graph.normalize(onnx.load(str(path))), bb.cut_at)
+    x = torch.rand(1, 3, 224, 224)
+    ref = ort.InferenceSession(ref_graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"gpu_0/data_0": x.numpy()})[0]
+    with torch.no_grad():
+        got = bb.eval()(x).numpy()
+    assert abs(got - ref.reshape(1, -1)).max() <= 1e-4 * abs(ref).max()  # constant weights: huge values, relative check
+    assert bb(torch.rand(3, 3, 224, 224)).shape == (3, 2048)  # the baked-in batch of 1 is cut away
 
 
 def test_onnx_bad_inputs(lite0_onnx, tmp_path):

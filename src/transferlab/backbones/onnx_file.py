@@ -61,6 +61,8 @@ def _image_input(model) -> tuple[str, list]:
 
 def _promote_initializers(gm: nn.Module) -> int:
     """Float initializers with more than one element (weights kept as buffers by onnx2torch) -> parameters."""
+    if not hasattr(gm, "initializers"):  # no initializers at all
+        return 0
     container = gm.get_submodule("initializers")
     n = 0
     for name, buf in list(container.named_buffers(recurse=False)):
@@ -142,7 +144,14 @@ class OnnxBackbone(Backbone):
     @torch.no_grad()
     def _probe(self, size) -> tuple[int, str | None]:
         """(num_features, pooling needed) from one forward pass at `size`."""
-        out = self.model.eval()(self._layout(torch.zeros(2, *size)))
+        try:
+            out = self.model.eval()(self._layout(torch.zeros(2, *size)))
+        except RuntimeError as e:
+            raise ConfigError(
+                f"the converted ONNX graph fails on a batch of 2 images of {size} ({e}). Exports with batch size 1 "
+                "bake it into Reshape shapes: cut before the first such Reshape with backbone.output=<node output>, "
+                "re-export with a dynamic batch axis, or set backbone.input_size to the size the file expects."
+            ) from e
         if out.dim() == 2:
             return out.shape[1], None
         if out.dim() == 4:

@@ -20,25 +20,49 @@ from transferlab.errors import ConfigError, WeightsError
 _PASS = {"Softmax", "LogSoftmax", "Identity", "Flatten", "Reshape", "Squeeze", "Add", "Cast", "Dropout"}
 
 
+def _fill(node: onnx.NodeProto, shape) -> onnx.TensorProto:
+    """ConstantOfShape with a constant shape -> the tensor it makes."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    value = next((numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"), np.zeros(1, np.float32))
+    return numpy_helper.from_array(np.full([int(d) for d in shape], value.reshape(-1)[0], dtype=value.dtype), node.output[0])
+
+
 def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Constant nodes -> initializers, Identity-of-initializer -> the initializer, trailing "" inputs dropped."""
+    """Fold constants into initializers and drop inference no-ops, so onnx2torch finds every weight.
+
+    Constant and ConstantOfShape(constant shape) nodes -> initializers; Identity of an initializer and
+    Dropout (a no-op at inference; lossy for fine-tuning: the model trains without it) -> their input;
+    trailing empty optional inputs dropped.
+    """
+    from onnx import numpy_helper
+
     g = model.graph
+    consts = {i.name: i for i in g.initializer}
     nodes = []
     for n in g.node:
         if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value":
             t = onnx.TensorProto()
             t.CopyFrom(n.attribute[0].t)
             t.name = n.output[0]
-            g.initializer.append(t)
+        elif n.op_type == "ConstantOfShape" and n.input[0] in consts:
+            t = _fill(n, numpy_helper.to_array(consts[n.input[0]]))
         else:
             nodes.append(n)
-    inits = {i.name for i in g.initializer}
+            continue
+        g.initializer.append(t)
+        consts[t.name] = t
+        model.ir_version = max(model.ir_version, 4)  # IR >= 4: initializers need not be listed as graph inputs
+    inits = set(consts)
     outputs = {o.name for o in g.output}
+    used = {i for n in nodes for i in n.input} | outputs
     alias: dict[str, str] = {}
     kept = []
     for n in nodes:
         src = alias.get(n.input[0], n.input[0]) if n.input else None
-        if n.op_type == "Identity" and src in inits and n.output[0] not in outputs:
+        no_op = (n.op_type == "Identity" and src in inits) or (n.op_type == "Dropout" and not (set(n.output[1:]) & used))
+        if no_op and n.output[0] not in outputs:
             alias[n.output[0]] = src
         else:
             kept.append(n)
@@ -50,6 +74,17 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
             n.input.pop()
     del g.node[:]
     g.node.extend(kept)
+    return prune_inputs(model)
+
+
+def prune_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Keep only graph inputs that some node reads and no initializer provides (old IRs list weights as inputs)."""
+    g = model.graph
+    used = {i for n in g.node for i in n.input}
+    inits = {i.name for i in g.initializer}
+    keep = [i for i in g.input if i.name in used and i.name not in inits]
+    del g.input[:]
+    g.input.extend(keep)
     return model
 
 
@@ -68,7 +103,11 @@ def find_classifier_input(model: onnx.ModelProto) -> str | None:
         if node is None:
             return None
         if node.op_type in ("Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in inits:
-            return node.input[0]
+            name = node.input[0]
+            # before a Flatten/Reshape: old exports bake batch 1 into the shape; (B, C, 1, 1) is pooled anyway
+            while producer.get(name) is not None and producer[name].op_type in ("Flatten", "Reshape", "Squeeze"):
+                name = producer[name].input[0]
+            return name
         if node.op_type not in _PASS:
             return None
         data = [i for i in node.input if i and i not in inits]
@@ -104,7 +143,7 @@ def cut(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
     g.initializer.extend(inits)
     del g.output[:]
     g.output.append(out)
-    return model
+    return prune_inputs(model)
 
 
 def check_convertible(model: onnx.ModelProto) -> Counter:
