@@ -373,23 +373,30 @@ def test_disk_full_while_checkpointing_keeps_the_previous_last_ckpt(tmp_path: Pa
 
 
 # -- secrets and safe loading ---------------------------------------------------------------------------
-def test_secrets_never_reach_saved_files(tmp_path: Path) -> None:
+def test_secrets_never_reach_saved_files(tmp_path: Path, monkeypatch) -> None:
     from conftest import FAST
 
     hf, wandb, literal = "hf_" + "Ab3" * 12, "0123456789abcdef" * 2 + "01234567", "p4ssw0rd-literal-123"
-    run_dir = tmp_path / "run"
-    out = train_cli([*FAST, "+hf_token=${oc.env:HF_TOKEN}", f"+api_key={literal}", f"hydra.run.dir={run_dir}"],
-                    env={"HF_TOKEN": hf, "WANDB_API_KEY": wandb})
-    assert out.returncode == 0, out.stderr[-2000:]
-    files = [p for p in run_dir.rglob("*") if p.is_file()]
-    assert any(p.name == "overrides.yaml" for p in files) and any(p.name == "hparams.yaml" for p in files)
+    env = {"HF_TOKEN": hf, "WANDB_API_KEY": wandb}
+    secrets = ["+hf_token=${oc.env:HF_TOKEN}", f"+api_key={literal}"]
+    # a whole run in-process: results.json, the CSV logger's hparams.yaml, checkpoints
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    result = run_config(secrets, tmp_path / "run")
+    assert result["status"] == "ok"
+    # the CLI, stopping at the data check: Hydra's .hydra/*.yaml (written before the run), train.log, the console
+    out = train_cli([*FAST, *secrets, "data.train_per_class=1000", f"hydra.run.dir={tmp_path / 'cli'}"], env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"overrides.yaml", "config.yaml", "hparams.yaml", "train.log", "last.ckpt"} <= names, names
     for p in files:
         text = p.read_bytes().decode("utf-8", "ignore")
         assert hf not in text and wandb not in text and literal not in text, p
     for stream in (out.stdout, out.stderr):
         assert hf not in stream and literal not in stream
-    res = _result(run_dir)
-    assert res["config"]["hf_token"] == ROW["secrets_not_saved"].fragment == res["config"]["api_key"]
+    for res in (_result(tmp_path / "run"), _result(tmp_path / "cli")):
+        assert res["config"]["hf_token"] == ROW["secrets_not_saved"].fragment == res["config"]["api_key"]
 
 
 def test_secret_in_a_log_record_is_masked(monkeypatch) -> None:
