@@ -90,8 +90,10 @@ class NanGuard(L.Callback):
         raise TrainingError(
             f"training stopped at step {step} (epoch {trainer.current_epoch}, batch {self._batch_idx}){skipped}: {what}. "
             "The step was not applied. Likely causes: a learning rate too high (largest now "
-            f"{max(lrs) if lrs else float('nan'):g}; lower strategy.lr), overflow in reduced precision "
-            f"(precision={trainer.precision}; try 32-true or bf16-mixed), or non-finite values in the data. "
+            f"{max(lrs) if lrs else float('nan'):g}; lower strategy.lr), "
+            + (f"overflow in reduced precision (precision={trainer.precision}; try 32-true or bf16-mixed), "
+               if "16" in str(trainer.precision) else "")
+            + "or non-finite values in the data (inputs, labels). "
             + (f"Last good checkpoint: {ckpt} (resume with ckpt_path={ckpt}). " if ckpt
                else "No checkpoint was written before it. ")
             + "callbacks.nan_guard.policy=skip skips such steps instead.",
