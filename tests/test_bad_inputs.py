@@ -297,11 +297,11 @@ def test_bad_input(case: Case, tmp_path: Path, caplog) -> None:
 class NanInputs(L.Callback):
     """Fault injection: the inputs of the batch at optimizer step `step` become NaN (bad data / overflow)."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, rank: int | None = None) -> None:
+        self.step, self.rank = step, rank  # rank: poison only that process's batch (DDP)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             batch.get("source", batch)["inputs"].fill_(float("nan"))
 
 

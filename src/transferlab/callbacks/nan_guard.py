@@ -64,6 +64,9 @@ class NanGuard(L.Callback):
                 if not torch.isfinite(norm):
                     what, reason = f"the gradient norm is {float(norm)}", "non_finite_gradients"
         self._bad_loss = None
+        # every process takes the same decision (losses are per process); the collective runs on all of them
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(what is not None, all=False) and what is None:
+            what, reason = "the loss or gradients of another process are not finite", "non_finite_loss"
         if what is None:
             return
         step = trainer.global_step
