@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -97,8 +98,10 @@ def to_onnx(model: Classifier, batches, out: Path, opset: int) -> dict:
     axes = {0: "batch", 1: "sequence"} if model.text else {0: "batch"}
     dummy = tuple(a[:2] for a in batches[0])  # batch 2: the checks below run other batch sizes
     path = out / "model.onnx"
-    torch.onnx.export(model, dummy, str(path), dynamo=False, opset_version=opset, input_names=names,
-                      output_names=["logits"], dynamic_axes={**{k: axes for k in names}, "logits": {0: "batch"}})
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated upstream but exact here (torch < 2.15
+        warnings.simplefilter("ignore")  # pinned); the torch.export one would add onnxscript as a dependency
+        torch.onnx.export(model, dummy, str(path), dynamo=False, opset_version=opset, input_names=names,
+                          output_names=["logits"], dynamic_axes={**{k: axes for k in names}, "logits": {0: "batch"}})
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     def run(*a):
         return sess.run(None, {k: v.numpy() for k, v in zip(names, a)})[0]
