@@ -303,7 +303,7 @@ def test_tfhub_text_signature_is_refused(saved_models):
         tfhub_backbone(path=str(saved_models / "mnist_cnn"), signature="predict")
 
 
-def test_tfhub_missing_extra_or_offline_handle_is_clear():
+def test_tfhub_offline_handle_is_clear():
     """Offline + a TF Hub handle: one WeightsError before TensorFlow is imported."""
     from transferlab.backbones.tfhub import tfhub_backbone
 
