@@ -191,6 +191,9 @@ def test_translated_images_replace_the_source_splits():
         item = data.datasets[f"source/{split}"][0]
         assert item["inputs"].shape == (3, 16, 16) and int(item["labels"]) == data.domains["source"].labels[idx[0]]
         torch.testing.assert_close(item["inputs"], torch.full((3, 16, 16), (idx[0] / (n - 1) - 0.5) / 0.5))
+    # the feature cache reads whole domains through make_dataset: it must see the translation too
+    whole = data.make_dataset("source", np.arange(n), train=False)
+    torch.testing.assert_close(whole[5]["inputs"], torch.full((3, 16, 16), (5 / (n - 1) - 0.5) / 0.5))
     target = data.datasets["target/train"][0]["inputs"]
     assert target.std() > 0  # the target keeps its own images
     pool = pool_indices(data.domains["source"])

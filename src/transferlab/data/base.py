@@ -124,7 +124,11 @@ class ClassificationData(L.LightningDataModule):
                         "pixel-level adaptation needs image data (data=mnist_to_digits, digits_to_mnist, imagefolder).")
 
     def translated_dataset(self, which: str, indices: np.ndarray) -> Dataset:
-        """The translated images of `which` at `indices`, resized and normalised for the backbone."""
+        """The translated images of `which` at `indices`, resized and normalised for the backbone.
+
+        Image datamodules return this from `make_dataset` for a translated domain, so every reader
+        (splits, the feature cache) sees the translation.
+        """
         from transferlab.data.images import NormalizedImages, resize_tensor
 
         pre = self.preprocessing
@@ -181,10 +185,6 @@ class ClassificationData(L.LightningDataModule):
             self.prepare()
         self.preprocessing = preprocessing
         for which, dom in self.domains.items():
-            if which in self.translated:  # translate=...: the translator's output replaces this domain's images
-                for split in ("train", "val", "test"):
-                    self.datasets[f"{which}/{split}"] = self.translated_dataset(which, getattr(dom, split))
-                continue
             self.datasets[f"{which}/train"] = self.make_dataset(which, dom.train, train=True)
             for split in ("val", "test"):
                 self.datasets[f"{which}/{split}"] = self.make_dataset(which, getattr(dom, split), train=False)

@@ -165,6 +165,8 @@ class ImageFolderData(ClassificationData):
         return torch.stack([prep(im.convert(mode)) for im in images])
 
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
+        if which in self.translated:  # translate=...: also what the feature cache reads
+            return self.translated_dataset(which, indices)
         pre = self.preprocessing
         size = self.image_size or pre.input_size[-1]
         files = [self.files[which][i] for i in indices]

@@ -85,6 +85,8 @@ class ArrayImageData(ClassificationData):
         return resize_tensor(x, size) if size else x
 
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
+        if which in self.translated:  # translate=...: also what the feature cache reads
+            return self.translated_dataset(which, indices)
         pre = self.preprocessing
         size = self.image_size or pre.input_size[-1]
         arr = self._arrays[which]
