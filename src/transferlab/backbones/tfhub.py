@@ -94,7 +94,9 @@ def tfhub_backbone(handle: str | None = None, path: str | None = None, signature
     """
     if path is None and handle is None:
         raise ConfigError("a TF Hub backbone needs backbone.handle (a TF Hub URL) or backbone.path (a SavedModel folder).")
-    name = name or Path(str(path or urlparse(handle).path.rstrip("/"))).name
+    if name is None and path is None:  # .../imagenet/mobilenet_v2_100_224/feature_vector/5 -> mobilenet_v2_100_224/feature_vector
+        name = "/".join([part for part in urlparse(handle).path.split("/") if part and not part.isdigit()][-2:])
+    name = name or Path(str(path)).name
     folder = Path(path) if path else _download(handle, name)  # offline + handle: fails here, before TensorFlow
     if not (folder / "saved_model.pb").is_file():
         raise WeightsError(f"backbone.path='{folder}' is not a SavedModel folder (no saved_model.pb).")
