@@ -82,6 +82,27 @@ def test_hf_folder_loads_with_plain_transformers(lora_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_backbone_imported_from_onnx_exports_back_to_onnx(tmp_path):
+    """ONNX file -> onnx2torch -> full fine-tuning -> ONNX again, checked with onnxruntime."""
+    import timm
+    import torch
+    from safetensors.torch import load_file
+
+    from transferlab.backbones.weights import efficientnet_lite0
+
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+    model.load_state_dict(load_file(str(efficientnet_lite0().path)))
+    torch.onnx.export(model.eval(), (torch.zeros(1, 3, 32, 32),), str(tmp_path / "in.onnx"), dynamo=False, opset_version=17,
+                      dynamic_axes={"input": {0: "batch", 2: "h", 3: "w"}}, input_names=["input"])
+    run = tmp_path / "run"
+    result = run_config(["backbone=onnx", f"backbone.path={tmp_path / 'in.onnx'}", "backbone.url=null", "strategy=full",
+                         "backbone.mean=[0.5,0.5,0.5]", "backbone.std=[0.5,0.5,0.5]"], run)
+    assert result["status"] == "ok"
+    info = export(run, "onnx", tmp_path / "out")
+    assert info["within_tol"] and info["max_abs_diff"] <= TOL and info["n_inputs"] == 100
+
+
+@pytest.mark.slow
 def test_bad_exports_stop_early(image_run, tmp_path):
     with pytest.raises(ConfigError, match="needs a transformers backbone"):
         export(image_run, "hf", tmp_path / "hf")

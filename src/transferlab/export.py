@@ -91,8 +91,22 @@ def _max_diff(fn_a, fn_b, batches) -> float:
     return max(float((torch.as_tensor(fn_a(*b)) - torch.as_tensor(fn_b(*b))).abs().max()) for b in batches)
 
 
+def _onnx2torch_compat() -> None:
+    """onnx2torch's modules read the export opset from `torch.onnx.symbolic_helper.GLOBALS`, which moved in torch
+    2.9+; point the old name at the exporter's globals so a backbone imported from ONNX exports again."""
+    from torch.onnx import symbolic_helper
+
+    if not hasattr(symbolic_helper, "GLOBALS"):
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+        symbolic_helper.GLOBALS = GLOBALS
+
+
 def to_onnx(model: Classifier, batches, out: Path, opset: int) -> dict:
     import onnxruntime as ort
+
+    if any(type(m).__module__.startswith("onnx2torch") for m in model.modules()):
+        _onnx2torch_compat()
 
     names = ["input_ids", "attention_mask"] if model.text else ["image"]
     axes = {0: "batch", 1: "sequence"} if model.text else {0: "batch"}
