@@ -122,7 +122,7 @@ def resolve(yaml_license: str | None, info, model_id: str | None = None) -> dict
     if yaml_license:
         candidates["backbone YAML (backbone.license)"] = str(yaml_license)
     if info.license and str(info.license) != str(yaml_license):
-        candidates[info.extra.get("license_source") or "model metadata"] = str(info.license)
+        candidates[info.extra.get("license_source") or "model metadata (e.g. timm pretrained_cfg)"] = str(info.license)
     if info.source.startswith("package:"):
         dist = info.source.split(":", 1)[1].split("==")[0]
         pkg = from_package(dist)
