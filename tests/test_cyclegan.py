@@ -119,6 +119,18 @@ def test_gray_vs_rgb_folders_fail_early_through_the_run(tmp_path):
     assert ok["status"] == "ok" and ok["translate"]["settings"]["channels"] == 1
 
 
+def test_folder_of_mixed_sizes_needs_a_resize(tmp_path):
+    from transferlab.data.folder import ImageFolderData
+    from transferlab.errors import DataError
+
+    root = _imagefolder(tmp_path / "a", "L", 20)
+    Image.fromarray(np.zeros((12, 12), dtype=np.uint8), "L").save(root / "a" / "small.png")
+    data = ImageFolderData(str(root), target_root=str(root), num_workers=0).prepare()
+    with pytest.raises(DataError, match=r"different sizes \(\(12, 12\) \.\.\. \(20, 20\) px\).*translate.image_size"):
+        data.domain_images("source", None)
+    assert data.domain_images("source", 16).shape == (13, 1, 16, 16)
+
+
 def test_sizes_differ_without_resize_fails_early_cli(tmp_path):
     proc = train_cli(["data=mnist_to_digits", "data.image_size=null", "translate=cyclegan", "logger=none",
                       f"translate.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"], timeout=120)
