@@ -116,7 +116,7 @@ def test_cli_prints_table():
 @pytest.mark.parametrize("args,message", [
     (["plan.arch=no_such_model", "backbone=minilm", "data=reviews"], "unknown architecture 'no_such_model'"),
     (["backbone=no_such_model"], "no_such_model"),
-    (["strategy=lora"], "can't adapt a image backbone"),
+    (["strategy=prefix_tuning"], "adapt a image backbone"),
     (["backbone=efficientnet_lite0", "data=reviews"], "pick a matching pair"),
 ])
 def test_bad_input_is_one_clear_message(args, message, capsys):

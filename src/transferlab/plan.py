@@ -94,6 +94,10 @@ def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -
     out["formula"] = _formula(backbone, batch, seq_len, act_bytes) if backbone.info.kind != "image" else None
     used = acts["checkpointed"] if ckpt else acts["total"]
     out["model_bytes"] = sum(out["weights"].values()) + out["gradients"] + out["optimizer_states"] + used
+    # Loading stages the full-precision checkpoint in host memory (the state dict or the safetensors pages
+    # read, and for a 4-bit load the unquantized tensors before bitsandbytes packs them); on a CPU run that
+    # high-water mark stays in the process's peak RSS, on a GPU run it is host memory, not device memory.
+    out["load_bytes"] = sum(p.numel() * p.element_size() for p in {id(p): p for p in backbone.parameters()}.values())
     out["total"] = out["model_bytes"] + GPU_RUNTIME
     out["fits"] = [g for g in GPUS_GB if out["total"] <= g * 1e9]
     return out
@@ -112,7 +116,8 @@ def predict(cfg: DictConfig, module: nn.Module | None = None, data=None) -> dict
     """The plan for results.json (MB = MiB, like `peak_mem_mb`), next to which the run's measured peak is written.
 
     `predicted_peak_mem_mb` is the GPU total on a GPU run, else the CPU process estimate (runtime +
-    model). With the run's `module`, its materialised parameter counts are checked against the plan;
+    model + the full-precision checkpoint staged while loading, `load_staging_mb`). With the run's
+    `module`, its materialised parameter counts are checked against the plan;
     with its built `data`, text is planned at the longest of the first training batches (they are
     padded to their longest text, not to max_length). Never raises: a failed plan is `{"error": ...}`.
     """
@@ -129,7 +134,8 @@ def predict(cfg: DictConfig, module: nn.Module | None = None, data=None) -> dict
            "activations_checkpointed_mb": round(p["activations"]["checkpointed"] / mb, 1),
            "runtime_mb": round(GPU_RUNTIME / mb if gpu else CPU_RUNTIME_MB, 1), "fits_gpus_gb": p["fits"]}
     out["seq_len"] = p.get("seq_len")
-    out["predicted_peak_mem_mb"] = round(p["model_bytes"] / mb + out["runtime_mb"], 1)
+    out["load_staging_mb"] = 0.0 if gpu else round(p["load_bytes"] / mb, 1)
+    out["predicted_peak_mem_mb"] = round(p["model_bytes"] / mb + out["runtime_mb"] + out["load_staging_mb"], 1)
     if module is not None:
         from transferlab.strategies.peft_base import count_params  # 4-bit weights at their logical size
 
