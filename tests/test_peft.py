@@ -123,7 +123,7 @@ def test_bottleneck_adapter_layer():
 
 @pytest.mark.parametrize("strategy", ["qlora", "prefix_tuning", "prompt_tuning", "adapter", "zero_shot"])
 def test_impossible_pairs_stop_at_once(strategy, tmp_path):
-    with pytest.raises(ConfigError, match=r"can't adapt a image backbone.*works with text, causal_lm"):
+    with pytest.raises(ConfigError, match=r"can.t adapt an? image backbone.*works with text, causal_lm"):
         run_config([f"strategy={strategy}", "backbone.pretrained=false", *QUIET], tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
 
@@ -133,7 +133,7 @@ def test_lora_on_an_image_backbone_adapts_the_pointwise_convs(tmp_path):
     res = run_config(["strategy=lora", *QUIET], tmp_path)
     assert res["status"] == "ok" and res["global_step"] == 2
     assert 0 < res["params"]["trainable"] < 0.06 * res["params"]["total"]
-    assert res["feature_cache"] == {"used": False, "reason": "the backbone has trainable parameters"}
+    assert not res["feature_cache"]["used"] and "not worth caching" in res["feature_cache"]["reason"]  # only the stem is frozen
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     assert res["adapter"]["merged"]["within_tol"] and res["adapter"]["merged"]["max_output_diff"] < 1e-3
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())

@@ -176,8 +176,13 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
     stats.prefix_groups = k
     if suffix is not None:
         with torch.no_grad():
-            probe = prefix.eval()(next(iter(DataLoader(data.make_dataset(next(iter(data.domains)), np.arange(1), train=False))))["inputs"])
+            x = next(iter(DataLoader(data.make_dataset(next(iter(data.domains)), np.arange(1), train=False))))["inputs"]
+            probe = prefix.eval()(x)
         gb = 4 * probe.numel() * sum(len(d.labels) for d in data.domains.values()) / 1e9
+        if probe.numel() > x.numel():  # e.g. only the stem is frozen (LoRA): caching would cost more than it saves
+            stats.reason = (f"the frozen prefix ({k} layer groups) outputs more values per image ({probe.numel():,}) "
+                            f"than its input ({x.numel():,}): not worth caching")
+            return stats
         if gb > MAX_PREFIX_GB:
             stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
             return stats

@@ -63,7 +63,7 @@ class TransferModule(L.LightningModule):
         )
 
     def forward(self, inputs: Any) -> torch.Tensor:
-        return self.head(self.backbone(inputs))  # (B, num_classes)
+        return self.head(self.features(inputs))  # (B, num_classes); batches of cached features too
 
     def features(self, inputs: Any) -> torch.Tensor:
         """Backbone features `(B, F)`; with the feature cache the batch already holds them (or, for a
