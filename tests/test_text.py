@@ -65,6 +65,19 @@ def test_reviews_shift_is_a_labelled_to_unlabelled_domain_pair(tmp_path):
     assert data.domains["source"].classes == data.domains["target"].classes == ["negative", "positive"]
 
 
+def test_lora_with_dann_on_the_text_domain_pair_runs_to_the_end(tmp_path):
+    """strategy=lora adaptation=dann backbone=minilm data=reviews_shift: LoRA + a GRL domain head on MiniLM."""
+    res = run_config(["backbone=minilm", "data=reviews_shift", "strategy=lora", "adaptation=dann",
+                      "data.source.n_per_class=80", "data.target.n_per_class=80", "trainer.max_epochs=1",
+                      "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+                      "logger=none", "callbacks.checkpoint=null", "trainer.enable_progress_bar=false"], tmp_path, fast=False)
+    assert res["status"] == "ok" and res["global_step"] == 2  # 88 source training texts, batch 32, last one dropped
+    m = res["metrics"]
+    assert 0 <= m["test/target_acc"] <= 1 and 0 <= m["test/source_acc"] <= 1
+    assert 0 < m["train/grl_lambda"] < 1 and "train/domain_acc" in m
+    assert res["params"]["trainable"] < 0.1 * res["params"]["total"]  # LoRA + head + domain discriminator
+
+
 # -- user files ----------------------------------------------------------------------------------
 def test_csv_and_jsonl_files(tmp_path):
     csv = tmp_path / "r.csv"
