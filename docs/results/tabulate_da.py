@@ -19,6 +19,8 @@ def method_name(r: dict) -> str:
     name = r.get("adaptation") or ((cfg.get("adaptation") or {}).get("_target_", "none").rsplit(".", 1)[-1])
     if (cfg.get("adaptation") or {}).get("entropy"):
         name = "cdan_e"
+    if (cfg.get("adaptation") or {}).get("weight") == 0:
+        name += " (weight 0: target batches, no alignment loss)"
     if cfg.get("augment"):
         name += " + augment"
     return name
