@@ -135,7 +135,7 @@ def test_sizes_differ_without_resize_fails_early_cli(tmp_path):
     proc = train_cli(["data=mnist_to_digits", "data.image_size=null", "translate=cyclegan", "logger=none",
                       f"translate.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"], timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "source images are 28x28 but target images are 8x8" in proc.stderr and "Traceback" not in proc.stderr
+    assert "source images are 28x28 but target images are 12x12" in proc.stderr  # digits framed: 8 + 2 x 2 px and "Traceback" not in proc.stderr
     assert not (tmp_path / "cache").exists()
 
 

@@ -126,5 +126,5 @@ def test_domain_pair_reports_target_metric_and_source_accuracy(tmp_path: Path):
         (run / "results.json").write_text(json.dumps(res))
     text = build_report(tmp_path).read_text()
     assert "test/target_acc mean ± 95 % CI | val/target_acc | test/source_acc |" in text
-    assert "| partial | all/class (2750) | 2 | 0.705 ± 0.064 | 0.715 | 0.950 |" in text
+    assert "| partial | train | all/class (2750) | 2 | 0.705 ± 0.064 | 0.715 | 0.950 |" in text
     assert pd.read_csv(tmp_path / "report.csv")["test/source_acc"].tolist() == [0.95]

@@ -151,6 +151,8 @@ def why_not(strategy, module, data) -> str:
                 "(supported: timm EfficientNets and ResNets)")
     if module.augment is not None or module.tta is not None:
         return "augmentation changes the backbone's inputs"
+    if getattr(module.strategy, "norm", "train") == "adabn" or getattr(module.adaptation, "reestimates_bn", False):
+        return "AdaBN re-estimates batch-norm statistics after training: cached features would be stale"
     if module.adaptation is not None:
         return "domain adaptation trains on backbone features"
     if not all(hasattr(ds, "fingerprint") for ds in data.datasets.values()):

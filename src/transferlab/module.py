@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from transferlab.backbones.base import Backbone, set_frozen_eval
+from transferlab.backbones.base import Backbone
+from transferlab.norm import apply_policy
 from transferlab.strategies.base import Strategy
 
 
@@ -76,13 +77,13 @@ class TransferModule(L.LightningModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode:
-            set_frozen_eval(self.backbone)  # frozen parts keep BN statistics and no dropout
+        if mode:  # frozen parts keep BN statistics and no dropout; BN of trainable parts as strategy.norm says
+            apply_policy(self.backbone, getattr(self.strategy, "norm", "train"))
         return self
 
     def on_train_epoch_start(self) -> None:
-        # Lightning doesn't call .train() itself; re-derive which parts are frozen every epoch
-        # (an unfreezing schedule may have changed them).
+        # Lightning restores saved module modes after validation; re-derive which parts are frozen and
+        # the BN policy every epoch (an unfreezing schedule may have changed them).
         self.train()
 
     # -- training -----------------------------------------------------------------------------

@@ -43,6 +43,16 @@ def write(result: dict, out_dir: Path) -> Path:
     return path
 
 
+def _norm_text(norm: dict | None) -> str:
+    if not norm:
+        return "n/a"
+    text = f"{norm['policy']} ({norm['bn_layers']} BN layers, {norm['trainable_bn_layers']} trainable)"
+    adabn = norm.get("adabn")
+    if adabn:
+        text += f"; AdaBN re-estimated {adabn['layers']} on {adabn['samples']} {adabn['domain']} images"
+    return text
+
+
 def summary(result: dict) -> str:
     """A short table for the terminal."""
     rows = [("status", result["status"] + (f" ({result['error']})" if result.get("error") else ""))]
@@ -51,6 +61,7 @@ def summary(result: dict) -> str:
     rows += [("backbone", f"{bb.get('name')} [{bb.get('source')}, licence {bb.get('license')}"
                           + (f" from {lic['source']}]" if lic.get("source") else "]")),
              ("strategy", str(result.get("strategy"))), ("seed", str(result.get("seed"))),
+             ("norm", _norm_text(result.get("norm"))),
              ("train size", str(result.get("train_size")))]
     p = result.get("params") or {}
     if p:

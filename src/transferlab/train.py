@@ -88,6 +88,7 @@ def _build(cfg: DictConfig, result: dict):
     """Data, backbone, strategy, adaptation and the LightningModule, cheapest checks first."""
     from torch import nn
 
+    from transferlab.norm import check_batch_size, describe
     from transferlab.validate import check_data
 
     strategy = instantiate(cfg.strategy)  # hyper-parameter checks before anything loads
@@ -123,17 +124,23 @@ def _build(cfg: DictConfig, result: dict):
         if cfg.get("adaptation"):
             raise ConfigError("data=instructions (instruction tuning) takes no adaptation; use adaptation=none.")
         backbone = strategy.apply(backbone, nn.Identity(), data.classes)
+        result["norm"] = {**describe(backbone, strategy.norm), "reestimate": False}
+        if strategy.norm == "adabn":
+            log.warning("strategy.norm=adabn: a causal LM has no batch-norm layers; nothing will be re-estimated")
         return strategy, data, InstructionModule(backbone, strategy, optimizer=instantiate(cfg.optimizer),
                                                  scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
     from transferlab.module import TransferModule
 
     head = nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
     backbone = strategy.apply(backbone, head, data.classes)
+    may_train = [p for g in strategy.may_train_groups(backbone) for p in g.parameters()]
+    check_batch_size(strategy.norm, backbone, may_train, min(data.batch_size, data.train_size))
     adaptation = None
     if cfg.get("adaptation"):  # partial config: sized once the backbone and classes are known
         adaptation = instantiate(cfg.adaptation)(num_features=backbone.num_features, num_classes=data.num_classes)
         data.with_target = getattr(adaptation, "needs_target", True)
         result["adaptation_params"] = OmegaConf.to_container(cfg.adaptation, resolve=True)
+    result["norm"] = {**describe(backbone, strategy.norm), "reestimate": _reestimates(strategy, adaptation)}
     module = TransferModule(
         backbone, head, strategy, data.num_classes,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
@@ -141,6 +148,27 @@ def _build(cfg: DictConfig, result: dict):
         tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
     )
     return strategy, data, module
+
+
+def _reestimates(strategy, adaptation) -> bool:
+    """AdaBN after training: `strategy.norm=adabn` or `adaptation=adabn`."""
+    return strategy.norm == "adabn" or bool(getattr(adaptation, "reestimates_bn", False))
+
+
+def _adabn(module, data, trainer) -> dict:
+    """Re-estimate BN statistics on unlabelled data of the evaluation domain (target train split for a domain
+    pair, else the train split), then validate again so the val metrics describe the adapted model."""
+    from torch.utils.data import DataLoader
+
+    from transferlab.norm import reestimate
+
+    which = "target" if "target" in data.domains else "source"
+    loader = DataLoader(data.datasets[f"{which}/train"], batch_size=data.eval_batch_size, shuffle=False,
+                        collate_fn=data.collate_fn)
+    stats = {"domain": which, **reestimate(module.backbone, loader, module.device)}
+    if stats["layers"] and data.val_dataloader():
+        trainer.validate(module, datamodule=data, verbose=False)
+    return stats
 
 
 def _shift(cfg: DictConfig, module, data) -> dict | None:
@@ -207,6 +235,9 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         result["stage"] = "fit"
         if strategy.trains:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+        if result.get("norm", {}).get("reestimate"):
+            result["stage"] = "adabn"
+            result["norm"]["adabn"] = _adabn(module, data, trainer)
         result["stage"] = "test"
         metrics = dict(trainer.callback_metrics)
         result["plan"] = predict(cfg, module, data)  # predicted memory, next to the measured peak_mem_mb

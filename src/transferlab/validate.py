@@ -155,12 +155,21 @@ def check_node(path: str, node: dict) -> list[str]:
             continue  # an object built by its own node
         if key in hints and not fits(value, hints[key]):
             problems.append(f"{full}={value!r} should be {type_name(hints[key])} ({target} takes "
-                            f"`{key}: {type_name(hints[key])}`).")
+                            f"`{key}: {type_name(hints[key])}`).{_did_you_mean_choice(value, hints[key])}")
     if not node.get("_partial_") and "_args_" not in node:
         for name, p in params.items():
             if p.default is p.empty and name not in node:
                 problems.append(f"{path}.{name} is required by {target} but not set.")
     return problems
+
+
+def _did_you_mean_choice(value: Any, tp: Any) -> str:
+    """" Did you mean 'frozen'?" for a misspelt string where a `Literal[...]` of strings is expected."""
+    import difflib
+
+    choices = [a for a in typing.get_args(tp) if isinstance(a, str)] if typing.get_origin(tp) is Literal else []
+    close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
+    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 def fits(value: Any, tp: Any) -> bool:

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from transferlab.data.base import ClassificationData, Domain
+from transferlab.data.geometry import Geometry, domain_geometry
 from transferlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,33 @@ def undecodable(files: list[Path]) -> list[tuple[Path, str]]:
     return bad
 
 
+class _Framed:
+    """`Geometry` on one `(C, H, W)` image tensor (a torchvision-style transform with a stable repr)."""
+
+    def __init__(self, geometry: Geometry) -> None:
+        self.geometry = geometry
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.geometry(x.unsqueeze(0))[0]
+
+    def __repr__(self) -> str:
+        return f"Framed({self.geometry})"
+
+
 class FolderImages(Dataset):
     """Decode, resize, center-crop and normalise images from files."""
 
-    def __init__(self, files: list[Path], labels: np.ndarray, size: int, mean, std, in_chans: int) -> None:
+    def __init__(self, files: list[Path], labels: np.ndarray, size: int, mean, std, in_chans: int,
+                 geometry: Geometry | None = None) -> None:
         from torchvision import transforms as T
 
         self.files, self.labels = files, torch.from_numpy(labels)
         self.mode = "L" if in_chans == 1 else "RGB"
-        self.transform = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
+        if geometry is None or geometry.identity:
+            self.transform = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
+        else:  # the domain's own framing first (on the decoded image), then the shared transform
+            self.transform = T.Compose([T.ToTensor(), _Framed(geometry), T.Resize(size, antialias=True),
+                                        T.CenterCrop(size), T.Normalize(mean, std)])
 
     def __len__(self) -> int:
         return len(self.files)
@@ -91,11 +110,14 @@ class ImageFolderData(ClassificationData):
         image_size: side length fed to the backbone; null = the backbone's pretraining size.
         bad_files: "error" (stop at the first undecodable file) or "skip" (drop and count them).
         max_bad_fraction: with "skip", still stop when more than this share of files is bad.
+        geometry: per-domain framing before the shared transform (see `transferlab.data.geometry`).
     """
 
     def __init__(self, root: str, target_root: str | None = None, image_size: int | None = None,
-                 bad_files: str = "error", max_bad_fraction: float = 0.01, **kwargs) -> None:
+                 bad_files: str = "error", max_bad_fraction: float = 0.01, geometry: dict | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        self.geometry = domain_geometry(geometry)
         if bad_files not in {"error", "skip"}:
             raise DataError(f"data.bad_files='{bad_files}' must be 'error' or 'skip'.")
         self.roots = {"source": root, "target": target_root}
@@ -170,4 +192,5 @@ class ImageFolderData(ClassificationData):
         pre = self.preprocessing
         size = self.image_size or pre.input_size[-1]
         files = [self.files[which][i] for i in indices]
-        return FolderImages(files, self.domains[which].labels[indices], size, pre.mean, pre.std, pre.in_chans)
+        return FolderImages(files, self.domains[which].labels[indices], size, pre.mean, pre.std, pre.in_chans,
+                            self.geometry[which])

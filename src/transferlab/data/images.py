@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from transferlab.data.base import ClassificationData, Domain
+from transferlab.data.geometry import domain_geometry
 from transferlab.data.sources import ArraySource
 
 
@@ -63,12 +64,15 @@ class ArrayImageData(ClassificationData):
         source: a callable returning an `ArraySource` (labelled domain).
         target: optional callable returning the target `ArraySource` (labels used for evaluation only).
         image_size: side length fed to the backbone; null = the backbone's pretraining size.
+        geometry: per-domain framing before the shared transform, `{source: {pad, crop, fill, resize},
+            target: {...}}` (see `transferlab.data.geometry`); null = images as they come.
         **kwargs: see `ClassificationData`.
     """
 
     def __init__(self, source: Callable[[], ArraySource], target: Callable[[], ArraySource] | None = None,
-                 image_size: int | None = None, **kwargs) -> None:
+                 image_size: int | None = None, geometry: dict | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.geometry = domain_geometry(geometry)
         self._loaders = {"source": source, "target": target}
         self.has_target_domain = target is not None
         self.image_size = image_size
@@ -81,7 +85,7 @@ class ArrayImageData(ClassificationData):
 
     def domain_images(self, which: str, size: int | None = None) -> torch.Tensor:
         """All images of `which`, `(N, 1, S, S)` in [0, 1], at their native size or resized to `size`."""
-        x = torch.from_numpy(self._arrays[which].images).unsqueeze(1)  # (N, 1, H, W)
+        x = self.geometry[which](torch.from_numpy(self._arrays[which].images).unsqueeze(1))  # (N, 1, H', W')
         return resize_tensor(x, size) if size else x
 
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
@@ -90,5 +94,5 @@ class ArrayImageData(ClassificationData):
         pre = self.preprocessing
         size = self.image_size or pre.input_size[-1]
         arr = self._arrays[which]
-        images = resize(arr.images[indices], size)
+        images = resize_tensor(self.geometry[which](torch.from_numpy(arr.images[indices]).unsqueeze(1)), size)
         return NormalizedImages(images, torch.from_numpy(arr.labels[indices]), pre.mean, pre.std)

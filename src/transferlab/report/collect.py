@@ -76,7 +76,7 @@ def _row(path: Path, res: dict, root: Path) -> dict:
     return {
         "run_dir": str(path.parent.relative_to(root)), "status": res["status"], "error": res.get("error"),
         "strategy": res.get("strategy"), "adaptation": res.get("adaptation"), "data": res.get("data"),
-        "seed": res.get("seed"), "train_per_class": res.get("train_per_class"), "train_size": res.get("train_size"),
+        "norm": _norm(res, flat), "seed": res.get("seed"), "train_per_class": res.get("train_per_class"), "train_size": res.get("train_size"),
         "metric_name": metric, "metric": metrics.get(metric), "val_acc": metrics.get(metric.replace("test/", "val/", 1)),
         **{f"also:{k}": v for k, v in metrics.items() if k.startswith("test/") and k.endswith("acc") and k != metric},
         "trainable": params.get("trainable"), "total": params.get("total"),
@@ -86,6 +86,14 @@ def _row(path: Path, res: dict, root: Path) -> dict:
         "task": " | ".join(f"{k}={flat[k]}" for k in TASK_KEYS if flat.get(k) is not None),
         "_flat": flat,
     }
+
+
+def _norm(res: dict, flat: dict) -> str:
+    """The batch-norm policy the run trained with (+ "+adabn" when statistics were re-estimated); older
+    results, from before the policy existed, trained as `train` does."""
+    norm = res.get("norm") or {}
+    policy = norm.get("policy") or flat.get("strategy.norm") or "train"
+    return policy + ("+adabn" if norm.get("adabn") and policy != "adabn" else "")
 
 
 def _license(res: dict) -> str:

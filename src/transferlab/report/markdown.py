@@ -27,13 +27,13 @@ def _params(n) -> str:
 
 def table_md(table: pd.DataFrame, metric: str) -> str:
     also = [c for c in table.columns if c.startswith("test/")]
-    head = (f"| method | train size | seeds ok | {metric} mean ± 95 % CI | {metric.replace('test/', 'val/', 1)} | {' | '.join(also + [''])}"
-            f"trainable params | time/run (s) |\n|{'---|' * (7 + len(also))}")
+    head = (f"| method | BN policy | train size | seeds ok | {metric} mean ± 95 % CI | {metric.replace('test/', 'val/', 1)} | "
+            f"{' | '.join(also + [''])}trainable params | time/run (s) |\n|{'---|' * (8 + len(also))}")
     lines = [head]
     for r in table.to_dict("records"):
         ci = "" if math.isnan(r["ci95"]) else f" ± {r['ci95']:.3f}"
         failed = f" (+{r['failed']} failed)" if r["failed"] else ""
-        lines.append(f"| {r['method']} | {_size(r['train_per_class'], r['train_size'])} | {r['n']}{failed} "
+        lines.append(f"| {r['method']} | {r.get('norm', 'n/a')} | {_size(r['train_per_class'], r['train_size'])} | {r['n']}{failed} "
                      f"| {_num(r['mean'])}{ci} | {_num(r['val_acc'])} | {''.join(_num(r[c]) + ' | ' for c in also)}"
                      f"{_params(r['trainable'])} | {_num(r['time_s'], '{:.1f}')} |")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         m = ok.metric.astype(float)
         rows.append({
             "method": method, "train_per_class": per_class,
+            "norm": ",".join(sorted(set(g["norm"]))) if "norm" in g else "n/a",
             "train_size": ok.train_size.mean() if len(ok) else g.train_size.mean(),
             "n": len(ok), "failed": int((g.status != "ok").sum()),
             "mean": m.mean() if len(ok) else float("nan"), "ci95": ci95(m),

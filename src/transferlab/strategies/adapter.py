@@ -13,6 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.bottleneck import Adapted, BottleneckAdapter
 from transferlab.strategies.peft_base import PeftStrategy
 
@@ -34,12 +35,13 @@ class Adapter(PeftStrategy):
         placement: "houlsby" (after attention and FFN) or "pfeiffer" (after FFN only).
         bottleneck: adapter inner size.
         train_norms: also train the layer norms (Houlsby et al. do).
-        lr, peft_lr: see `PeftStrategy`.
+        lr, peft_lr, norm: see `PeftStrategy`.
     """
 
     def __init__(self, placement: str = "houlsby", bottleneck: int = 64, train_norms: bool = False,
-                 lr: float = 1e-3, peft_lr: float | None = None) -> None:
-        super().__init__(lr=lr, peft_lr=peft_lr)
+                 lr: float = 1e-3, peft_lr: float | None = None,
+                 norm: NormPolicy = "train") -> None:
+        super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if placement not in ("houlsby", "pfeiffer"):
             raise ConfigError(f"strategy.placement='{placement}' must be 'houlsby' or 'pfeiffer'.")
         if bottleneck < 1:

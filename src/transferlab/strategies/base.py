@@ -11,6 +11,7 @@ from torch import nn
 
 from transferlab.backbones.base import Backbone, LayerGroup
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy, check_policy
 
 
 class Strategy:
@@ -23,13 +24,16 @@ class Strategy:
         lr_decay: discriminative learning rates: layer group k counted from the top (k = 0 for
             the group next to the head) trains at `lr * backbone_lr_mult * lr_decay**k`
             (1.0 = one backbone rate; ~0.75 = layer-wise decay for transformers, LLRD).
+        norm: normalisation policy for batch-norm layers, "train" | "frozen" | "adabn"
+            (see `transferlab.norm`; every strategy takes it, one implementation).
         kinds: backbone kinds this strategy can adapt ("image", "text", "causal_lm").
     """
 
     kinds: tuple[str, ...] = ("image", "text", "causal_lm")
     trains = True  # False for zero-shot
 
-    def __init__(self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0) -> None:
+    def __init__(self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0,
+                 norm: NormPolicy = "train") -> None:
         if lr <= 0:
             raise ConfigError(f"strategy.lr={lr} must be > 0.")
         if not 0 < backbone_lr_mult <= 1:
@@ -37,6 +41,7 @@ class Strategy:
         if not 0 < lr_decay <= 1:
             raise ConfigError(f"strategy.lr_decay={lr_decay} must be in (0, 1] (1 = no decay; ~0.75 for LLRD).")
         self.lr, self.backbone_lr_mult, self.lr_decay = lr, backbone_lr_mult, lr_decay
+        self.norm = check_policy(norm)
 
     def group_lr(self, depth_from_top: int) -> float:
         """Learning rate of the backbone layer group `depth_from_top` groups below the head."""
@@ -57,6 +62,10 @@ class Strategy:
     def trainable_groups(self, groups: list[LayerGroup]) -> list[LayerGroup]:
         """The backbone layer groups this strategy trains (subclasses choose)."""
         raise NotImplementedError
+
+    def may_train_groups(self, backbone: Backbone) -> list[LayerGroup]:
+        """Every layer group of `backbone` that trains at some point of the run (a schedule may add groups later)."""
+        return self.trainable_groups(backbone.layer_groups())
 
     def apply(self, backbone: Backbone, head: nn.Module, classes: list[str] | None = None) -> Backbone:
         """Freeze the backbone except `trainable_groups`; the head always trains.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.peft_base import PeftStrategy
 
 
@@ -17,15 +18,16 @@ class Lora(PeftStrategy):
             (BERT/RoBERTa `query`, `value`; Llama/Mistral/Qwen2 `q_proj`, `v_proj`; GPT-2 `c_attn`),
             or for a timm image backbone its `lora_target_modules()` (1x1 convs; ViT `qkv`).
         bias: "none", "all" or "lora_only" (which biases train).
-        lr, peft_lr: see `PeftStrategy`.
+        lr, peft_lr, norm: see `PeftStrategy`.
     """
 
     mergeable = True
     kinds = ("image", "text", "causal_lm")  # image: peft LoRA on the pointwise convs / ViT qkv (timm backbones)
 
     def __init__(self, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: list[str] | None = None,
-                 bias: str = "none", lr: float = 1e-3, peft_lr: float | None = None) -> None:
-        super().__init__(lr=lr, peft_lr=peft_lr)
+                 bias: str = "none", lr: float = 1e-3, peft_lr: float | None = None,
+                 norm: NormPolicy = "train") -> None:
+        super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if r < 1:
             raise ConfigError(f"strategy.r={r} must be >= 1.")
         if not 0 <= dropout < 1:

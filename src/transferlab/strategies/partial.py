@@ -1,6 +1,7 @@
 """Partial fine-tuning: the last N layer groups and the head train; earlier groups stay frozen."""
 
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 
@@ -9,12 +10,12 @@ class Partial(Strategy):
 
     Args:
         trainable_groups: how many layer groups, counted from the output, train.
-        lr, backbone_lr_mult, lr_decay: see `Strategy` (default backbone LR = head LR x 0.1).
+        lr, backbone_lr_mult, lr_decay, norm: see `Strategy` (default backbone LR = head LR x 0.1).
     """
 
     def __init__(self, trainable_groups: int = 2, lr: float = 1e-3, backbone_lr_mult: float = 0.1,
-                 lr_decay: float = 1.0) -> None:
-        super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay)
+                 lr_decay: float = 1.0, norm: NormPolicy = "train") -> None:
+        super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay, norm=norm)
         if trainable_groups < 1:
             raise ConfigError(f"strategy.trainable_groups={trainable_groups} must be >= 1 (use feature_extraction for 0).")
         self.n = trainable_groups

@@ -14,6 +14,7 @@ from torch import nn
 
 from transferlab.backbones.base import Backbone
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 
@@ -48,17 +49,22 @@ class PeftStrategy(Strategy):
     Args:
         lr: learning rate of the head.
         peft_lr: learning rate of the peft parameters (null = `lr`); soft prompts like a larger one.
+        norm: batch-norm policy (`transferlab.norm`); the base model is frozen, so only `adabn` changes
+            anything, and only on backbones with BN layers (LoRA on a CNN).
     """
 
     kinds = ("text", "causal_lm")
     saves_adapter = True  # run() saves the adapter in peft's format after training
     mergeable = False  # LoRA: merged weights are re-evaluated after training
 
-    def __init__(self, lr: float = 1e-3, peft_lr: float | None = None) -> None:
-        super().__init__(lr=lr, backbone_lr_mult=1.0)
+    def __init__(self, lr: float = 1e-3, peft_lr: float | None = None, norm: NormPolicy = "train") -> None:
+        super().__init__(lr=lr, backbone_lr_mult=1.0, norm=norm)
         if peft_lr is not None and peft_lr <= 0:
             raise ConfigError(f"strategy.peft_lr={peft_lr} must be > 0 (or null to use strategy.lr).")
         self.peft_lr = peft_lr or lr
+
+    def may_train_groups(self, backbone):
+        return []  # the base model stays frozen (its BN layers too): only peft parameters and the head train
 
     def peft_config(self, backbone: Backbone):  # pragma: no cover - contract
         """The peft config for this backbone (task type from `backbone.peft_task_type`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.peft_base import PeftStrategy
 
 
@@ -13,12 +14,13 @@ class PrefixTuning(PeftStrategy):
         num_virtual_tokens: prefix length.
         prefix_projection: reparameterise the prefix through a 2-layer MLP (the paper's trick).
         encoder_hidden_size: hidden size of that MLP.
-        lr, peft_lr: see `PeftStrategy`.
+        lr, peft_lr, norm: see `PeftStrategy`.
     """
 
     def __init__(self, num_virtual_tokens: int = 20, prefix_projection: bool = False, encoder_hidden_size: int = 512,
-                 lr: float = 1e-3, peft_lr: float | None = None) -> None:
-        super().__init__(lr=lr, peft_lr=peft_lr)
+                 lr: float = 1e-3, peft_lr: float | None = None,
+                 norm: NormPolicy = "train") -> None:
+        super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if num_virtual_tokens < 1:
             raise ConfigError(f"strategy.num_virtual_tokens={num_virtual_tokens} must be >= 1.")
         self.n, self.projection, self.hidden = num_virtual_tokens, prefix_projection, encoder_hidden_size

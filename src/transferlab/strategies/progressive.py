@@ -8,6 +8,7 @@ rebuilt with the same parameter groups before its state is loaded.
 from __future__ import annotations
 
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 
@@ -20,14 +21,14 @@ class Progressive(Strategy):
         unit: "epoch" or "step".
         max_groups: stop after this many groups (null = all).
         warmup_steps: a newly joined group's LR ramps linearly from 0 over this many steps.
-        lr, backbone_lr_mult, lr_decay: see `Strategy`; group k from the top gets
+        lr, backbone_lr_mult, lr_decay, norm: see `Strategy`; group k from the top gets
             `lr * backbone_lr_mult * lr_decay**k`.
     """
 
     def __init__(self, unfreeze_every: int = 1, unfreeze_at: list[int] | None = None, unit: str = "epoch",
                  max_groups: int | None = None, warmup_steps: int = 0, lr: float = 1e-3,
-                 backbone_lr_mult: float = 0.1, lr_decay: float = 1.0) -> None:
-        super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay)
+                 backbone_lr_mult: float = 0.1, lr_decay: float = 1.0, norm: NormPolicy = "train") -> None:
+        super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay, norm=norm)
         if unit not in {"epoch", "step"}:
             raise ConfigError(f"strategy.unit='{unit}' must be 'epoch' or 'step'.")
         if unfreeze_at is None and unfreeze_every < 1:
@@ -59,6 +60,10 @@ class Progressive(Strategy):
 
     def trainable_groups(self, groups):
         return groups[len(groups) - self.unfrozen :] if self.unfrozen else []
+
+    def may_train_groups(self, backbone):
+        groups = backbone.layer_groups()
+        return groups[len(groups) - self.n_groups :] if self.n_groups else []
 
     def param_groups(self, backbone, head) -> list[dict]:
         """Head first, then unfrozen groups in joining order (top-down), as `add_param_group` appends.

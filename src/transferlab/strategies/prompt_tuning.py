@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.peft_base import PeftStrategy
 
 
@@ -14,11 +15,12 @@ class PromptTuning(PeftStrategy):
         init_text: initialise the prompt from the embeddings of this text (the paper's
             "text-initialised" option); null = random init.
         lr: head learning rate; peft_lr: soft-prompt learning rate (prompts want a large one).
+        norm: see `PeftStrategy`.
     """
 
     def __init__(self, num_virtual_tokens: int = 20, init_text: str | None = None, lr: float = 1e-3,
-                 peft_lr: float | None = 3e-2) -> None:
-        super().__init__(lr=lr, peft_lr=peft_lr)
+                 peft_lr: float | None = 3e-2, norm: NormPolicy = "train") -> None:
+        super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if num_virtual_tokens < 1:
             raise ConfigError(f"strategy.num_virtual_tokens={num_virtual_tokens} must be >= 1.")
         self.n, self.init_text = num_virtual_tokens, init_text

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlab.errors import ConfigError
+from transferlab.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 
@@ -25,6 +26,7 @@ class ZeroShot(Strategy):
         prompt_template: causal-LM input template with a `{text}` field; the next token is the label.
         labels: words naming the classes in class order; null = the data's class names.
         scale: logit scale of the encoder's cosine similarities (sets the loss, not the accuracy).
+        norm: batch-norm policy (`transferlab.norm`); with no training only `adabn` acts.
     """
 
     kinds = ("text", "causal_lm")
@@ -32,8 +34,8 @@ class ZeroShot(Strategy):
 
     def __init__(self, label_template: str | list[str] = "This review is {label}.",
                  prompt_template: str = "Review: {text}\nIs this review positive or negative? Answer:",
-                 labels: list[str] | None = None, scale: float = 20.0) -> None:
-        super().__init__()
+                 labels: list[str] | None = None, scale: float = 20.0, norm: NormPolicy = "train") -> None:
+        super().__init__(norm=norm)
         templates = [label_template] if isinstance(label_template, str) else list(label_template)
         if not templates or any("{label}" not in t for t in templates) or "{text}" not in prompt_template:
             raise ConfigError("strategy.label_template needs a {label} field and strategy.prompt_template a {text} field.")

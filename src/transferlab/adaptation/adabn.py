@@ -1,0 +1,31 @@
+"""AdaBN (Li et al., "Revisiting Batch Normalization For Practical Domain Adaptation", ICLR-W 2017).
+
+No loss and no extra parameters: the network trains on the source as usual, then every batch-norm
+layer's running statistics are re-estimated on unlabelled target images, so each layer normalises
+target activations with target statistics. The re-estimation itself is `transferlab.norm.reestimate`,
+shared with `strategy.norm=adabn`; this module only tells the run to do it (and that no target
+batches are needed while training). Training uses whatever `strategy.norm` says, so
+`adaptation=adabn` next to `adaptation=none` with the same policy is the controlled comparison.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class AdaBN(nn.Module):
+    """Target-domain batch-norm statistics after training.
+
+    Args:
+        num_features, num_classes: part of the adaptation constructor contract (unused).
+    """
+
+    needs_target = False  # no target batches while training: the target is only seen by the re-estimation
+    needs_logits = False
+    reestimates_bn = True
+
+    def __init__(self, num_features: int = 0, num_classes: int = 0) -> None:
+        super().__init__()
+
+    def forward(self, f_s, f_t, logits_s=None, logits_t=None):  # pragma: no cover - never called (no target batches)
+        raise RuntimeError("AdaBN has no training loss; the run re-estimates BN statistics after training.")
