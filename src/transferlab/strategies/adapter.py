@@ -40,7 +40,7 @@ class Adapter(PeftStrategy):
 
     def __init__(self, placement: str = "houlsby", bottleneck: int = 64, train_norms: bool = False,
                  lr: float = 1e-3, peft_lr: float | None = None,
-                 norm: NormPolicy = "train") -> None:
+                 norm: NormPolicy = "frozen") -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if placement not in ("houlsby", "pfeiffer"):
             raise ConfigError(f"strategy.placement='{placement}' must be 'houlsby' or 'pfeiffer'.")

@@ -33,7 +33,7 @@ class Strategy:
     trains = True  # False for zero-shot
 
     def __init__(self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0,
-                 norm: NormPolicy = "train") -> None:
+                 norm: NormPolicy = "frozen") -> None:
         if lr <= 0:
             raise ConfigError(f"strategy.lr={lr} must be > 0.")
         if not 0 < backbone_lr_mult <= 1:

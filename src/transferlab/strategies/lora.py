@@ -26,7 +26,7 @@ class Lora(PeftStrategy):
 
     def __init__(self, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: list[str] | None = None,
                  bias: str = "none", lr: float = 1e-3, peft_lr: float | None = None,
-                 norm: NormPolicy = "train") -> None:
+                 norm: NormPolicy = "frozen") -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if r < 1:
             raise ConfigError(f"strategy.r={r} must be >= 1.")

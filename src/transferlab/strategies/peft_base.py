@@ -57,7 +57,7 @@ class PeftStrategy(Strategy):
     saves_adapter = True  # run() saves the adapter in peft's format after training
     mergeable = False  # LoRA: merged weights are re-evaluated after training
 
-    def __init__(self, lr: float = 1e-3, peft_lr: float | None = None, norm: NormPolicy = "train") -> None:
+    def __init__(self, lr: float = 1e-3, peft_lr: float | None = None, norm: NormPolicy = "frozen") -> None:
         super().__init__(lr=lr, backbone_lr_mult=1.0, norm=norm)
         if peft_lr is not None and peft_lr <= 0:
             raise ConfigError(f"strategy.peft_lr={peft_lr} must be > 0 (or null to use strategy.lr).")

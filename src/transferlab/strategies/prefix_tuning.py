@@ -19,7 +19,7 @@ class PrefixTuning(PeftStrategy):
 
     def __init__(self, num_virtual_tokens: int = 20, prefix_projection: bool = False, encoder_hidden_size: int = 512,
                  lr: float = 1e-3, peft_lr: float | None = None,
-                 norm: NormPolicy = "train") -> None:
+                 norm: NormPolicy = "frozen") -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if num_virtual_tokens < 1:
             raise ConfigError(f"strategy.num_virtual_tokens={num_virtual_tokens} must be >= 1.")

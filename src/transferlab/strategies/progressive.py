@@ -27,7 +27,7 @@ class Progressive(Strategy):
 
     def __init__(self, unfreeze_every: int = 1, unfreeze_at: list[int] | None = None, unit: str = "epoch",
                  max_groups: int | None = None, warmup_steps: int = 0, lr: float = 1e-3,
-                 backbone_lr_mult: float = 0.1, lr_decay: float = 1.0, norm: NormPolicy = "train") -> None:
+                 backbone_lr_mult: float = 0.1, lr_decay: float = 1.0, norm: NormPolicy = "frozen") -> None:
         super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay, norm=norm)
         if unit not in {"epoch", "step"}:
             raise ConfigError(f"strategy.unit='{unit}' must be 'epoch' or 'step'.")

@@ -19,7 +19,7 @@ class PromptTuning(PeftStrategy):
     """
 
     def __init__(self, num_virtual_tokens: int = 20, init_text: str | None = None, lr: float = 1e-3,
-                 peft_lr: float | None = 3e-2, norm: NormPolicy = "train") -> None:
+                 peft_lr: float | None = 3e-2, norm: NormPolicy = "frozen") -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if num_virtual_tokens < 1:
             raise ConfigError(f"strategy.num_virtual_tokens={num_virtual_tokens} must be >= 1.")

@@ -34,7 +34,7 @@ class ZeroShot(Strategy):
 
     def __init__(self, label_template: str | list[str] = "This review is {label}.",
                  prompt_template: str = "Review: {text}\nIs this review positive or negative? Answer:",
-                 labels: list[str] | None = None, scale: float = 20.0, norm: NormPolicy = "train") -> None:
+                 labels: list[str] | None = None, scale: float = 20.0, norm: NormPolicy = "frozen") -> None:
         super().__init__(norm=norm)
         templates = [label_template] if isinstance(label_template, str) else list(label_template)
         if not templates or any("{label}" not in t for t in templates) or "{text}" not in prompt_template:
