@@ -76,6 +76,16 @@ def images(n_a: int = 20, n_b: int = 20, broken: int = 0) -> Callable[[Path], No
     return setup
 
 
+def image_pair(n_source: int, n_target: int) -> Callable[[Path], None]:
+    """Source images in `imgs/`, a smaller target domain with the same classes in `target/`."""
+    def setup(tmp: Path) -> None:
+        images(n_source, n_source)(tmp)
+        for i in range(n_target):
+            _png(tmp / "target" / "a" / f"{i}.png", 60 + i)
+            _png(tmp / "target" / "b" / f"{i}.png", 180 - i)
+    return setup
+
+
 def empty_classes(tmp: Path) -> None:
     (tmp / "imgs" / "a").mkdir(parents=True)
     (tmp / "imgs" / "b").mkdir(parents=True)
@@ -115,6 +125,7 @@ def pickled_code(tmp: Path) -> None:
 
 
 IMG = ["data=imagefolder", "data.root={tmp}/imgs", "data.num_workers=0"]
+IMG_PAIR = [*IMG, "data.target_root={tmp}/target"]
 CSV = ["backbone=minilm", "data=text_files", "data.source.path={tmp}/d.csv"]
 HF_FOLDER = ["backbone=bert_base", "backbone.path={tmp}/model", "data=reviews"]
 
@@ -149,10 +160,17 @@ CASES = [
          "callbacks.nan_guard.policy='ignore' should be 'stop' or 'skip'", fix="stop or skip"),
     Case("norm_unknown", ["strategy=partial", "strategy.norm=frozn"], "ConfigError", "Did you mean 'frozen'?",
          fix="strategy.norm=train, frozen or adabn"),
-    Case("norm_batch_of_one", ["strategy=partial", "data.batch_size=1"], "ConfigError", "Use strategy.norm=frozen",
+    Case("norm_batch_of_one", ["strategy=partial", "strategy.norm=train", "data.batch_size=1"], "ConfigError", "Use strategy.norm=frozen",
          "build", fix="strategy.norm=frozen, or a larger data.batch_size"),
     Case("geometry_unknown_key", ["data=mnist_to_digits", "+data.geometry.target.zoom=2"], "DataError",
          "use crop, pad, fill, resize", "data", fix="data.geometry.<source|target>.{crop,pad,fill,resize}"),
+    Case("da_loss_cannot_act", ["data=mnist_to_digits", "strategy=feature_extraction", "adaptation=dann"], "ConfigError",
+         "head.bottleneck=256", "build", fix="head.bottleneck=256 (the loss acts on it), or a strategy that trains the backbone"),
+    Case("da_target_smaller_than_a_batch", [*IMG_PAIR, "adaptation=dann", "strategy=partial", "data.batch_size=16"],
+         "DataError", "fewer than one batch", "build", setup=image_pair(20, 6),
+         fix="more unlabelled target images, or a smaller data.batch_size"),
+    Case("objective_without_target", ["+objective=val/target_snd"], "ConfigError", "has none: use a domain pair",
+         "data", fix="a domain pair, or objective=val/acc"),
     Case("missing_root", ["data=imagefolder"], "ConfigError", "data.root is required",
          fix="`data.root=/path/to/images`"),
     Case("missing_model_name", ["backbone=timm"], "ConfigError", "backbone.model_name is required",

@@ -1,17 +1,23 @@
-"""Tabulate a domain-adaptation study: mean ± std over seeds of every results.json under the given dirs.
+"""Tabulate a domain-adaptation study: mean ± 95 % CI over seeds of every results.json under the given dirs.
 
-    python docs/results/tabulate_da.py multirun/<date>/<time> [more dirs ...]
+    python docs/results/tabulate_da.py multirun/da_study/*          # this session's study (norm=frozen)
+    python docs/results/tabulate_da.py --std multirun/<old dirs>   # mean ± std, as the 2026-11 table
+
+Rows are labelled by method, bottleneck, weight-0 control, augmentation and the BN policy; the last column is
+the mean seconds per run. Target labels are never trained on; `val/target_acc` needs them (an oracle).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-KEYS = ["test/target_acc", "test/target_acc_tta", "val/target_acc", "test/source_acc", "train/domain_acc"]
+KEYS = ["test/target_acc", "test/target_acc_tta", "val/target_acc", "test/source_acc", "val/source_acc",
+        "train/domain_acc"]
 
 
 def method_name(r: dict) -> str:
@@ -20,32 +26,45 @@ def method_name(r: dict) -> str:
     if (cfg.get("adaptation") or {}).get("entropy"):
         name = "cdan_e"
     if (cfg.get("adaptation") or {}).get("weight") == 0:
-        name += " (weight 0: target batches, no alignment loss)"
+        name += " (weight 0: control)"
     if cfg.get("augment"):
         name += " + augment"
-    return name
+    if (cfg.get("head") or {}).get("bottleneck"):
+        name = f"bottleneck {cfg['head']['bottleneck']}: {name}"
+    policy = (r.get("norm") or {}).get("policy", "train")
+    return f"{name} [norm={policy}]"
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], std: bool = False) -> str:
     if not values:
         return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f} (n={len(values)})"
+    m = statistics.mean(values)
+    if len(values) < 2:
+        return f"{100 * m:.1f} (n=1)"
+    sd = statistics.stdev(values)
+    if std:
+        return f"{100 * m:.1f} ± {100 * sd:.1f} (n={len(values)})"
+    from scipy import stats
+
+    ci = stats.t.ppf(0.975, len(values) - 1) * sd / math.sqrt(len(values))
+    return f"{100 * m:.1f} ± {100 * ci:.1f} (n={len(values)})"
 
 
-def main(dirs: list[str]) -> str:
+def main(dirs: list[str], std: bool = False) -> str:
     groups: dict[str, list[dict]] = defaultdict(list)
     for d in dirs:
         for path in sorted(Path(d).rglob("results.json")):
             r = json.loads(path.read_text())
             if r.get("status") == "ok":
-                groups[method_name(r)].append(r["metrics"])
-    lines = ["| method | " + " | ".join(KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
+                groups[method_name(r)].append(r)
+    keys = [k for k in KEYS if any(k in r["metrics"] for rs in groups.values() for r in rs)]
+    lines = ["| method | " + " | ".join(keys) + " | s/run |", "|---" * (len(keys) + 2) + "|"]
     for name, runs in sorted(groups.items()):
-        cells = [fmt([m[k] for m in runs if m.get(k) is not None]) for k in KEYS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        cells = [fmt([r["metrics"][k] for r in runs if r["metrics"].get(k) is not None], std) for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {statistics.mean(r['time_s'] for r in runs):.0f} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    print(main(sys.argv[1:]))
+    args = sys.argv[1:]
+    print(main([a for a in args if a != "--std"], std="--std" in args))

@@ -153,12 +153,8 @@ def why_not(strategy, module, data) -> str:
         return "augmentation changes the backbone's inputs"
     if getattr(module.strategy, "norm", "train") == "adabn" or getattr(module.adaptation, "reestimates_bn", False):
         return "AdaBN re-estimates batch-norm statistics after training: cached features would be stale"
-    if module.adaptation is not None:
-        return "domain adaptation trains on backbone features"
     if not all(hasattr(ds, "fingerprint") for ds in data.datasets.values()):
         return "the datasets can't fingerprint their content"
-    if getattr(data, "with_target", False):
-        return "target batches are drawn during training"
     return ""
 
 

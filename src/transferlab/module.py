@@ -36,6 +36,11 @@ class TransferModule(L.LightningModule):
         tta: optional test-time augmentation, `tta(model, inputs) -> logits` averaged over views;
             test metrics are then logged both without and with it (`..._acc_tta`).
         eval_names: names of the val/test sets in dataloader order ("" = single in-domain set).
+        da_forward: with an adaptation loss, how source and target batches pass through the network:
+            "separate" (two passes: each domain's own batch-norm batch statistics) or "joint" (one
+            concatenated pass, shared statistics, as tllib does).
+        adaptation_lr_mult: learning rate of the adaptation module's parameters (the discriminator)
+            as a multiple of the head's `strategy.lr`.
     """
 
     def __init__(
@@ -50,6 +55,8 @@ class TransferModule(L.LightningModule):
         augment: nn.Module | None = None,
         tta: Callable[..., torch.Tensor] | None = None,
         eval_names: list[str] | None = None,
+        da_forward: str = "separate",
+        adaptation_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
         self.backbone, self.head, self.adaptation = backbone, head, adaptation
@@ -57,6 +64,8 @@ class TransferModule(L.LightningModule):
         self.features_cached = False  # set by transferlab.features: batches then hold backbone features
         self.strategy, self.optimizer_fn, self.scheduler_fn = strategy, optimizer, scheduler
         self.eval_names = eval_names or [""]
+        self.da_forward, self.adaptation_lr_mult = da_forward, adaptation_lr_mult
+        self._target_val_logits: list[torch.Tensor] = []  # for the label-free validators
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.eval_acc = nn.ModuleDict(
             {f"{split}_{i}": MulticlassAccuracy(num_classes, average="micro")
@@ -87,18 +96,31 @@ class TransferModule(L.LightningModule):
         self.train()
 
     # -- training -----------------------------------------------------------------------------
+    def _embed(self, inputs: Any) -> torch.Tensor:
+        """Backbone features through the head's bottleneck (if any): the space adaptation losses align."""
+        feats = self.features(inputs)  # (B, F)
+        return self.head.embed(feats) if hasattr(self.head, "embed") else feats
+
+    def _classify(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head.classify(z) if hasattr(self.head, "classify") else self.head(z)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         src = batch["source"] if "source" in batch else batch
         inputs = self.augment(src["inputs"]) if self.augment is not None else src["inputs"]
-        feats = self.features(inputs)  # (B, F)
-        logits = self.head(feats)  # (B, K)
+        adapt = self.adaptation is not None and "target" in batch
+        if adapt and self.da_forward == "joint":  # one pass: shared batch statistics (B_s + B_t, W)
+            z = self._embed(torch.cat([inputs, batch["target"]["inputs"]]))
+            z_s, z_t = z[: len(src["labels"])], z[len(src["labels"]) :]
+        else:
+            z_s = self._embed(inputs)  # (B, W)
+            z_t = self._embed(batch["target"]["inputs"]) if adapt else None  # cached prefix/features too
+        logits = self._classify(z_s)  # (B, K)
         loss = F.cross_entropy(logits, src["labels"])
         self.train_acc(logits, src["labels"])
         bs = len(src["labels"])
         self.log("train/cls_loss", loss, batch_size=bs)
-        if self.adaptation is not None and "target" in batch:
-            tgt_feats = self.backbone(batch["target"]["inputs"])
-            da_loss, logs = self.adaptation(feats, tgt_feats, logits, self.head(tgt_feats))
+        if adapt:
+            da_loss, logs = self.adaptation(z_s, z_t, logits, self._classify(z_t))
             loss = loss + da_loss
             for k, v in logs.items():
                 self.log(f"train/{k}", v, batch_size=bs)
@@ -118,10 +140,32 @@ class TransferModule(L.LightningModule):
                  prog_bar=dataloader_idx == 0)
         self.log(f"{prefix}loss", F.cross_entropy(logits, batch["labels"]), on_epoch=True, batch_size=bs,
                  add_dataloader_idx=False, sync_dist=True)
+        if split == "val" and name == "target":
+            self._target_val_logits.append(logits.detach().float().cpu())
         if split == "test" and self.tta is not None:
             metric = self.eval_acc[f"test_tta_{dataloader_idx}"]
             metric(self.tta(self, batch["inputs"]), batch["labels"])
             self.log(f"{prefix}acc_tta", metric, on_epoch=True, batch_size=bs, add_dataloader_idx=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self._target_val_logits = []
+
+    def on_validation_epoch_end(self) -> None:
+        """Label-free model selection: validators of the unlabelled target val predictions (no labels read).
+
+        Logged as `val/target_<name>` (entropy: lower is better; info_max, snd: higher); under DDP each
+        process scores its own shard.
+        """
+        if not self._target_val_logits:
+            return
+        from transferlab.adaptation.selection import VALIDATORS
+
+        logits = torch.cat(self._target_val_logits)  # (N_target_val, K)
+        self._target_val_logits = []
+        if len(logits) < 2:
+            return
+        for name, (fn, _, _) in VALIDATORS.items():
+            self.log(f"val/target_{name}", fn(logits), add_dataloader_idx=False)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step("val", batch, dataloader_idx)
@@ -135,7 +179,8 @@ class TransferModule(L.LightningModule):
         if self.adaptation is not None:
             extra = [p for p in self.adaptation.parameters() if p.requires_grad]
             if extra:  # first, so groups a schedule appends later keep their positions on resume
-                groups.insert(0, {"name": "adaptation", "params": extra, "lr": self.strategy.lr})
+                groups.insert(0, {"name": "adaptation", "params": extra,
+                                  "lr": self.strategy.lr * self.adaptation_lr_mult})
         optimizer = self.optimizer_fn(groups)
         if self.scheduler_fn is None:
             return optimizer

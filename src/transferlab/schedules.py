@@ -35,3 +35,28 @@ def linear_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup: fl
     if total_steps < 1:
         raise ConfigError(f"the schedule needs at least one training step (got total_steps={total_steps}).")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: linear_warmup_factor(s, total_steps, warmup, final))
+
+
+def inv_annealing_factor(step: int, total_steps: int, gamma: float = 10.0, power: float = 0.75) -> float:
+    """LR multiplier `(1 + gamma p)^-power` at progress `p = step / total_steps`.
+
+    The annealing of the DANN and CDAN experiments (Ganin & Lempitsky 2015, "Unsupervised Domain
+    Adaptation by Backpropagation"): lr_p = lr_0 / (1 + 10 p)^0.75.
+    """
+    return (1.0 + gamma * step / max(1, total_steps)) ** -power
+
+
+def inv_annealing(optimizer: torch.optim.Optimizer, total_steps: int, gamma: float = 10.0,
+                  power: float = 0.75) -> torch.optim.lr_scheduler.LambdaLR:
+    """DANN's LR annealing for every parameter group (each keeps its own initial LR).
+
+    Args:
+        optimizer: the optimizer whose groups' `lr` are the initial learning rates.
+        total_steps: optimizer steps in the whole run.
+        gamma, power: `lr_p = lr_0 (1 + gamma p)^-power`.
+    """
+    if gamma < 0 or power < 0:
+        raise ConfigError(f"scheduler.gamma={gamma} and scheduler.power={power} must be >= 0.")
+    if total_steps < 1:
+        raise ConfigError(f"the schedule needs at least one training step (got total_steps={total_steps}).")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: inv_annealing_factor(s, total_steps, gamma, power))

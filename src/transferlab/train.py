@@ -61,6 +61,13 @@ def _check_ckpt_path(cfg: DictConfig) -> None:
 
 def _check_combination(cfg: DictConfig, strategy, data) -> None:
     """Group combinations that can't work, refused before any weights load."""
+    objective = str(cfg.get("objective") or "")
+    if objective.startswith("val/target_") and not data.has_target_domain:
+        raise ConfigError(f"objective={objective} scores predictions on a target domain, but data={_choice(cfg, 'data')} has "
+                          "none: use a domain pair (e.g. data=mnist_to_digits) or objective=val/acc.")
+    if objective.startswith("val/target_") and getattr(data, "task", None) == "instruction":
+        raise ConfigError(f"objective={objective} needs class logits, which instruction tuning (an LM loss) does not "
+                          "produce; use a classification task or objective=val/loss.")
     if not cfg.get("adaptation"):
         return
     name = _choice(cfg, "adaptation") or "set"
@@ -131,23 +138,55 @@ def _build(cfg: DictConfig, result: dict):
                                                  scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
     from transferlab.module import TransferModule
 
-    head = nn.Sequential(nn.Dropout(cfg.head.dropout), nn.Linear(backbone.num_features, data.num_classes))
+    from transferlab.head import Head
+
+    head = Head(backbone.num_features, data.num_classes, cfg.head.dropout, cfg.head.get("bottleneck"))
     backbone = strategy.apply(backbone, head, data.classes)
+    if backbone.info.source == "random-init" and any(not p.requires_grad for p in backbone.parameters()):
+        log.warning("backbone '%s' is randomly initialised (no pretrained weights) but strategy %s freezes part of it: "
+                    "those layers stay random. Train it whole (strategy=full) unless that is the point.",
+                    backbone.info.name, strategy.name)
     may_train = [p for g in strategy.may_train_groups(backbone) for p in g.parameters()]
     check_batch_size(strategy.norm, backbone, may_train, min(data.batch_size, data.train_size))
     adaptation = None
     if cfg.get("adaptation"):  # partial config: sized once the backbone and classes are known
-        adaptation = instantiate(cfg.adaptation)(num_features=backbone.num_features, num_classes=data.num_classes)
+        adaptation = instantiate(cfg.adaptation)(num_features=head.out_features, num_classes=data.num_classes)
         data.with_target = getattr(adaptation, "needs_target", True)
+        _check_loss_can_act(cfg, backbone, head, adaptation, data)
         result["adaptation_params"] = OmegaConf.to_container(cfg.adaptation, resolve=True)
+        result["da"] = {"aligns": "bottleneck" if head.has_bottleneck else "backbone features",
+                        "width": head.out_features, **OmegaConf.to_container(cfg.da, resolve=True)}
     result["norm"] = {**describe(backbone, strategy.norm), "reestimate": _reestimates(strategy, adaptation)}
     module = TransferModule(
         backbone, head, strategy, data.num_classes,
         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
         tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
+        da_forward=cfg.da.forward, adaptation_lr_mult=cfg.da.lr_mult,
     )
     return strategy, data, module
+
+
+def _check_loss_can_act(cfg: DictConfig, backbone, head, adaptation, data) -> None:
+    """An alignment loss needs something trainable under it, and a joint pass needs tensor batches."""
+    name = _choice(cfg, "adaptation") or type(adaptation).__name__
+    if data.with_target and not head.has_bottleneck and not any(p.requires_grad for p in backbone.parameters()):
+        raise ConfigError(
+            f"adaptation={name} aligns backbone features, but strategy={_choice(cfg, 'strategy') or 'this strategy'} "
+            "freezes the whole backbone: the loss could move nothing and would only train its discriminator. "
+            "Add a trainable bottleneck for it to act on (head.bottleneck=256), or train part of the backbone "
+            "(e.g. strategy=partial)."
+        )
+    n_target = len(data.domains["target"].train) if data.with_target and "target" in data.domains else None
+    if n_target is not None and n_target < data.batch_size:
+        from transferlab.errors import DataError
+
+        raise DataError(f"the target domain's training split has {n_target} images, fewer than one batch "
+                        f"(data.batch_size={data.batch_size}): every step would reuse the same few target images. "
+                        "Add unlabelled target data, or lower data.batch_size.")
+    if cfg.da.forward == "joint" and getattr(data, "modality", "image") != "image":
+        raise ConfigError(f"da.forward=joint concatenates source and target inputs, which {getattr(data, 'modality', '?')} "
+                          "batches of different lengths can't do; use da.forward=separate.")
 
 
 def _reestimates(strategy, adaptation) -> bool:
@@ -169,6 +208,24 @@ def _adabn(module, data, trainer) -> dict:
     if stats["layers"] and data.val_dataloader():
         trainer.validate(module, datamodule=data, verbose=False)
     return stats
+
+
+def _selection(metrics: dict, data) -> dict | None:
+    """results.json `selection`: what each model-selection rule sees, for a domain pair (else None).
+
+    Label-free validators of the unlabelled target val predictions and the source val accuracy may
+    choose hyper-parameters in unsupervised DA; `oracle` (target val accuracy) needs target labels and
+    is reported only to measure what a label-free choice costs.
+    """
+    if "target" not in getattr(data, "domains", {}):
+        return None
+    from transferlab.adaptation.selection import VALIDATORS
+
+    rules = {"source_val_acc": {"metric": "val/source_acc", "better": "higher", "needs_target_labels": False}}
+    rules |= {name: {"metric": f"val/target_{name}", "better": better, "needs_target_labels": False}
+              for name, (_, better, _) in VALIDATORS.items()}
+    rules["oracle"] = {"metric": "val/target_acc", "better": "higher", "needs_target_labels": True}
+    return {name: {**rule, "value": metrics.get(rule["metric"])} for name, rule in rules.items()}
 
 
 def _shift(cfg: DictConfig, module, data) -> dict | None:
@@ -222,7 +279,10 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         from transferlab.features import cache_features, why_not
 
         reason = why_not(strategy, module, data)
-        stats = None if reason else cache_features(module, data, cfg.cache.dir).to_dict()
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # caching (its DataLoaders draw seeds) must not shift the run's RNG
+            stats = None if reason else cache_features(module, data, cfg.cache.dir).to_dict()
         reason = reason or stats["reason"]
         result["feature_cache"] = {"used": False, "reason": reason} if reason else {"used": True, **stats}
     result["params"] = count_params(module)  # on the (peft-)wrapped model; 4-bit weights at their logical size
@@ -238,6 +298,9 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         if result.get("norm", {}).get("reestimate"):
             result["stage"] = "adabn"
             result["norm"]["adabn"] = _adabn(module, data, trainer)
+        elif strategy.trains and not any(k.startswith("val/") for k in trainer.callback_metrics) and \
+                getattr(data, "fractions", (0,))[0] > 0:  # e.g. max_steps ended fit mid-epoch: validate the final model
+            trainer.validate(module, datamodule=data, verbose=False)
         result["stage"] = "test"
         metrics = dict(trainer.callback_metrics)
         result["plan"] = predict(cfg, module, data)  # predicted memory, next to the measured peak_mem_mb
@@ -246,6 +309,7 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
         result.update(metrics=results.clean_metrics(metrics), epochs=trainer.current_epoch,
                       global_step=trainer.global_step, world_size=trainer.world_size)
         result["shift_after"] = _shift(cfg, module, data) or result["shift_before"]
+        result["selection"] = _selection(result["metrics"], data)
         for cb in callbacks:
             if hasattr(cb, "summary"):
                 result.setdefault("timing", {}).update(cb.summary())

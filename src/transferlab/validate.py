@@ -50,6 +50,9 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "optimizer.lr": (lambda v: v > 0, "> 0"),
     "optimizer.weight_decay": (_nonneg, ">= 0"),
     "data.max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "head.bottleneck": (lambda v: isinstance(v, int) and v >= 0, "a width >= 1 (e.g. 256), or 0/null for none"),
+    "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
+    "da.lr_mult": (lambda v: v > 0, "> 0"),
 }
 
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The domain-adaptation study on the pretrained arm (EfficientNet-Lite0, MNIST-5k -> sklearn digits), with the
+# defaults chosen in docs/results/norm_policy.md (strategy.norm=frozen, digits framed like MNIST: pad 2).
+# Every method next to its weight-0 control and AdaBN; the field's bottleneck architecture as a second block.
+#   bash docs/results/da_study/run_study.sh && python docs/results/tabulate_da.py multirun/da_study/*
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-multirun/da_study}
+COMMON="data=mnist_to_digits strategy=partial data.image_size=32 data.train_per_class=100 trainer.max_epochs=4
+  logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null hydra/launcher=local
+  hydra.launcher.n_jobs=${N_JOBS:-1} +hydra.job.env_set.OMP_NUM_THREADS=1"
+$PY train.py -m $COMMON adaptation=none,dann,cdan,cdan_e,mmd,coral,mixup,adabn seed=0,1,2 hydra.sweep.dir=$OUT/methods
+$PY train.py -m $COMMON adaptation=dann adaptation.weight=0 seed=0,1,2 hydra.sweep.dir=$OUT/control
+$PY train.py -m $COMMON augment=mnist_to_digits seed=0,1,2 hydra.sweep.dir=$OUT/augment
+$PY train.py -m $COMMON head.bottleneck=256 adaptation=none,dann,cdan_e seed=0,1,2 hydra.sweep.dir=$OUT/bottleneck
+$PY train.py -m $COMMON head.bottleneck=256 adaptation=dann adaptation.weight=0 seed=0,1,2 hydra.sweep.dir=$OUT/bottleneck_control
