@@ -180,21 +180,28 @@ def test_geometry_reaches_the_datasets():
 
 # -- end to end through the real config tree -------------------------------------------------------
 def test_policy_and_adabn_are_recorded_in_results(run_dir):
-    result = run_config(["data=mnist_to_digits", "strategy=partial", "strategy.norm=frozen", "adaptation=adabn",
+    result = run_config(["data=mnist_to_digits", "strategy=partial", "strategy.norm=train", "adaptation=adabn",
                          "data.train_per_class=5", "data.batch_size=8"], run_dir)
     norm = result["norm"]
-    assert norm["policy"] == "frozen" and norm["bn_layers"] == 49 and norm["trainable_bn_layers"] > 0
-    assert norm["reestimate"] and norm["adabn"]["domain"] == "target" and norm["adabn"]["layers"] == 49
+    assert norm["policy"] == "train" and norm["bn_layers"] == 49 and norm["trainable_bn_layers"] == 16
+    assert norm["reestimate"] and norm["adabn"]["domain"] == "target"
+    assert norm["adabn"]["layers"] == 16 and norm["adabn"]["which"] == "batch_stat"  # the layers that trained so
     assert norm["adabn"]["samples"] == 989  # the target train split (1,797 less the val and test splits), unlabelled
     assert result["feature_cache"]["used"] is False and "AdaBN" in result["feature_cache"]["reason"]
     assert result["config"]["data"]["geometry"]["target"]["pad"] == 2
 
 
-def test_feature_extraction_with_adabn_changes_the_frozen_backbone(run_dir):
-    base = run_config(["strategy=feature_extraction", "data.train_per_class=5"], run_dir / "a")
-    ada = run_config(["strategy=feature_extraction", "strategy.norm=adabn", "data.train_per_class=5"], run_dir / "b")
-    assert base["norm"]["trainable_bn_layers"] == 0 and "adabn" not in base["norm"]
-    assert ada["norm"]["adabn"]["domain"] == "source" and ada["norm"]["adabn"]["samples"] == ada["train_size"]
+def test_adabn_reestimates_only_layers_that_trained_with_batch_statistics(run_dir):
+    full = run_config(["strategy=full", "strategy.norm=adabn", "data.train_per_class=5"], run_dir / "a")
+    assert full["norm"]["adabn"]["domain"] == "source" and full["norm"]["adabn"]["layers"] == 49
+    assert full["norm"]["adabn"]["samples"] == full["train_size"]  # single domain: the train split
+    with pytest.warns(UserWarning, match="nothing was re-estimated"):  # frozen statistics: nothing to swap
+        frozen = run_config(["data=mnist_to_digits", "strategy=partial", "adaptation=adabn", "data.train_per_class=5"],
+                            run_dir / "b")
+    assert frozen["norm"]["policy"] == "frozen" and frozen["norm"]["adabn"]["layers"] == 0
+    every = run_config(["data=mnist_to_digits", "strategy=feature_extraction", "adaptation=adabn",
+                        "adaptation.layers=all", "data.train_per_class=5"], run_dir / "c")
+    assert every["norm"]["adabn"]["layers"] == 49 and every["norm"]["adabn"]["which"] == "all"
 
 
 # -- the study's figures at one seed (thresholds: measured values in docs/results/norm_policy.md, with margin) ----

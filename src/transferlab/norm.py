@@ -76,6 +76,17 @@ def describe(backbone: nn.Module, norm: str) -> dict:
             "trainable_bn_layers": len(trainable_bn_layers(backbone))}
 
 
+def batch_stat_layers(backbone: nn.Module, norm: str) -> list[_BatchNorm]:
+    """The BN layers that normalised with batch statistics while training: the trainable ones, unless `frozen`.
+
+    AdaBN swaps exactly these to the evaluation domain's statistics. A layer that trained with fixed
+    (pretrained) statistics keeps them: the layers above it learned on activations normalised that way,
+    and replacing them breaks the model (measured: MNIST -> digits partial with `norm=frozen`, every layer
+    re-estimated on the target: 10.7 % target accuracy, chance level; docs/results/da_study.md).
+    """
+    return [] if norm == "frozen" else trainable_bn_layers(backbone)
+
+
 def check_batch_size(norm: str, backbone: nn.Module, may_train: list[nn.Parameter], batch_size: int) -> None:
     """Batch statistics of one sample are undefined: refuse `norm=train|adabn` with batches of 1 early."""
     if norm == "frozen" or batch_size > 1:
@@ -90,8 +101,8 @@ def check_batch_size(norm: str, backbone: nn.Module, may_train: list[nn.Paramete
 
 
 @torch.no_grad()
-def reestimate(backbone: nn.Module, loader, device: torch.device | str = "cpu") -> dict:
-    """AdaBN (Li et al., ICLR-W 2017): re-estimate every BN layer's running statistics on `loader`'s inputs.
+def reestimate(backbone: nn.Module, loader, device: torch.device | str = "cpu", layers: list | None = None) -> dict:
+    """AdaBN (Li et al., ICLR-W 2017): re-estimate BN layers' running statistics on `loader`'s inputs.
 
     Running statistics are reset and recomputed as the cumulative average over the batches
     (momentum None), with every BN layer in training mode and everything else (dropout) in eval
@@ -102,16 +113,18 @@ def reestimate(backbone: nn.Module, loader, device: torch.device | str = "cpu") 
         backbone: the (possibly peft-wrapped) backbone.
         loader: batches `{"inputs": ...}` of unlabelled data of the evaluation domain.
         device: where the backbone lives.
+        layers: the BN layers to re-estimate (default: every BN layer of the backbone).
 
     Returns:
         `{"layers": n, "samples": m, "batches": b}` (`layers` 0 with a warning when there is no BN).
     """
     from lightning.pytorch.utilities import move_data_to_device
 
-    layers = bn_layers(backbone)
+    layers = bn_layers(backbone) if layers is None else list(layers)
     if not layers:
-        msg = ("norm/adaptation adabn: the backbone has no batch-norm layers with running statistics "
-               "(e.g. a transformer with LayerNorm): nothing was re-estimated")
+        msg = ("norm/adaptation adabn: no batch-norm layer to re-estimate (a backbone without BN running "
+               "statistics, e.g. a transformer with LayerNorm, or none that normalised with batch statistics "
+               "while training): nothing was re-estimated")
         warnings.warn(msg, stacklevel=2)
         log.warning(msg)
         return {"layers": 0, "samples": 0, "batches": 0}

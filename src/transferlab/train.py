@@ -194,17 +194,18 @@ def _reestimates(strategy, adaptation) -> bool:
     return strategy.norm == "adabn" or bool(getattr(adaptation, "reestimates_bn", False))
 
 
-def _adabn(module, data, trainer) -> dict:
+def _adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
     """Re-estimate BN statistics on unlabelled data of the evaluation domain (target train split for a domain
     pair, else the train split), then validate again so the val metrics describe the adapted model."""
     from torch.utils.data import DataLoader
 
-    from transferlab.norm import reestimate
+    from transferlab.norm import batch_stat_layers, reestimate
 
     which = "target" if "target" in data.domains else "source"
     loader = DataLoader(data.datasets[f"{which}/train"], batch_size=data.eval_batch_size, shuffle=False,
                         collate_fn=data.collate_fn)
-    stats = {"domain": which, **reestimate(module.backbone, loader, module.device)}
+    layers = None if which_layers == "all" else batch_stat_layers(module.backbone, norm)
+    stats = {"domain": which, "which": which_layers, **reestimate(module.backbone, loader, module.device, layers)}
     if stats["layers"] and data.val_dataloader():
         trainer.validate(module, datamodule=data, verbose=False)
     return stats
@@ -297,7 +298,8 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
         if result.get("norm", {}).get("reestimate"):
             result["stage"] = "adabn"
-            result["norm"]["adabn"] = _adabn(module, data, trainer)
+            result["norm"]["adabn"] = _adabn(module, data, trainer, strategy.norm,
+                                             getattr(module.adaptation, "layers", "batch_stat"))
         elif strategy.trains and not any(k.startswith("val/") for k in trainer.callback_metrics) and \
                 getattr(data, "fractions", (0,))[0] > 0:  # e.g. max_steps ended fit mid-epoch: validate the final model
             trainer.validate(module, datamodule=data, verbose=False)

@@ -1,6 +1,6 @@
 """Framework vs independent reference on the classic digits DA recipe, and what label-free selection would pick.
 
-    python docs/results/da_reference/tabulate.py [multirun/da_reference]
+    python docs/results/da_reference/tabulate.py [multirun/da_reference] [multirun/da_selection/small]
 
 Reads `reference.jsonl` (bench/da_reference.py) and every `results.json` under `framework*/`, prints
 markdown: target/source test accuracy per method (mean ± 95 % CI over seeds) for both implementations,
@@ -93,5 +93,33 @@ def selection(fw: dict) -> None:
         print(f"| {rule} ({'yes' if rule == 'oracle' else 'no'}) | {', '.join(picks)} | {fmt(accs)} | {lost} |")
 
 
+def per_method(root: Path) -> None:
+    """Per method and seed, the alignment weight each rule picks (among the sweep's weights), and its cost."""
+    runs = defaultdict(dict)  # (method, seed) -> {weight: result}
+    for path in sorted(root.glob("*/results.json")):
+        r = json.loads(path.read_text())
+        if r["status"] == "ok":
+            runs[(r["adaptation"], r["seed"])][r["adaptation_params"]["weight"]] = r
+    rules = ["oracle", "source_val_acc", "entropy", "info_max", "snd"]
+    print("\n| method | rule | weights picked (seed 0, 1, 2) | test target acc of the pick | lost vs oracle |"
+          "\n|---|---|---|---|---|")
+    for method in sorted({m for m, _ in runs}):
+        oracle = None
+        for rule in rules:
+            picks, accs = [], []
+            for seed in sorted(s for m, s in runs if m == method):
+                cands = runs[(method, seed)]
+                scored = {w: r["selection"][rule]["value"] for w, r in cands.items()}
+                better = next(iter(cands.values()))["selection"][rule]["better"]
+                pick = (max if better == "higher" else min)(scored, key=scored.get)
+                picks.append(f"{pick:g}")
+                accs.append(cands[pick]["metrics"]["test/target_acc"])
+            oracle = accs if rule == "oracle" else oracle
+            lost = f"{100 * (mean_ci(oracle)[0] - mean_ci(accs)[0]):.1f}"
+            print(f"| {NAMES.get(method, method)} | {rule} | {', '.join(picks)} | {fmt(accs)} | {lost} |")
+
+
 if __name__ == "__main__":
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "multirun/da_reference"))
+    if len(sys.argv) > 2:
+        per_method(Path(sys.argv[2]))
