@@ -17,3 +17,5 @@ done
 COMMON="experiment=digits_da_reference logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null"
 $PY train.py -m $COMMON adaptation=none,dann,cdan,cdan_e seed=0,1,2 hydra.sweep.dir="$OUT/framework"
 $PY train.py -m $COMMON adaptation=dann adaptation.weight=0 seed=0,1,2 hydra.sweep.dir="$OUT/framework_control"
+# the other feature-level methods (no reference implementation: framework only)
+$PY train.py -m $COMMON adaptation=mmd,coral,mixup seed=0,1,2 hydra.sweep.dir="$OUT/framework_more"

@@ -53,11 +53,13 @@ def main(root: Path) -> None:
         fw[label(r.get("adaptation") or "none", weight)].append(r)
     print("| method | reference target acc | framework target acc | gap (framework - reference) | "
           "reference source acc | framework source acc | s/run ref / framework |\n|---|---|---|---|---|---|---|")
-    for name in ["source-only", "DANN", "CDAN", "CDAN+E", "DANN weight 0 (control)"]:
+    for name in ["source-only", "DANN", "CDAN", "CDAN+E", "DANN weight 0 (control)", "mmd", "coral", "mixup"]:
         r_t = [x["target_acc"] for x in ref[name]]
         f_t = [x["metrics"]["test/target_acc"] for x in fw[name]]
         gap = f"{100 * (mean_ci(f_t)[0] - mean_ci(r_t)[0]):+.1f}" if r_t and f_t else "n/a"
-        r_time = f"{sum(x['seconds'] for x in ref[name]) / max(1, len(ref[name])):.0f}"
+        if not r_t and not f_t:
+            continue
+        r_time = f"{sum(x['seconds'] for x in ref[name]) / len(ref[name]):.0f}" if r_t else "-"
         f_time = f"{sum(x['time_s'] for x in fw[name]) / max(1, len(fw[name])):.0f}"
         print(f"| {name} | {fmt(r_t)} (n={len(r_t)}) | {fmt(f_t)} (n={len(f_t)}) | {gap} | "
               f"{fmt([x['source_acc'] for x in ref[name]])} | {fmt([x['metrics']['test/source_acc'] for x in fw[name]])} "
