@@ -128,3 +128,25 @@ def test_domain_pair_reports_target_metric_and_source_accuracy(tmp_path: Path):
     assert "test/target_acc mean ± 95 % CI | val/target_acc | test/source_acc |" in text
     assert "| partial | train | all/class (2750) | 2 | 0.705 ± 0.064 | 0.715 | 0.950 |" in text
     assert pd.read_csv(tmp_path / "report.csv")["test/source_acc"].tolist() == [0.95]
+
+
+def test_report_shows_what_each_selection_rule_picks(tmp_path: Path):
+    """Two DANN weights: entropy prefers the confident, worse one; the oracle and SND the better one."""
+    root = tmp_path / "da"
+    for weight, acc, ent, snd in ((0.1, 0.70, 0.2, 3.0), (1.0, 0.85, 0.5, 4.0)):
+        for seed in range(3):
+            run = write_result(root / f"w{weight}", "full", None, seed, acc + 0.01 * seed, metric="test/target_acc",
+                               adaptation={"_target_": "transferlab.adaptation.dann.DANN", "weight": weight})
+            res = json.loads((run / "results.json").read_text())
+            res["adaptation"] = "dann"
+            res["selection"] = {
+                "entropy": {"metric": "val/target_entropy", "better": "lower", "needs_target_labels": False, "value": ent},
+                "snd": {"metric": "val/target_snd", "better": "higher", "needs_target_labels": False, "value": snd},
+                "oracle": {"metric": "val/target_acc", "better": "higher", "needs_target_labels": True, "value": acc},
+            }
+            (run / "results.json").write_text(json.dumps(res))
+    text = build_report(root).read_text()
+    assert "## Label-free model selection" in text
+    assert "| dann | 2750 | entropy | full+dann adaptation.weight=0.1 | 0.710 | +0.150 |" in text
+    assert "| dann | 2750 | snd | full+dann adaptation.weight=1 | 0.860 | 0.000 |" in text
+    assert "| dann | 2750 | oracle (target labels) | full+dann adaptation.weight=1 | 0.860 | 0.000 |" in text

@@ -76,7 +76,7 @@ def _row(path: Path, res: dict, root: Path) -> dict:
     return {
         "run_dir": str(path.parent.relative_to(root)), "status": res["status"], "error": res.get("error"),
         "strategy": res.get("strategy"), "adaptation": res.get("adaptation"), "data": res.get("data"),
-        "norm": _norm(res, flat), "seed": res.get("seed"), "train_per_class": res.get("train_per_class"), "train_size": res.get("train_size"),
+        "norm": _norm(res, flat), "selection": res.get("selection"), "seed": res.get("seed"), "train_per_class": res.get("train_per_class"), "train_size": res.get("train_size"),
         "metric_name": metric, "metric": metrics.get(metric), "val_acc": metrics.get(metric.replace("test/", "val/", 1)),
         **{f"also:{k}": v for k, v in metrics.items() if k.startswith("test/") and k.endswith("acc") and k != metric},
         "trainable": params.get("trainable"), "total": params.get("total"),

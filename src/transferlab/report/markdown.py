@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transferlab.report.selection import selection_md
 from transferlab.report.stats import crossings, winners
 
 
@@ -84,6 +85,7 @@ def write(runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str, Path], out_d
         *(f"![{name}]({p.name})" for name, p in plots.items()), "",
         table_md(table, metric), "",
         findings_md(table), "",
+        selection_md(runs),
         failures_md(runs),
     ]
     path = out_dir / "report.md"
