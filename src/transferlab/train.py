@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab import redact, results
-from transferlab.errors import ConfigError, TransferlabError
+from transferlab.errors import ConfigError, DataError, TransferlabError
 from transferlab.instantiate import build as instantiate
 
 log = logging.getLogger("transferlab")
@@ -179,8 +179,6 @@ def _check_loss_can_act(cfg: DictConfig, backbone, head, adaptation, data) -> No
         )
     n_target = len(data.domains["target"].train) if data.with_target and "target" in data.domains else None
     if n_target is not None and n_target < data.batch_size:
-        from transferlab.errors import DataError
-
         raise DataError(f"the target domain's training split has {n_target} images, fewer than one batch "
                         f"(data.batch_size={data.batch_size}): every step would reuse the same few target images. "
                         "Add unlabelled target data, or lower data.batch_size.")

@@ -45,11 +45,6 @@ class NormalizedImages(Dataset):
         return {"inputs": (x - self.mean) / self.std, "labels": self.labels[i]}
 
 
-def resize(images: np.ndarray, size: int) -> torch.Tensor:
-    """`(N, H, W)` -> `(N, 1, size, size)`, bilinear with antialiasing when shrinking."""
-    return resize_tensor(torch.from_numpy(images).unsqueeze(1), size)
-
-
 def resize_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
     """`(N, C, H, W)` -> `(N, C, size, size)`, bilinear with antialiasing when shrinking."""
     if x.shape[-1] == size and x.shape[-2] == size:
