@@ -1,8 +1,8 @@
 """Train one transfer-learning run (or a sweep with -m). See README.md.
 
-    python train.py                                      # offline default job
-    python train.py strategy=partial data=mnist_to_digits
-    python train.py -m strategy=feature_extraction,full data.train_per_class=5,50 seed=0,1,2
+python train.py                                      # offline default job
+python train.py strategy=partial data=mnist_to_digits
+python train.py -m strategy=feature_extraction,full data.train_per_class=5,50 seed=0,1,2
 """
 
 import hydra

@@ -21,15 +21,25 @@ def machine() -> str:
     import torch
 
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    return (f"{platform.machine()} {dev}; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"lightning {lightning.__version__}; {dt.date.today().isoformat()}")
+    return (
+        f"{platform.machine()} {dev}; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"lightning {lightning.__version__}; {dt.date.today().isoformat()}"
+    )
 
 
 def write_section(key: str, title: str, body: str) -> None:
     """Replace (or append) the section `key` of BENCHMARKS.md; other sections stay."""
-    text = OUT.read_text() if OUT.exists() else "# Benchmarks\n\nEach section is written by the script it names; figures are ratios measured in one run.\n"
-    cmd = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
-    section = f"<!-- {key} -->\n## {title}\n\n{body.strip()}\n\n_Machine: {machine()}. Command: `{cmd}`._\n<!-- /{key} -->\n"
+    text = (
+        OUT.read_text()
+        if OUT.exists()
+        else "# Benchmarks\n\nEach section is written by the script it names; figures are ratios measured in one run.\n"
+    )
+    cmd = "python " + " ".join(
+        [str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]]
+    )
+    section = (
+        f"<!-- {key} -->\n## {title}\n\n{body.strip()}\n\n_Machine: {machine()}. Command: `{cmd}`._\n<!-- /{key} -->\n"
+    )
     pattern = re.compile(rf"<!-- {key} -->.*?<!-- /{key} -->\n", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     OUT.write_text(text)

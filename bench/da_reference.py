@@ -19,7 +19,9 @@ Budget: 780 steps (~10 passes of 64 over MNIST-5k; ~18 over the 2,750-image trai
     OMP_NUM_THREADS=1 python bench/da_reference.py --method dann --seed 0
 """
 
-import argparse, json, time  # noqa: E401
+import argparse
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +49,12 @@ def load():
     d = load_digits()  # (1797, 8, 8) 0-16
     xt = F.pad(torch.tensor(d.images, dtype=torch.float32)[:, None] / 16, (2, 2, 2, 2))  # (1797, 1, 12, 12)
     xt = F.interpolate(xt, size=28, mode="bilinear", antialias=True).clamp(0, 1)  # (1797, 1, 28, 28)
-    norm = lambda v: (v - 0.5) / 0.5  # noqa: E731
+    norm = lambda v: (v - 0.5) / 0.5
     return norm(xs), torch.tensor(y), norm(xt), torch.tensor(d.target)
 
 
 def mlp(n_in, hidden=1024):  # discriminator: one logit (BCE-with-logits, no sigmoid)
-    block = lambda i: [nn.Linear(i, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.5)]  # noqa: E731
+    block = lambda i: [nn.Linear(i, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.5)]
     return nn.Sequential(*block(n_in), *block(hidden), nn.Linear(hidden, 1))
 
 
@@ -72,8 +74,16 @@ def main(args):
     rng = np.random.default_rng(args.seed)
     xs, ys, xt, yt = load()
     (s_tr, s_te), (t_tr, t_te) = split(ys.numpy()), split(yt.numpy())
-    feat = nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(20, 50, 5), nn.Dropout2d(0.5),
-                         nn.MaxPool2d(2), nn.ReLU(), nn.Flatten())  # (B, 800)
+    feat = nn.Sequential(
+        nn.Conv2d(1, 20, 5),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(20, 50, 5),
+        nn.Dropout2d(0.5),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Flatten(),
+    )  # (B, 800)
     w = args.bottleneck
     feat.append(nn.Sequential(nn.Linear(800, w), nn.BatchNorm1d(w), nn.ReLU()))  # bottleneck: (B, W)
     head = nn.Linear(w, 10)
@@ -109,17 +119,26 @@ def main(args):
             if args.method == "cdan_e":  # entropy conditioning: confident examples weigh more
                 ent = -(g * torch.log(g + 1e-5)).sum(1)
                 wts = 1 + torch.exp(-ent)
-                wts = torch.cat([wts[: len(bs)] / wts[: len(bs)].mean(), wts[len(bs) :] / wts[len(bs) :].mean()])  # mean 1 per domain
+                wts = torch.cat(
+                    [wts[: len(bs)] / wts[: len(bs)].mean(), wts[len(bs) :] / wts[len(bs) :].mean()]
+                )  # mean 1 per domain
             loss = loss + args.weight * F.binary_cross_entropy_with_logits(d, dom, weight=wts)
         opt.zero_grad()
         loss.backward()
         opt.step()
     feat.eval()  # dropout off, bottleneck BN on its running statistics
     with torch.no_grad():
-        acc = lambda x, y: (head(feat(x)).argmax(1) == y).float().mean().item()  # noqa: E731
-        res = dict(method=args.method, weight=args.weight, seed=args.seed, steps=total, bottleneck=w,
-                   source_acc=round(acc(xs[s_te], ys[s_te]), 4), target_acc=round(acc(xt[t_te], yt[t_te]), 4),
-                   seconds=round(time.time() - start, 1))
+        acc = lambda x, y: (head(feat(x)).argmax(1) == y).float().mean().item()
+        res = dict(
+            method=args.method,
+            weight=args.weight,
+            seed=args.seed,
+            steps=total,
+            bottleneck=w,
+            source_acc=round(acc(xs[s_te], ys[s_te]), 4),
+            target_acc=round(acc(xt[t_te], yt[t_te]), 4),
+            seconds=round(time.time() - start, 1),
+        )
     print(json.dumps(res))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as fh:

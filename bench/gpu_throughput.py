@@ -34,7 +34,11 @@ def bert(device, batch, steps, tiny):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    cfg = BertConfig(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=256) if tiny else BertConfig()
+    cfg = (
+        BertConfig(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=256)
+        if tiny
+        else BertConfig()
+    )
     model = BertForSequenceClassification(cfg).to(device)
     seq = 32 if tiny else 512
     ids = torch.randint(0, cfg.vocab_size, (batch, seq), device=device)
@@ -63,8 +67,13 @@ def measure(build, device, batch, steps, tiny, peak):
         torch.cuda.synchronize()
     dt = (time.perf_counter() - t) / steps
     flops = 6 * n_params * tokens / dt
-    return {"params": n_params, "per_s": items / dt, "unit": unit, "tflops": flops / 1e12,
-            "mfu": flops / (peak * 1e12) if peak else None}
+    return {
+        "params": n_params,
+        "per_s": items / dt,
+        "unit": unit,
+        "tflops": flops / 1e12,
+        "mfu": flops / (peak * 1e12) if peak else None,
+    }
 
 
 def main() -> None:
@@ -85,14 +94,19 @@ def main() -> None:
     for label, build, batch in (("ViT-B/16", vit, args.vit_batch), ("BERT-base", bert, args.bert_batch)):
         r = measure(build, args.device, batch, args.steps, args.tiny, peak)
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "n/a"
-        rows.append(f"| {label}{' (tiny)' if args.tiny else ''} | {r['params'] / 1e6:.1f} M | {batch} | "
-                    f"{r['per_s']:,.0f} {r['unit']}/s | {r['tflops']:.1f} | {mfu} |")
+        rows.append(
+            f"| {label}{' (tiny)' if args.tiny else ''} | {r['params'] / 1e6:.1f} M | {batch} | "
+            f"{r['per_s']:,.0f} {r['unit']}/s | {r['tflops']:.1f} | {mfu} |"
+        )
         print(rows[-1])
     if args.no_write:
         return
-    body = (f"bf16 autocast full fine-tuning, AdamW, {args.steps} timed steps after 3 warm-up steps, on {name} "
-            f"(peak {peak} TFLOP/s assumed for MFU). FLOPs = 6 x params x tokens.\n\n"
-            "| model | params | batch | throughput | achieved TFLOP/s | MFU |\n|---|---|---|---|---|---|\n" + "\n".join(rows))
+    body = (
+        f"bf16 autocast full fine-tuning, AdamW, {args.steps} timed steps after 3 warm-up steps, on {name} "
+        f"(peak {peak} TFLOP/s assumed for MFU). FLOPs = 6 x params x tokens.\n\n"
+        "| model | params | batch | throughput | achieved TFLOP/s | MFU |\n|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
     write_section(f"GPU-{args.device}", f"GPU mode: throughput and MFU ({args.device})", body)
 
 

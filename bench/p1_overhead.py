@@ -56,11 +56,24 @@ def framework(steps: int, image_size: int) -> list[float]:
     from transferlab.train import run
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = compose(["strategy=full", "strategy.backbone_lr_mult=0.1", f"data.image_size={image_size}",
-                       "data.train_per_class=null", f"trainer.max_steps={steps}", "trainer.max_epochs=100",
-                       "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", "logger=none",
-                       "~callbacks.checkpoint", "~callbacks.lr_monitor", "cache=off",
-                       "+callbacks.timer._target_=transferlab.callbacks.timer.StepTimer"], d)
+        cfg = compose(
+            [
+                "strategy=full",
+                "strategy.backbone_lr_mult=0.1",
+                f"data.image_size={image_size}",
+                "data.train_per_class=null",
+                f"trainer.max_steps={steps}",
+                "trainer.max_epochs=100",
+                "trainer.limit_val_batches=0",
+                "trainer.enable_progress_bar=false",
+                "logger=none",
+                "~callbacks.checkpoint",
+                "~callbacks.lr_monitor",
+                "cache=off",
+                "+callbacks.timer._target_=transferlab.callbacks.timer.StepTimer",
+            ],
+            d,
+        )
         return run(cfg)["timing"]["step_s_all"]
 
 
@@ -76,11 +89,14 @@ def main() -> None:
         f = statistics.median(framework(args.steps, args.image_size)[3:])
         ratios.append(f / p)
         rows.append(f"| {r} | {1000 * p:.1f} | {1000 * f:.1f} | {f / p:.3f} |")
-    body = (f"Full fine-tuning of EfficientNet-Lite0 on digits ({args.image_size} px, batch 32), {args.steps} steps, "
-            f"median step time (first 3 steps excluded), interleaved repeats.\n\n"
-            "| repeat | plain PyTorch (ms/step) | transferlab (ms/step) | ratio |\n|---|---|---|---|\n"
-            + "\n".join(rows) + f"\n\n**P1 overhead ratio (median of repeats): {statistics.median(ratios):.3f}** "
-            "(goal <= 1.05, limit 1.10).")
+    body = (
+        f"Full fine-tuning of EfficientNet-Lite0 on digits ({args.image_size} px, batch 32), {args.steps} steps, "
+        f"median step time (first 3 steps excluded), interleaved repeats.\n\n"
+        "| repeat | plain PyTorch (ms/step) | transferlab (ms/step) | ratio |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n\n**P1 overhead ratio (median of repeats): {statistics.median(ratios):.3f}** "
+        "(goal <= 1.05, limit 1.10)."
+    )
     write_section("P1", "P1: per-step overhead vs a plain PyTorch loop", body)
 
 

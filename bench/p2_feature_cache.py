@@ -31,9 +31,19 @@ def sweep(sizes, seeds, epochs, cache: bool, cache_dir: str) -> tuple[int, float
         for size in sizes:
             for seed in seeds:
                 with tempfile.TemporaryDirectory() as d:
-                    cfg = compose([f"data.train_per_class={size}", f"seed={seed}", f"trainer.max_epochs={epochs}",
-                                   "trainer.enable_progress_bar=false", "logger=none", "~callbacks.checkpoint",
-                                   f"cache={'on' if cache else 'off'}", f"cache.dir={cache_dir}"], d)
+                    cfg = compose(
+                        [
+                            f"data.train_per_class={size}",
+                            f"seed={seed}",
+                            f"trainer.max_epochs={epochs}",
+                            "trainer.enable_progress_bar=false",
+                            "logger=none",
+                            "~callbacks.checkpoint",
+                            f"cache={'on' if cache else 'off'}",
+                            f"cache.dir={cache_dir}",
+                        ],
+                        d,
+                    )
                     results.append(run(cfg))
     finally:
         TimmBackbone.forward = original
@@ -52,15 +62,17 @@ def main() -> None:
     from transferlab.data.sources import sklearn_digits
 
     distinct = len(sklearn_digits().labels)  # every split of every job draws from these 1,797 images
-    same = max(abs(a["metrics"]["test/acc"] - b["metrics"]["test/acc"]) for a, b in zip(r_off, r_on))
-    body = (f"Default task (EfficientNet-Lite0 feature extraction on digits, 64 px), {len(args.sizes)} sizes "
-            f"{args.sizes} x {len(args.seeds)} seeds, {args.epochs} epochs, one process.\n\n"
-            "| | backbone forwards | per distinct sample | wall time (s) |\n|---|---|---|---|\n"
-            f"| no cache | {n_off:,} | {n_off / distinct:.2f} | {t_off:.1f} |\n"
-            f"| feature cache | {n_on:,} | {n_on / distinct:.2f} | {t_on:.1f} |\n\n"
-            f"**P2: {n_on / distinct:.2f} backbone forwards per sample with the cache (goal <= 1.2) vs "
-            f"{n_off / distinct:.1f} without; wall-time ratio uncached/cached = {t_off / t_on:.2f}.** "
-            f"Largest test-accuracy difference between cached and uncached jobs: {same:.2e}.")
+    same = max(abs(a["metrics"]["test/acc"] - b["metrics"]["test/acc"]) for a, b in zip(r_off, r_on, strict=False))
+    body = (
+        f"Default task (EfficientNet-Lite0 feature extraction on digits, 64 px), {len(args.sizes)} sizes "
+        f"{args.sizes} x {len(args.seeds)} seeds, {args.epochs} epochs, one process.\n\n"
+        "| | backbone forwards | per distinct sample | wall time (s) |\n|---|---|---|---|\n"
+        f"| no cache | {n_off:,} | {n_off / distinct:.2f} | {t_off:.1f} |\n"
+        f"| feature cache | {n_on:,} | {n_on / distinct:.2f} | {t_on:.1f} |\n\n"
+        f"**P2: {n_on / distinct:.2f} backbone forwards per sample with the cache (goal <= 1.2) vs "
+        f"{n_off / distinct:.1f} without; wall-time ratio uncached/cached = {t_off / t_on:.2f}.** "
+        f"Largest test-accuracy difference between cached and uncached jobs: {same:.2e}."
+    )
     write_section("P2", "P2: frozen-backbone sweep with and without the feature cache", body)
 
 

@@ -42,8 +42,14 @@ def run_config(overrides: list[str], out_dir: Path, fast: bool = True) -> dict:
 def train_cli(args: list[str], cwd: Path | None = None, timeout: int = 300, env: dict | None = None):
     """Run `python train.py ARGS` in a subprocess; returns CompletedProcess (text)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_config
 from torch import nn
 
-from conftest import run_config
 from transferlab.adaptation.augment import DomainBridge, gaussian_blur, resolution_drop
 from transferlab.adaptation.cdan import CDAN
 from transferlab.adaptation.coral import CORAL, coral_loss
@@ -107,8 +107,15 @@ def _fit(tmp_path, max_steps=8, kill_at=None, ckpt=None):
     module = _Tiny(dann)
     ckpt_cb = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=4, save_top_k=-1)
     cbs = dann.callbacks() + [ckpt_cb, _RNGInCheckpoint()] + ([_Kill(kill_at)] if kill_at is not None else [])
-    trainer = L.Trainer(max_steps=max_steps, callbacks=cbs, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, deterministic=True, accelerator="cpu")
+    trainer = L.Trainer(
+        max_steps=max_steps,
+        callbacks=cbs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        accelerator="cpu",
+    )
     try:
         trainer.fit(module, _loader(), ckpt_path=ckpt)
     except RuntimeError as e:
@@ -126,7 +133,7 @@ def test_grl_schedule_follows_global_step_and_survives_resume(tmp_path):
     resumed, _ = _fit(tmp_path / "b", ckpt=str(ckpt))
     assert resumed.lambdas == pytest.approx({s: expected[s] for s in range(4, 8)}, abs=1e-6)
     # with the RNG states in the checkpoint (the discriminator's dropout), the weights match too
-    for (name, p), q in zip(full.named_parameters(), resumed.parameters()):
+    for (name, p), q in zip(full.named_parameters(), resumed.parameters(), strict=False):
         torch.testing.assert_close(p, q, msg=f"resumed run diverged at {name}")
 
 
@@ -225,7 +232,9 @@ def test_mmd_zero_for_same_distribution_positive_for_shifted(linear):
     m_same, m_shift = float(mmd2(x, same, linear=linear)), float(mmd2(x, shifted, linear=linear))
     assert abs(m_same) < 0.05 and m_shift > 0.5 and m_shift > 10 * abs(m_same)
     loss, logs = MMD(weight=2.0, linear=linear)(x, shifted)
-    assert float(loss) == pytest.approx(2 * m_shift, rel=1e-5) and float(logs["mmd"]) == pytest.approx(m_shift, rel=1e-5)
+    assert float(loss) == pytest.approx(2 * m_shift, rel=1e-5) and float(logs["mmd"]) == pytest.approx(
+        m_shift, rel=1e-5
+    )
 
 
 def test_coral_equals_its_formula():
@@ -235,7 +244,10 @@ def test_coral_equals_its_formula():
     got = coral_loss(torch.tensor(xs, dtype=torch.float64), torch.tensor(xt, dtype=torch.float64))
     assert float(got) == pytest.approx(expected, rel=1e-5)
     loss, logs = CORAL(weight=3.0)(torch.tensor(xs), torch.tensor(xt))
-    assert float(loss) == pytest.approx(3 * expected, rel=1e-4) and float(coral_loss(torch.tensor(xs), torch.tensor(xs))) < 1e-10
+    assert (
+        float(loss) == pytest.approx(3 * expected, rel=1e-4)
+        and float(coral_loss(torch.tensor(xs), torch.tensor(xs))) < 1e-10
+    )
 
 
 def test_mixup_soft_labels_and_beta_weights():
@@ -332,7 +344,6 @@ def test_adaptation_without_target_domain_fails_early(run_dir):
         run_config(["adaptation=dann", "data=digits"], run_dir)
 
 
-
 class KillAt(L.Callback):
     """Raises at a given global step: a run killed half-way (used through `+callbacks.kill=...`)."""
 
@@ -355,11 +366,18 @@ def _lambdas(run_dir):
 def test_dann_resumed_run_matches_uninterrupted(tmp_path):
     # save_top_k=1 (latest, no monitor): with Lightning 2.6 and save_top_k=0, last.ckpt is only
     # written when training ends, so a killed run would have nothing to resume from.
-    args = E2E + ["adaptation=dann", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
-                  "trainer.log_every_n_steps=1", "callbacks.checkpoint.save_top_k=1"]
+    args = E2E + [
+        "adaptation=dann",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "trainer.log_every_n_steps=1",
+        "callbacks.checkpoint.save_top_k=1",
+    ]
     full = run_config(args, tmp_path / "full")
     with pytest.raises(RuntimeError, match="killed"):
-        run_config(args + ["+callbacks.kill._target_=test_adaptation.KillAt", "+callbacks.kill.step=3"], tmp_path / "cut")
+        run_config(
+            args + ["+callbacks.kill._target_=test_adaptation.KillAt", "+callbacks.kill.step=3"], tmp_path / "cut"
+        )
     assert _lambdas(tmp_path / "cut") == pytest.approx({s: grl_lambda(s / 6) for s in range(3)}, abs=1e-6)
     resumed = run_config(args + [f"ckpt_path={tmp_path / 'cut' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "resumed")
     assert resumed["global_step"] == full["global_step"] == 6

@@ -6,9 +6,9 @@ import time
 
 import pytest
 import torch
+from conftest import CONF
 from omegaconf import OmegaConf
 
-from conftest import CONF
 from transferlab.backbones.timm import TimmBackbone
 from transferlab.backbones.weights import efficientnet_lite0
 from transferlab.errors import WeightsError

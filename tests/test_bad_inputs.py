@@ -29,8 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ROOT, run_config, train_cli
 
 EARLY = ("validate", "data")  # stages before any backbone/weights
-TEXT = ["trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"]
+TEXT = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @dataclass
@@ -73,16 +78,19 @@ def images(n_a: int = 20, n_b: int = 20, broken: int = 0) -> Callable[[Path], No
             _png(tmp / "imgs" / "b" / f"{i}.png", 200 - i)
         for i in range(broken):
             (tmp / "imgs" / "a" / f"broken{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+
     return setup
 
 
 def image_pair(n_source: int, n_target: int) -> Callable[[Path], None]:
     """Source images in `imgs/`, a smaller target domain with the same classes in `target/`."""
+
     def setup(tmp: Path) -> None:
         images(n_source, n_source)(tmp)
         for i in range(n_target):
             _png(tmp / "target" / "a" / f"{i}.png", 60 + i)
             _png(tmp / "target" / "b" / f"{i}.png", 180 - i)
+
     return setup
 
 
@@ -103,8 +111,11 @@ def model_folder(*files: str, config: dict | None = None, index: list[str] | Non
         for f in files:
             (d / f).write_text("{}")
         if index:
-            (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"w{i}": s for i, s in enumerate(index)}}))
+            (d / "model.safetensors.index.json").write_text(
+                json.dumps({"weight_map": {f"w{i}": s for i, s in enumerate(index)}})
+            )
             (d / index[0]).write_text("")
+
     return setup
 
 
@@ -131,138 +142,489 @@ HF_FOLDER = ["backbone=bert_base", "backbone.path={tmp}/model", "data=reviews"]
 
 CASES = [
     # -- the command line and the config, before anything loads -------------------------------
-    Case("unknown_choice", ["strategy=finetune_everything"], "MissingConfigException",
-         "Could not find 'strategy/finetune_everything'", None, "compose", "pick one of the listed options"),
-    Case("unknown_key", ["data.train_per_clas=5"], "Hydra exit 1", "Did you mean data.train_per_class?", None, "cli",
-         "fix the key's spelling", exit=1),
-    Case("added_unknown_key", ["+data.train_per_clas=5"], "ConfigError", "Did you mean data.train_per_class?",
-         fix="fix the spelling (keys are checked against the class's signature)"),
-    Case("added_unknown_key_cli", ["+data.train_per_clas=5"], "exit 2", "Did you mean data.train_per_class?", None,
-         "cli", "same, from the command line: exit code 2, no traceback"),
-    Case("unknown_optimizer_key", ["+optimizer.betaz=[0.9,0.99]"], "ConfigError", "Did you mean optimizer.betas?",
-         fix="use the optimizer's own parameter names"),
-    Case("unknown_trainer_key", ["+trainer.max_epoch=3"], "ConfigError", "Did you mean trainer.max_epochs?",
-         fix="use `lightning.Trainer` argument names"),
-    Case("unknown_strategy_key", ["strategy=partial", "+strategy.trainable_group=3"], "ConfigError",
-         "Did you mean strategy.trainable_groups?", fix="see the strategy's YAML for its keys"),
-    Case("wrong_type", ["trainer.max_epochs=ten"], "ConfigError", "trainer.max_epochs='ten' should be int",
-         fix="give a number"),
-    Case("wrong_type_data", ["data.batch_size=big"], "ConfigError", "data.batch_size='big' should be int",
-         fix="give an integer"),
-    Case("wrong_type_literal", ["trainer.deterministic=maybe"], "ConfigError", "trainer.deterministic='maybe' should be bool",
-         fix="true, false or warn"),
+    Case(
+        "unknown_choice",
+        ["strategy=finetune_everything"],
+        "MissingConfigException",
+        "Could not find 'strategy/finetune_everything'",
+        None,
+        "compose",
+        "pick one of the listed options",
+    ),
+    Case(
+        "unknown_key",
+        ["data.train_per_clas=5"],
+        "Hydra exit 1",
+        "Did you mean data.train_per_class?",
+        None,
+        "cli",
+        "fix the key's spelling",
+        exit=1,
+    ),
+    Case(
+        "added_unknown_key",
+        ["+data.train_per_clas=5"],
+        "ConfigError",
+        "Did you mean data.train_per_class?",
+        fix="fix the spelling (keys are checked against the class's signature)",
+    ),
+    Case(
+        "added_unknown_key_cli",
+        ["+data.train_per_clas=5"],
+        "exit 2",
+        "Did you mean data.train_per_class?",
+        None,
+        "cli",
+        "same, from the command line: exit code 2, no traceback",
+    ),
+    Case(
+        "unknown_optimizer_key",
+        ["+optimizer.betaz=[0.9,0.99]"],
+        "ConfigError",
+        "Did you mean optimizer.betas?",
+        fix="use the optimizer's own parameter names",
+    ),
+    Case(
+        "unknown_trainer_key",
+        ["+trainer.max_epoch=3"],
+        "ConfigError",
+        "Did you mean trainer.max_epochs?",
+        fix="use `lightning.Trainer` argument names",
+    ),
+    Case(
+        "unknown_strategy_key",
+        ["strategy=partial", "+strategy.trainable_group=3"],
+        "ConfigError",
+        "Did you mean strategy.trainable_groups?",
+        fix="see the strategy's YAML for its keys",
+    ),
+    Case(
+        "wrong_type",
+        ["trainer.max_epochs=ten"],
+        "ConfigError",
+        "trainer.max_epochs='ten' should be int",
+        fix="give a number",
+    ),
+    Case(
+        "wrong_type_data",
+        ["data.batch_size=big"],
+        "ConfigError",
+        "data.batch_size='big' should be int",
+        fix="give an integer",
+    ),
+    Case(
+        "wrong_type_literal",
+        ["trainer.deterministic=maybe"],
+        "ConfigError",
+        "trainer.deterministic='maybe' should be bool",
+        fix="true, false or warn",
+    ),
     Case("seed_not_int", ["seed=foo"], "ConfigError", "seed='foo' must be an integer >= 0", fix="seed=0, 1, ..."),
-    Case("dropout_range", ["head.dropout=1.5"], "ConfigError", "head.dropout=1.5 must be in [0, 1)",
-         fix="a probability below 1"),
-    Case("negative_weight_decay", ["optimizer.weight_decay=-1"], "ConfigError", "optimizer.weight_decay=-1 must be >= 0",
-         fix="0 or more"),
-    Case("nan_guard_policy", ["callbacks.nan_guard.policy=ignore"], "ConfigError",
-         "callbacks.nan_guard.policy='ignore' should be 'stop' or 'skip'", fix="stop or skip"),
-    Case("norm_unknown", ["strategy=partial", "strategy.norm=frozn"], "ConfigError", "Did you mean 'frozen'?",
-         fix="strategy.norm=train, frozen or adabn"),
-    Case("norm_batch_of_one", ["strategy=partial", "strategy.norm=train", "data.batch_size=1"], "ConfigError", "Use strategy.norm=frozen",
-         "build", fix="strategy.norm=frozen, or a larger data.batch_size"),
-    Case("geometry_unknown_key", ["data=mnist_to_digits", "+data.geometry.target.zoom=2"], "DataError",
-         "use crop, pad, fill, resize", "data", fix="data.geometry.<source|target>.{crop,pad,fill,resize}"),
-    Case("da_loss_cannot_act", ["data=mnist_to_digits", "strategy=feature_extraction", "adaptation=dann"], "ConfigError",
-         "head.bottleneck=256", "build", fix="head.bottleneck=256 (the loss acts on it), or a strategy that trains the backbone"),
-    Case("da_target_smaller_than_a_batch", [*IMG_PAIR, "adaptation=dann", "strategy=partial", "data.batch_size=16"],
-         "DataError", "fewer than one batch", "build", setup=image_pair(20, 6),
-         fix="more unlabelled target images, or a smaller data.batch_size"),
-    Case("objective_without_target", ["+objective=val/target_snd"], "ConfigError", "has none: use a domain pair",
-         "data", fix="a domain pair, or objective=val/acc"),
-    Case("missing_root", ["data=imagefolder"], "ConfigError", "data.root is required",
-         fix="`data.root=/path/to/images`"),
-    Case("missing_model_name", ["backbone=timm"], "ConfigError", "backbone.model_name is required",
-         fix="`backbone.model_name=resnet18` (any `timm.list_models()` name)"),
-    Case("peft_on_image_backbone", ["strategy=prefix_tuning"], "ConfigError", "can't adapt an image backbone",
-         fix="PEFT prompt/prefix methods need a text backbone (`backbone=minilm data=reviews`)"),
-    Case("text_backbone_image_data", ["backbone=minilm"], "ConfigError", "takes text inputs but data=digits is image data",
-         fix="pair text backbones with text data"),
-    Case("zero_shot_on_instructions", ["backbone=smollm2", "data=instructions", "strategy=zero_shot", *TEXT],
-         "ConfigError", "nothing to do on instruction data", fast=False, fix="train (e.g. strategy=lora) or max_epochs=0"),
-    Case("gpu_without_cuda", ["hardware=gpu"], "ConfigError", "needs a CUDA GPU, but none is visible",
-         fix="hardware=cpu", extra={"needs_no_cuda": True}),
-    Case("ckpt_path_missing", ["ckpt_path={tmp}/nope.ckpt"], "ConfigError", "no checkpoint at",
-         fix="point ckpt_path at an existing .ckpt (or `ckpt_path=last` with the run's hydra.run.dir)"),
-    Case("adaptation_without_target", ["adaptation=dann"], "ConfigError", "needs a data config with a target domain", "data",
-         fix="a domain pair (`data=mnist_to_digits`) or adaptation=none"),
-    Case("zero_shot_label_count", ["backbone=minilm", "data=reviews", "strategy=zero_shot", "strategy.labels=[good,bad,meh]",
-                                   *TEXT], "ConfigError", "strategy.labels has 3 names but the data has 2 classes", "data",
-         fast=False, fix="one name per class, in class order"),
+    Case(
+        "dropout_range",
+        ["head.dropout=1.5"],
+        "ConfigError",
+        "head.dropout=1.5 must be in [0, 1)",
+        fix="a probability below 1",
+    ),
+    Case(
+        "negative_weight_decay",
+        ["optimizer.weight_decay=-1"],
+        "ConfigError",
+        "optimizer.weight_decay=-1 must be >= 0",
+        fix="0 or more",
+    ),
+    Case(
+        "nan_guard_policy",
+        ["callbacks.nan_guard.policy=ignore"],
+        "ConfigError",
+        "callbacks.nan_guard.policy='ignore' should be 'stop' or 'skip'",
+        fix="stop or skip",
+    ),
+    Case(
+        "norm_unknown",
+        ["strategy=partial", "strategy.norm=frozn"],
+        "ConfigError",
+        "Did you mean 'frozen'?",
+        fix="strategy.norm=train, frozen or adabn",
+    ),
+    Case(
+        "norm_batch_of_one",
+        ["strategy=partial", "strategy.norm=train", "data.batch_size=1"],
+        "ConfigError",
+        "Use strategy.norm=frozen",
+        "build",
+        fix="strategy.norm=frozen, or a larger data.batch_size",
+    ),
+    Case(
+        "geometry_unknown_key",
+        ["data=mnist_to_digits", "+data.geometry.target.zoom=2"],
+        "DataError",
+        "use crop, pad, fill, resize",
+        "data",
+        fix="data.geometry.<source|target>.{crop,pad,fill,resize}",
+    ),
+    Case(
+        "da_loss_cannot_act",
+        ["data=mnist_to_digits", "strategy=feature_extraction", "adaptation=dann"],
+        "ConfigError",
+        "head.bottleneck=256",
+        "build",
+        fix="head.bottleneck=256 (the loss acts on it), or a strategy that trains the backbone",
+    ),
+    Case(
+        "da_target_smaller_than_a_batch",
+        [*IMG_PAIR, "adaptation=dann", "strategy=partial", "data.batch_size=16"],
+        "DataError",
+        "fewer than one batch",
+        "build",
+        setup=image_pair(20, 6),
+        fix="more unlabelled target images, or a smaller data.batch_size",
+    ),
+    Case(
+        "objective_without_target",
+        ["+objective=val/target_snd"],
+        "ConfigError",
+        "has none: use a domain pair",
+        "data",
+        fix="a domain pair, or objective=val/acc",
+    ),
+    Case(
+        "missing_root", ["data=imagefolder"], "ConfigError", "data.root is required", fix="`data.root=/path/to/images`"
+    ),
+    Case(
+        "missing_model_name",
+        ["backbone=timm"],
+        "ConfigError",
+        "backbone.model_name is required",
+        fix="`backbone.model_name=resnet18` (any `timm.list_models()` name)",
+    ),
+    Case(
+        "peft_on_image_backbone",
+        ["strategy=prefix_tuning"],
+        "ConfigError",
+        "can't adapt an image backbone",
+        fix="PEFT prompt/prefix methods need a text backbone (`backbone=minilm data=reviews`)",
+    ),
+    Case(
+        "text_backbone_image_data",
+        ["backbone=minilm"],
+        "ConfigError",
+        "takes text inputs but data=digits is image data",
+        fix="pair text backbones with text data",
+    ),
+    Case(
+        "zero_shot_on_instructions",
+        ["backbone=smollm2", "data=instructions", "strategy=zero_shot", *TEXT],
+        "ConfigError",
+        "nothing to do on instruction data",
+        fast=False,
+        fix="train (e.g. strategy=lora) or max_epochs=0",
+    ),
+    Case(
+        "gpu_without_cuda",
+        ["hardware=gpu"],
+        "ConfigError",
+        "needs a CUDA GPU, but none is visible",
+        fix="hardware=cpu",
+        extra={"needs_no_cuda": True},
+    ),
+    Case(
+        "ckpt_path_missing",
+        ["ckpt_path={tmp}/nope.ckpt"],
+        "ConfigError",
+        "no checkpoint at",
+        fix="point ckpt_path at an existing .ckpt (or `ckpt_path=last` with the run's hydra.run.dir)",
+    ),
+    Case(
+        "adaptation_without_target",
+        ["adaptation=dann"],
+        "ConfigError",
+        "needs a data config with a target domain",
+        "data",
+        fix="a domain pair (`data=mnist_to_digits`) or adaptation=none",
+    ),
+    Case(
+        "zero_shot_label_count",
+        ["backbone=minilm", "data=reviews", "strategy=zero_shot", "strategy.labels=[good,bad,meh]", *TEXT],
+        "ConfigError",
+        "strategy.labels has 3 names but the data has 2 classes",
+        "data",
+        fast=False,
+        fix="one name per class, in class order",
+    ),
     # -- data ------------------------------------------------------------------------------------
-    Case("train_per_class_too_big", ["data.train_per_class=1000"], "DataError", "Use data.train_per_class<=", "data",
-         fix="a smaller K, or null for all"),
-    Case("train_per_class_zero", ["data.train_per_class=0"], "DataError", "must be an integer >= 1", "data",
-         fix="K >= 1"),
-    Case("class_too_small", [*IMG, "data.train_per_class=5"], "DataError", "class 'b' of imgs has only", "data",
-         setup=images(20, 3), fix="fewer per class, or more images of that class"),
-    Case("image_root_not_found", ["data=imagefolder", "data.root={tmp}/missing"], "DataError",
-         "does not exist or is not a folder", "data", fix="point data.root at root/<class>/*.jpg"),
-    Case("empty_image_folder", IMG, "DataError", "no images found", "data", setup=empty_classes,
-         fix="put images in the class folders"),
-    Case("corrupt_image", IMG, "DataError", "set data.bad_files=skip to drop them", "data", setup=images(broken=1),
-         fix="remove the named files, or data.bad_files=skip"),
-    Case("corrupt_images_over_threshold", [*IMG, "data.bad_files=skip", "data.max_bad_fraction=0.01"], "DataError",
-         "exceeds data.max_bad_fraction=0.01", "data", setup=images(broken=2), fix="clean the folder, or raise the threshold"),
-    Case("corrupt_images_skipped", [*IMG, "data.bad_files=skip", "data.max_bad_fraction=0.1"], "warning",
-         "skipping 1 undecodable images", None, "warn", setup=images(broken=1),
-         fix="the run goes on; results.json `skipped_files` counts them", extra={"result": ("skipped_files", 1)}),
-    Case("bad_files_policy", ["data=imagefolder", "data.root={tmp}", "data.bad_files=ignore"], "DataError",
-         "must be 'error' or 'skip'", "data", fix="error or skip"),
-    Case("csv_not_found", [*CSV, *TEXT], "DataError", "not found; set data.source.path", "data", fast=False,
-         fix="an existing .csv/.tsv/.jsonl"),
-    Case("csv_label_column_missing", [*CSV, *TEXT], "DataError", "has no column(s) ['label']", "data",
-         setup=csv("text,stars\ngood,5\nbad,1\n"), fast=False, fix="data.source.label_column=<your column>"),
-    Case("csv_no_rows", [*CSV, *TEXT], "DataError", "has no rows", "data", setup=csv("text,label\n"), fast=False,
-         fix="a file with data"),
-    Case("csv_one_class", [*CSV, *TEXT], "DataError", "classification needs at least 2", "data",
-         setup=csv("text,label\n" + "fine thing,pos\n" * 10), fast=False, fix="at least two labels"),
-    Case("adabn_without_batch_norm", ["backbone=minilm", "data=reviews", "strategy=lora", "strategy.norm=adabn", *TEXT],
-         "warning", "nothing was re-estimated", None, "warn", fast=False,
-         fix="the run goes on; results.json `norm.adabn.layers` is 0 (LayerNorm has no running statistics)",
-         extra={"result": ("norm", None)}),
-    Case("text_truncated", [*CSV, "backbone.max_length=16", "strategy=zero_shot", *TEXT], "warning",
-         "are longer than backbone.max_length=16 tokens", None, "warn", fast=False,
-         setup=csv("text,label\n" + "".join(f"{'very ' * 30}good {i},positive\n{'quite ' * 3}bad {i},negative\n"
-                                             for i in range(30))),
-         fix="raise backbone.max_length; results.json `truncation` counts them", extra={"result": ("truncation", None)}),
+    Case(
+        "train_per_class_too_big",
+        ["data.train_per_class=1000"],
+        "DataError",
+        "Use data.train_per_class<=",
+        "data",
+        fix="a smaller K, or null for all",
+    ),
+    Case(
+        "train_per_class_zero", ["data.train_per_class=0"], "DataError", "must be an integer >= 1", "data", fix="K >= 1"
+    ),
+    Case(
+        "class_too_small",
+        [*IMG, "data.train_per_class=5"],
+        "DataError",
+        "class 'b' of imgs has only",
+        "data",
+        setup=images(20, 3),
+        fix="fewer per class, or more images of that class",
+    ),
+    Case(
+        "image_root_not_found",
+        ["data=imagefolder", "data.root={tmp}/missing"],
+        "DataError",
+        "does not exist or is not a folder",
+        "data",
+        fix="point data.root at root/<class>/*.jpg",
+    ),
+    Case(
+        "empty_image_folder",
+        IMG,
+        "DataError",
+        "no images found",
+        "data",
+        setup=empty_classes,
+        fix="put images in the class folders",
+    ),
+    Case(
+        "corrupt_image",
+        IMG,
+        "DataError",
+        "set data.bad_files=skip to drop them",
+        "data",
+        setup=images(broken=1),
+        fix="remove the named files, or data.bad_files=skip",
+    ),
+    Case(
+        "corrupt_images_over_threshold",
+        [*IMG, "data.bad_files=skip", "data.max_bad_fraction=0.01"],
+        "DataError",
+        "exceeds data.max_bad_fraction=0.01",
+        "data",
+        setup=images(broken=2),
+        fix="clean the folder, or raise the threshold",
+    ),
+    Case(
+        "corrupt_images_skipped",
+        [*IMG, "data.bad_files=skip", "data.max_bad_fraction=0.1"],
+        "warning",
+        "skipping 1 undecodable images",
+        None,
+        "warn",
+        setup=images(broken=1),
+        fix="the run goes on; results.json `skipped_files` counts them",
+        extra={"result": ("skipped_files", 1)},
+    ),
+    Case(
+        "bad_files_policy",
+        ["data=imagefolder", "data.root={tmp}", "data.bad_files=ignore"],
+        "DataError",
+        "must be 'error' or 'skip'",
+        "data",
+        fix="error or skip",
+    ),
+    Case(
+        "csv_not_found",
+        [*CSV, *TEXT],
+        "DataError",
+        "not found; set data.source.path",
+        "data",
+        fast=False,
+        fix="an existing .csv/.tsv/.jsonl",
+    ),
+    Case(
+        "csv_label_column_missing",
+        [*CSV, *TEXT],
+        "DataError",
+        "has no column(s) ['label']",
+        "data",
+        setup=csv("text,stars\ngood,5\nbad,1\n"),
+        fast=False,
+        fix="data.source.label_column=<your column>",
+    ),
+    Case(
+        "csv_no_rows",
+        [*CSV, *TEXT],
+        "DataError",
+        "has no rows",
+        "data",
+        setup=csv("text,label\n"),
+        fast=False,
+        fix="a file with data",
+    ),
+    Case(
+        "csv_one_class",
+        [*CSV, *TEXT],
+        "DataError",
+        "classification needs at least 2",
+        "data",
+        setup=csv("text,label\n" + "fine thing,pos\n" * 10),
+        fast=False,
+        fix="at least two labels",
+    ),
+    Case(
+        "adabn_without_batch_norm",
+        ["backbone=minilm", "data=reviews", "strategy=lora", "strategy.norm=adabn", *TEXT],
+        "warning",
+        "nothing was re-estimated",
+        None,
+        "warn",
+        fast=False,
+        fix="the run goes on; results.json `norm.adabn.layers` is 0 (LayerNorm has no running statistics)",
+        extra={"result": ("norm", None)},
+    ),
+    Case(
+        "text_truncated",
+        [*CSV, "backbone.max_length=16", "strategy=zero_shot", *TEXT],
+        "warning",
+        "are longer than backbone.max_length=16 tokens",
+        None,
+        "warn",
+        fast=False,
+        setup=csv(
+            "text,label\n"
+            + "".join(f"{'very ' * 30}good {i},positive\n{'quite ' * 3}bad {i},negative\n" for i in range(30))
+        ),
+        fix="raise backbone.max_length; results.json `truncation` counts them",
+        extra={"result": ("truncation", None)},
+    ),
     # -- weights and hubs ---------------------------------------------------------------------------
-    Case("hub_offline_image", ["backbone=resnet50"], "WeightsError", "give a local weights file: `backbone.weights=",
-         "backbone", fix="`backbone.weights=/path/model.safetensors` (fails within seconds, no retries)"),
-    Case("hub_offline_text", ["backbone=bert_base", "data=reviews", *TEXT], "WeightsError", "set `backbone.path=DIR`",
-         "backbone", fast=False, fix="`huggingface-cli download` elsewhere, then backbone.path=DIR"),
-    Case("weights_file_missing", ["backbone=timm", "backbone.model_name=resnet18", "backbone.weights={tmp}/nope.safetensors"],
-         "WeightsError", "weights file not found", fix="an existing .safetensors / .pth state_dict"),
-    Case("pickled_code_in_weights", ["backbone=timm", "backbone.model_name=resnet18", "backbone.weights={tmp}/evil.pth"],
-         "WeightsError", "pickled objects are refused", "backbone", setup=pickled_code,
-         fix="tensors only (weights_only loading); convert to .safetensors"),
-    Case("model_folder_missing", [*HF_FOLDER, *TEXT], "WeightsError", "does not exist or is not a folder", fast=False,
-         fix="a folder saved with save_pretrained"),
-    Case("model_folder_without_weights", [*HF_FOLDER, *TEXT], "WeightsError", "has no weights file: expected model.safetensors",
-         setup=model_folder("tokenizer.json"), fast=False, fix="copy model.safetensors into the folder"),
-    Case("model_folder_missing_shard", [*HF_FOLDER, *TEXT], "WeightsError", "model-00002-of-00002.safetensors is missing",
-         setup=model_folder("tokenizer.json", index=["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]),
-         fast=False, fix="copy the complete folder"),
-    Case("model_folder_without_tokenizer", [*HF_FOLDER, *TEXT], "WeightsError", "has no tokenizer files",
-         setup=model_folder("model.safetensors"), fast=False, fix="`tokenizer.save_pretrained(DIR)`"),
-    Case("remote_code_not_trusted", [*HF_FOLDER, *TEXT], "ConfigError", "backbone.trust_remote_code=true",
-         setup=model_folder("model.safetensors", "tokenizer.json",
-                            config={"model_type": "custom", "auto_map": {"AutoModel": "modeling_custom.Model"}}),
-         fast=False, fix="set it only if you trust the folder's code"),
+    Case(
+        "hub_offline_image",
+        ["backbone=resnet50"],
+        "WeightsError",
+        "give a local weights file: `backbone.weights=",
+        "backbone",
+        fix="`backbone.weights=/path/model.safetensors` (fails within seconds, no retries)",
+    ),
+    Case(
+        "hub_offline_text",
+        ["backbone=bert_base", "data=reviews", *TEXT],
+        "WeightsError",
+        "set `backbone.path=DIR`",
+        "backbone",
+        fast=False,
+        fix="`huggingface-cli download` elsewhere, then backbone.path=DIR",
+    ),
+    Case(
+        "weights_file_missing",
+        ["backbone=timm", "backbone.model_name=resnet18", "backbone.weights={tmp}/nope.safetensors"],
+        "WeightsError",
+        "weights file not found",
+        fix="an existing .safetensors / .pth state_dict",
+    ),
+    Case(
+        "pickled_code_in_weights",
+        ["backbone=timm", "backbone.model_name=resnet18", "backbone.weights={tmp}/evil.pth"],
+        "WeightsError",
+        "pickled objects are refused",
+        "backbone",
+        setup=pickled_code,
+        fix="tensors only (weights_only loading); convert to .safetensors",
+    ),
+    Case(
+        "model_folder_missing",
+        [*HF_FOLDER, *TEXT],
+        "WeightsError",
+        "does not exist or is not a folder",
+        fast=False,
+        fix="a folder saved with save_pretrained",
+    ),
+    Case(
+        "model_folder_without_weights",
+        [*HF_FOLDER, *TEXT],
+        "WeightsError",
+        "has no weights file: expected model.safetensors",
+        setup=model_folder("tokenizer.json"),
+        fast=False,
+        fix="copy model.safetensors into the folder",
+    ),
+    Case(
+        "model_folder_missing_shard",
+        [*HF_FOLDER, *TEXT],
+        "WeightsError",
+        "model-00002-of-00002.safetensors is missing",
+        setup=model_folder(
+            "tokenizer.json", index=["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+        ),
+        fast=False,
+        fix="copy the complete folder",
+    ),
+    Case(
+        "model_folder_without_tokenizer",
+        [*HF_FOLDER, *TEXT],
+        "WeightsError",
+        "has no tokenizer files",
+        setup=model_folder("model.safetensors"),
+        fast=False,
+        fix="`tokenizer.save_pretrained(DIR)`",
+    ),
+    Case(
+        "remote_code_not_trusted",
+        [*HF_FOLDER, *TEXT],
+        "ConfigError",
+        "backbone.trust_remote_code=true",
+        setup=model_folder(
+            "model.safetensors",
+            "tokenizer.json",
+            config={"model_type": "custom", "auto_map": {"AutoModel": "modeling_custom.Model"}},
+        ),
+        fast=False,
+        fix="set it only if you trust the folder's code",
+    ),
     # -- training faults (fault injection; own tests below) ---------------------------------------------
-    Case("nan_stop", [], "TrainingError", "training stopped at step 3", "fit", "fault",
-         "lower strategy.lr / precision=32-true; resume from the named checkpoint"),
-    Case("nan_skip", [], "warning", "step skipped (callbacks.nan_guard.policy=skip", None, "fault",
-         "results.json `nan_guard.skipped_steps` lists them"),
-    Case("disk_full", [], "TrainingError", "disk full while writing checkpoint", "fit", "fault",
-         "free space; the previous last.ckpt is intact: ckpt_path=last"),
+    Case(
+        "nan_stop",
+        [],
+        "TrainingError",
+        "training stopped at step 3",
+        "fit",
+        "fault",
+        "lower strategy.lr / precision=32-true; resume from the named checkpoint",
+    ),
+    Case(
+        "nan_skip",
+        [],
+        "warning",
+        "step skipped (callbacks.nan_guard.policy=skip",
+        None,
+        "fault",
+        "results.json `nan_guard.skipped_steps` lists them",
+    ),
+    Case(
+        "disk_full",
+        [],
+        "TrainingError",
+        "disk full while writing checkpoint",
+        "fit",
+        "fault",
+        "free space; the previous last.ckpt is intact: ckpt_path=last",
+    ),
     # -- secrets and safe loading -----------------------------------------------------------------------
-    Case("secrets_not_saved", [], "-", "***", None, "fault",
-         "tokens are masked in results.json, logger params, .hydra/*.yaml and logs"),
+    Case(
+        "secrets_not_saved",
+        [],
+        "-",
+        "***",
+        None,
+        "fault",
+        "tokens are masked in results.json, logger params, .hydra/*.yaml and logs",
+    ),
     Case("secret_in_log", [], "-", "***", None, "fault", "log records are masked too"),
-    Case("torch_load_weights_only", [], "-", "weights_only=True", None, "fault",
-         "every torch.load in src/ refuses pickled code"),
+    Case(
+        "torch_load_weights_only",
+        [],
+        "-",
+        "weights_only=True",
+        None,
+        "fault",
+        "every torch.load in src/ refuses pickled code",
+    ),
 ]
 ROW = {c.id: c for c in CASES}
 
@@ -455,7 +817,7 @@ def test_every_torch_load_in_src_is_weights_only() -> None:
             while depth and i < len(text):
                 depth += {"(": 1, ")": -1}.get(text[i], 0)
                 i += 1
-            calls.append((path.relative_to(ROOT), text[m.start():i]))
+            calls.append((path.relative_to(ROOT), text[m.start() : i]))
     assert calls  # the check looks at real calls
     bad = [f"{p}: {c}" for p, c in calls if ROW["torch_load_weights_only"].fragment not in c]
     assert not bad, bad
@@ -467,11 +829,26 @@ def test_every_shipped_config_passes_validation(tmp_path: Path) -> None:
     from transferlab.compose import compose
     from transferlab.validate import validate
 
-    text = {"bert_base", "gpt2", "llama7b", "llama13b", "llama65b", "minilm", "mistral7b", "qwen2_5_7b",
-            "roberta_base", "smollm2"}
-    needs = {"timm": ["backbone.model_name=resnet18"], "imagefolder": ["data.root=/x"],
-             "text_files": ["backbone=minilm", "data.source.path=/x.csv"], "reviews": ["backbone=minilm"],
-             "reviews_shift": ["backbone=minilm"], "instructions": ["backbone=smollm2"]}
+    text = {
+        "bert_base",
+        "gpt2",
+        "llama7b",
+        "llama13b",
+        "llama65b",
+        "minilm",
+        "mistral7b",
+        "qwen2_5_7b",
+        "roberta_base",
+        "smollm2",
+    }
+    needs = {
+        "timm": ["backbone.model_name=resnet18"],
+        "imagefolder": ["data.root=/x"],
+        "text_files": ["backbone=minilm", "data.source.path=/x.csv"],
+        "reviews": ["backbone=minilm"],
+        "reviews_shift": ["backbone=minilm"],
+        "instructions": ["backbone=smollm2"],
+    }
     checked = 0
     for group in ("backbone", "strategy", "adaptation", "data", "logger", "experiment"):
         for f in sorted((ROOT / "conf" / group).glob("*.yaml")):
@@ -505,7 +882,9 @@ def test_readme_troubleshooting_matches_the_table() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
     missing = [line for line in troubleshooting_table().splitlines() if line not in section]
-    assert not missing, "README's Troubleshooting table is out of date (python tests/test_bad_inputs.py):\n" + "\n".join(missing)
+    assert not missing, (
+        "README's Troubleshooting table is out of date (python tests/test_bad_inputs.py):\n" + "\n".join(missing)
+    )
     assert len(CASES) >= 25
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import pytest
-from hydra.utils import instantiate
-
 from conftest import CONF, compose
+from hydra.utils import instantiate
 
 GROUPS = ["backbone", "strategy", "adaptation", "augment", "tta", "data", "hardware", "logger", "experiment"]
 FILES = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]

@@ -58,8 +58,9 @@ def test_partial_dann_uses_the_prefix_cache_with_the_same_metrics(tmp_path):
 
 
 def test_joint_forward_and_discriminator_lr(run_dir):
-    result = run_config([*DA, "strategy=partial", "adaptation=dann", "da.forward=joint", "da.lr_mult=10",
-                         "strategy.lr=0.001"], run_dir)
+    result = run_config(
+        [*DA, "strategy=partial", "adaptation=dann", "da.forward=joint", "da.lr_mult=10", "strategy.lr=0.001"], run_dir
+    )
     assert result["status"] == "ok" and result["da"]["forward"] == "joint"
     assert result["metrics"]["lr-AdamW/adaptation"] == pytest.approx(0.01)
 

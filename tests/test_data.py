@@ -23,7 +23,7 @@ def test_split_is_stratified_disjoint_and_fixed_by_seed():
     assert not (set(pool) & set(val) or set(pool) & set(test) or set(val) & set(test))
     assert np.bincount(y[test]).tolist() == [15, 12, 9, 6]
     again = stratified_split(y, (0.2, 0.3), seed=0)
-    assert all((a == b).all() for a, b in zip((pool, val, test), again))
+    assert all((a == b).all() for a, b in zip((pool, val, test), again, strict=False))
     assert not (stratified_split(y, (0.2, 0.3), seed=1)[2] == test).all()
 
 

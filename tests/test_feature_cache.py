@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_config
 
-ARGS = ["data.train_per_class=5", "trainer.max_epochs=2", "trainer.limit_train_batches=1.0",
-        "trainer.limit_val_batches=2", "trainer.limit_test_batches=1.0", "logger=none"]
+ARGS = [
+    "data.train_per_class=5",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=1.0",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=1.0",
+    "logger=none",
+]
 
 
 def metrics(result):
@@ -40,7 +45,9 @@ def test_key_changes_with_what_determines_the_features(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["full", "progressive"])  # progressive starts frozen, then unfreezes
 def test_not_used_when_the_backbone_trains(strategy, tmp_path):
-    result = run_config([*ARGS, f"strategy={strategy}", "trainer.max_epochs=1", f"cache.dir={tmp_path}"], tmp_path / "run")
+    result = run_config(
+        [*ARGS, f"strategy={strategy}", "trainer.max_epochs=1", f"cache.dir={tmp_path}"], tmp_path / "run"
+    )
     assert result["feature_cache"] == {"used": False, "reason": "the backbone has trainable parameters"}
 
 
@@ -63,8 +70,17 @@ def test_partial_caches_its_frozen_prefix_with_the_same_metrics(tmp_path):
 
 
 def test_partial_on_an_architecture_without_a_known_cut(tmp_path):
-    result = run_config([*ARGS, "strategy=partial", "backbone=timm", "backbone.model_name=convnext_atto",
-                         "backbone.pretrained=false", f"cache.dir={tmp_path}"], tmp_path / "run")
+    result = run_config(
+        [
+            *ARGS,
+            "strategy=partial",
+            "backbone=timm",
+            "backbone.model_name=convnext_atto",
+            "backbone.pretrained=false",
+            f"cache.dir={tmp_path}",
+        ],
+        tmp_path / "run",
+    )
     assert result["feature_cache"]["used"] is False
     assert "is not a prefix the cache can cut" in result["feature_cache"]["reason"]
 

@@ -23,8 +23,12 @@ HALF = ["backbone.mean=[0.5,0.5,0.5]", "backbone.std=[0.5,0.5,0.5]"]  # tf_effic
 # fine-tuning of a batch-norm network on 200 upsampled 8x8 digits is weak (README: 0.25-0.46 at this size),
 # so its bar is twice chance; binomial sd of a 540-image accuracy is ~0.02.
 BAR = {"feature_extraction": 0.5, "full": 0.2}
-TRAIN = ["trainer.limit_train_batches=1.0", "trainer.max_epochs=3", "trainer.limit_test_batches=1.0",
-         "data.train_per_class=20"]
+TRAIN = [
+    "trainer.limit_train_batches=1.0",
+    "trainer.max_epochs=3",
+    "trainer.limit_test_batches=1.0",
+    "data.train_per_class=20",
+]
 
 HUBCONF = '''
 """A local torch.hub repo: EfficientNet-Lite0 (timm) with weights from a file beside this hubconf."""
@@ -67,15 +71,30 @@ def lite0_onnx(tmp_path_factory) -> Path:
     model = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
     model.load_state_dict(load_file(str(efficientnet_lite0().path)))
     path = tmp_path_factory.mktemp("onnx") / "lite0.onnx"
-    torch.onnx.export(model.eval(), (torch.zeros(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
-                      input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}})
+    torch.onnx.export(
+        model.eval(),
+        (torch.zeros(1, 3, 64, 64),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
+    )
     return path
 
 
 def torchhub_overrides(repo: Path) -> list[str]:
-    return ["backbone=torchhub", "backbone.source=local", f"backbone.repo={repo}", "backbone.model=efficientnet_lite0",
-            "backbone.weights=null", "backbone.pretrained=true", "backbone.license=null", *HALF]
+    return [
+        "backbone=torchhub",
+        "backbone.source=local",
+        f"backbone.repo={repo}",
+        "backbone.model=efficientnet_lite0",
+        "backbone.weights=null",
+        "backbone.pretrained=true",
+        "backbone.license=null",
+        *HALF,
+    ]
 
 
 def onnx_overrides(path: Path) -> list[str]:
@@ -97,8 +116,9 @@ def check_contract(bb, lite0) -> None:
 def test_torchhub_local_repo(hub_repo, lite0):
     from transferlab.backbones.torchhub import TorchHubBackbone
 
-    bb = TorchHubBackbone(str(hub_repo), "efficientnet_lite0", source="local", pretrained=True,
-                          mean=(0.5,) * 3, std=(0.5,) * 3)
+    bb = TorchHubBackbone(
+        str(hub_repo), "efficientnet_lite0", source="local", pretrained=True, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
     assert bb.head_path == "classifier"  # discovered and replaced by the new head
     assert bb.info.license == "Apache-2.0" and bb.info.extra["license_source"] == "LICENSE file of the torch.hub repo"
     check_contract(bb, lite0)
@@ -120,7 +140,9 @@ def test_onnx_import_cuts_at_the_classifier(lite0_onnx, lite0):
     from transferlab.backbones.onnx_file import OnnxBackbone
 
     bb = OnnxBackbone(path=str(lite0_onnx), mean=(0.5,) * 3, std=(0.5,) * 3)
-    assert bb.info.extra["cut_at"] == "/global_pool/pool/GlobalAveragePool_output_0" and bb.info.extra["onnx_opset"] == 17
+    assert (
+        bb.info.extra["cut_at"] == "/global_pool/pool/GlobalAveragePool_output_0" and bb.info.extra["onnx_opset"] == 17
+    )
     assert all(p.requires_grad for p in bb.parameters()) and sum(p.numel() for p in bb.parameters()) > 3e6
     check_contract(bb, lite0)
     # an explicit cut before the head conv: spatial features, average-pooled
@@ -141,7 +163,9 @@ def test_onnx_file_shipped_in_a_package():
     assert bb.num_features == 2048 and bb.info.extra["onnx_opset"] == 9 and bb.info.extra["cut_at"] == "r172"
     ref_graph = onnx_graph.cut(onnx_graph.normalize(onnx.load(str(path))), bb.cut_at)
     x = torch.rand(1, 3, 224, 224)
-    ref = ort.InferenceSession(ref_graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"gpu_0/data_0": x.numpy()})[0]
+    ref = ort.InferenceSession(ref_graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"gpu_0/data_0": x.numpy()}
+    )[0]
     with torch.no_grad():
         got = bb.eval()(x).numpy()
     assert abs(got - ref.reshape(1, -1)).max() <= 1e-4 * abs(ref).max()  # constant weights: huge values, relative check
@@ -156,8 +180,14 @@ def test_onnx_bad_inputs(lite0_onnx, tmp_path):
     with pytest.raises(WeightsError, match="ONNX file not found"):
         OnnxBackbone(path=str(tmp_path / "missing.onnx"))
     text = tmp_path / "text.onnx"  # a model that takes token ids, not images
-    torch.onnx.export(torch.nn.Embedding(100, 8), (torch.zeros(1, 5, dtype=torch.long),), str(text), dynamo=False,
-                      opset_version=17, input_names=["input_ids"])
+    torch.onnx.export(
+        torch.nn.Embedding(100, 8),
+        (torch.zeros(1, 5, dtype=torch.long),),
+        str(text),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input_ids"],
+    )
     with pytest.raises(ConfigError, match=r"takes \['input_ids: int64 rank 2'\].*needs one float input"):
         OnnxBackbone(path=str(text))
 
@@ -185,7 +215,12 @@ def test_licence_categories():
     from transferlab.licence import category
 
     assert category("Apache-2.0") == category("MIT") == "permissive"
-    assert category("CC-BY-NC-4.0") == category("cc-by-nc-sa-4.0") == category("LLaMA non-commercial licence") == "non-commercial"
+    assert (
+        category("CC-BY-NC-4.0")
+        == category("cc-by-nc-sa-4.0")
+        == category("LLaMA non-commercial licence")
+        == "non-commercial"
+    )
     assert category("Llama 2 Community License") == "conditional"
     assert category(None) == category("other") == "unknown"
 
@@ -262,8 +297,9 @@ def saved_models(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("savedmodels")
     script = out / "build.py"
     script.write_text(BUILD_SAVED_MODELS)
-    proc = subprocess.run([sys.executable, str(script), str(out)], check=False, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out)], check=False, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -309,4 +345,3 @@ def test_tfhub_offline_handle_is_clear():
 
     with pytest.raises(WeightsError, match="backbone.path"):
         tfhub_backbone(handle="https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5")
-

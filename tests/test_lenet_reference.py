@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from transferlab.backbones.lenet import LeNet
 from transferlab.errors import ConfigError
 
@@ -32,8 +32,16 @@ def test_lenet_matches_the_classic_network_at_28_px():
     """At 28x28 the adaptive pool is exactly MaxPool2d(2): same output as tllib's Sequential LeNet."""
     torch.manual_seed(0)
     bb = LeNet().eval()
-    classic = torch.nn.Sequential(bb.conv1, torch.nn.MaxPool2d(2), torch.nn.ReLU(), bb.conv2, torch.nn.Dropout2d(0.5),
-                                  torch.nn.MaxPool2d(2), torch.nn.ReLU(), torch.nn.Flatten()).eval()
+    classic = torch.nn.Sequential(
+        bb.conv1,
+        torch.nn.MaxPool2d(2),
+        torch.nn.ReLU(),
+        bb.conv2,
+        torch.nn.Dropout2d(0.5),
+        torch.nn.MaxPool2d(2),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+    ).eval()
     x = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(bb(x), classic(x), atol=0, rtol=0)
 
@@ -59,9 +67,24 @@ def test_lenet_refuses_inputs_it_cannot_take(shape):
 def test_reference_script_runs_end_to_end(tmp_path):
     method = "cdan_e"  # the longest path: GRL, multilinear map, entropy weights
     out = tmp_path / "res.jsonl"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "da_reference.py"), "--method", method, "--seed", "1",
-                           "--max-steps", "5", "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "da_reference.py"),
+            "--method",
+            method,
+            "--seed",
+            "1",
+            "--max-steps",
+            "5",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 1 and set(rows[0]) == KEYS

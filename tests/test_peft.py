@@ -11,9 +11,9 @@ import math
 
 import pytest
 import torch
+from conftest import compose, run_config
 from torch import nn
 
-from conftest import compose, run_config
 from transferlab.errors import ConfigError
 from transferlab.instantiate import build
 from transferlab.strategies.peft_base import count_params
@@ -40,9 +40,17 @@ def tiny_llama(tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(hf_assets.minilm().path)
     tok.eos_token = "[SEP]"
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
@@ -60,7 +68,11 @@ def test_peft_on_minilm_trains_only_its_parameters(name, tmp_path):
     ids = [id(p) for g in groups for p in g["params"]]
     trainable = [p for m in (backbone, head) for p in m.parameters() if p.requires_grad]
     assert sorted(ids) == sorted(id(p) for p in trainable)
-    frozen = {n: p.detach().clone() for n, p in backbone.named_parameters() if not p.requires_grad and p.dtype.is_floating_point}
+    frozen = {
+        n: p.detach().clone()
+        for n, p in backbone.named_parameters()
+        if not p.requires_grad and p.dtype.is_floating_point
+    }
     x = backbone.tokenize(["a wonderful novel", "the battery dies within an hour"])
     opt = torch.optim.SGD(trainable, lr=1.0)
     nn.functional.cross_entropy(head(backbone(x)), torch.tensor([1, 0])).backward()
@@ -80,7 +92,9 @@ def test_qlora_loads_linear_layers_in_4bit(tmp_path):
     w = block_linears[0][1].weight
     assert w.dtype == torch.uint8 and w.quant_type == "nf4" and w.compress_statistics  # NF4 + double quantisation
     c = count_params(backbone)
-    assert c["total"] == 22_713_216 and c["weight_bytes"] < 0.6 * c["fp32_bytes"]  # embeddings stay fp32 (half of MiniLM)
+    assert (
+        c["total"] == 22_713_216 and c["weight_bytes"] < 0.6 * c["fp32_bytes"]
+    )  # embeddings stay fp32 (half of MiniLM)
     strategy.apply(backbone, nn.Linear(384, 2), ["a", "b"])
     assert backbone.info.extra["quantization"]["quant_type"] == "nf4"
 
@@ -133,7 +147,9 @@ def test_lora_on_an_image_backbone_adapts_the_pointwise_convs(tmp_path):
     res = run_config(["strategy=lora", *QUIET], tmp_path)
     assert res["status"] == "ok" and res["global_step"] == 2
     assert 0 < res["params"]["trainable"] < 0.06 * res["params"]["total"]
-    assert not res["feature_cache"]["used"] and "not worth caching" in res["feature_cache"]["reason"]  # only the stem is frozen
+    assert (
+        not res["feature_cache"]["used"] and "not worth caching" in res["feature_cache"]["reason"]
+    )  # only the stem is frozen
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     assert res["adapter"]["merged"]["within_tol"] and res["adapter"]["merged"]["max_output_diff"] < 1e-3
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
@@ -153,8 +169,19 @@ def test_response_metrics():
 
 @pytest.mark.parametrize("strategy", ["lora", "qlora", "prefix_tuning", "prompt_tuning", "adapter"])
 def test_instruction_tuning_on_a_tiny_llama(strategy, tiny_llama, tmp_path):
-    res = run_config(["backbone=smollm2", f"backbone.path={tiny_llama}", "data=instructions", f"strategy={strategy}",
-                      "data.source.n_per_task=10", "data.max_length=64", *SHORT], tmp_path, fast=False)
+    res = run_config(
+        [
+            "backbone=smollm2",
+            f"backbone.path={tiny_llama}",
+            "data=instructions",
+            f"strategy={strategy}",
+            "data.source.n_per_task=10",
+            "data.max_length=64",
+            *SHORT,
+        ],
+        tmp_path,
+        fast=False,
+    )
     assert res["status"] == "ok" and res["global_step"] == 2
     assert math.isfinite(res["metrics"]["test/loss"]) and 0 <= res["metrics"]["test/token_acc"] <= 1
     assert 0 < res["params"]["trainable"] < res["params"]["total"]
@@ -209,12 +236,20 @@ def test_saved_lora_adapter_reloads_with_plain_peft(tmp_path):
     from transferlab.backbones import hf_assets
     from transferlab.instantiate import build as inst
 
-    overrides = ["backbone=minilm", "data=reviews", "strategy=lora", "data.source.n_per_class=40", "data.train_per_class=16"]
+    overrides = [
+        "backbone=minilm",
+        "data=reviews",
+        "strategy=lora",
+        "data.source.n_per_class=40",
+        "data.train_per_class=16",
+    ]
     res = run_config([*overrides, *SHORT], tmp_path, fast=False)
     assert res["status"] == "ok" and res["adapter"]["merged"]["within_tol"]
     assert abs(res["adapter"]["merged"]["test"]["test/acc"] - res["metrics"]["test/acc"]) <= 1e-4
     # plain transformers + peft, no transferlab model code: the run's test outputs exactly
-    model = PeftModel.from_pretrained(AutoModel.from_pretrained(hf_assets.minilm().path), str(tmp_path / "adapter")).eval()
+    model = PeftModel.from_pretrained(
+        AutoModel.from_pretrained(hf_assets.minilm().path), str(tmp_path / "adapter")
+    ).eval()
     head = load_file(str(tmp_path / "adapter" / "head.safetensors"))
     data = inst(compose(overrides, tmp_path).data)
     bb = build(compose(["backbone=minilm"], tmp_path).backbone)
@@ -235,8 +270,14 @@ def test_saved_lora_adapter_reloads_with_plain_peft(tmp_path):
 def test_smollm2_instruction_tuning_and_qlora_bytes(tmp_path):
     import bitsandbytes as bnb
 
-    common = ["backbone=smollm2", "data=instructions", "data.source.n_per_task=6", "data.max_length=96",
-              "data.batch_size=4", *SHORT]
+    common = [
+        "backbone=smollm2",
+        "data=instructions",
+        "data.source.n_per_task=6",
+        "data.max_length=96",
+        "data.batch_size=4",
+        *SHORT,
+    ]
     for strategy in ("lora", "qlora", "prefix_tuning", "prompt_tuning"):
         res = run_config([*common, f"strategy={strategy}"], tmp_path / strategy, fast=False)
         assert res["status"] == "ok" and math.isfinite(res["metrics"]["test/loss"]), strategy

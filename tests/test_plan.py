@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 from torch import nn
 
-from conftest import ROOT
 from transferlab.instantiate import build
 from transferlab.plan import compose, main, plan, predict
 from transferlab.planning import memory
@@ -33,10 +33,12 @@ def _real(cfg) -> tuple[dict, nn.Module]:
 
 
 CASES = [("efficientnet_lite0", "digits", s) for s in ("full", "feature_extraction", "partial", "progressive")] + [
-    ("minilm", "reviews", s) for s in ("full", "feature_extraction", "partial", "lora", "qlora", "prefix_tuning",
-                                       "prompt_tuning", "adapter")]
-SLOW_CASES = [("smollm2", "instructions", s) for s in ("full", "lora", "qlora", "prefix_tuning", "prompt_tuning",
-                                                        "adapter")] + [("smollm2", "reviews", "lora")]
+    ("minilm", "reviews", s)
+    for s in ("full", "feature_extraction", "partial", "lora", "qlora", "prefix_tuning", "prompt_tuning", "adapter")
+]
+SLOW_CASES = [
+    ("smollm2", "instructions", s) for s in ("full", "lora", "qlora", "prefix_tuning", "prompt_tuning", "adapter")
+] + [("smollm2", "reviews", "lora")]
 
 
 def _check_counts(backbone, data, strategy):
@@ -80,8 +82,16 @@ def test_seed_figures_7b():
     cfg, _ = compose(["backbone=llama7b", "data=instructions", "strategy=lora", "strategy.r=16", "data.batch_size=1"])
     assert plan(cfg)["params"]["trainable"] == 32 * 2 * 16 * 8192
     # Full fine-tuning, fp32 weights under 16-bit mixed precision: 4 + 4 + 8 = 16 bytes per parameter
-    cfg, _ = compose(["backbone=llama7b", "data=instructions", "strategy=full", "backbone.dtype=float32",
-                      "hardware=gpu_fp16", "data.batch_size=1"])
+    cfg, _ = compose(
+        [
+            "backbone=llama7b",
+            "data=instructions",
+            "strategy=full",
+            "backbone.dtype=float32",
+            "hardware=gpu_fp16",
+            "data.batch_size=1",
+        ]
+    )
     p = plan(cfg)
     static = sum(p["weights"].values()) + p["gradients"] + p["optimizer_states"]
     assert static / p["params"]["total"] == pytest.approx(16, abs=0.01)
@@ -94,16 +104,25 @@ def test_seed_figures_7b():
 
 @pytest.mark.slow
 def test_llama65b_qlora_fits_48gb_with_checkpointing():
-    args = ["backbone=llama65b", "data=instructions", "strategy=qlora", "strategy.r=16", "hardware=gpu_bf16",
-            "data.batch_size=1", "strategy.gradient_checkpointing=true", "strategy.target_modules=[q_proj,v_proj]"]
+    args = [
+        "backbone=llama65b",
+        "data=instructions",
+        "strategy=qlora",
+        "strategy.r=16",
+        "hardware=gpu_bf16",
+        "data.batch_size=1",
+        "strategy.gradient_checkpointing=true",
+        "strategy.target_modules=[q_proj,v_proj]",
+    ]
     p = plan(compose(args)[0])
     assert p["params"]["trainable"] == 80 * 2 * 16 * 16384  # 41.9 M
     assert 48 in p["fits"] and 24 not in p["fits"]  # 38.1 GB: 4-bit base 33.4 + fp32 embeddings/head 2.3 + ...
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "transferlab.plan", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "transferlab.plan", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_prints_table():
@@ -113,12 +132,15 @@ def test_cli_prints_table():
         assert word in r.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["plan.arch=no_such_model", "backbone=minilm", "data=reviews"], "unknown architecture 'no_such_model'"),
-    (["backbone=no_such_model"], "no_such_model"),
-    (["strategy=prefix_tuning"], "adapt a image backbone"),
-    (["backbone=efficientnet_lite0", "data=reviews"], "pick a matching pair"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["plan.arch=no_such_model", "backbone=minilm", "data=reviews"], "unknown architecture 'no_such_model'"),
+        (["backbone=no_such_model"], "no_such_model"),
+        (["strategy=prefix_tuning"], "adapt a image backbone"),
+        (["backbone=efficientnet_lite0", "data=reviews"], "pick a matching pair"),
+    ],
+)
 def test_bad_input_is_one_clear_message(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -20,22 +20,49 @@ MEANS = {"feature_extraction": {2: 0.60, 8: 0.75, 32: 0.82}, "full": {2: 0.40, 8
 TRAINABLE = {"feature_extraction": 12_810, "full": 3_384_138}
 
 
-def write_result(root: Path, strategy: str, per_class: int | None, seed: int, acc: float | None = None,
-                 status: str = "ok", data: str = "digits", metric: str = "test/acc", strategy_cfg: dict | None = None,
-                 **config) -> Path:
+def write_result(
+    root: Path,
+    strategy: str,
+    per_class: int | None,
+    seed: int,
+    acc: float | None = None,
+    status: str = "ok",
+    data: str = "digits",
+    metric: str = "test/acc",
+    strategy_cfg: dict | None = None,
+    **config,
+) -> Path:
     run_dir = root / f"strategy={strategy},data.train_per_class={per_class},seed={seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = {"seed": seed, "paths": {"output_dir": str(run_dir)},
-           "strategy": {"_target_": f"transferlab.strategies.{strategy}.X", "lr": 1e-3, **(strategy_cfg or {})},
-           "data": {"_target_": "transferlab.data.images.ArrayImageData", "train_per_class": per_class, "seed": seed,
-                    "source": {"_target_": f"transferlab.data.sources.{data}"}},
-           "callbacks": {"checkpoint": {"dirpath": f"{run_dir}/checkpoints"}}, **config}
-    result = {"status": status, "error": None if status == "ok" else "RuntimeError: boom", "strategy": strategy,
-              "adaptation": "none", "data": data, "seed": seed, "train_per_class": per_class,
-              "train_size": 2750 if per_class is None else 10 * per_class,
-              "metrics": {} if acc is None else {metric: acc, metric.replace("test/", "val/"): acc + 0.01},
-              "params": {"trainable": TRAINABLE.get(strategy, 1000), "total": 3_384_138}, "time_s": 10.0 + seed,
-              "peak_mem_mb": 900.0, "backbone": {"name": "efficientnet_lite0"}, "config": cfg}
+    cfg = {
+        "seed": seed,
+        "paths": {"output_dir": str(run_dir)},
+        "strategy": {"_target_": f"transferlab.strategies.{strategy}.X", "lr": 1e-3, **(strategy_cfg or {})},
+        "data": {
+            "_target_": "transferlab.data.images.ArrayImageData",
+            "train_per_class": per_class,
+            "seed": seed,
+            "source": {"_target_": f"transferlab.data.sources.{data}"},
+        },
+        "callbacks": {"checkpoint": {"dirpath": f"{run_dir}/checkpoints"}},
+        **config,
+    }
+    result = {
+        "status": status,
+        "error": None if status == "ok" else "RuntimeError: boom",
+        "strategy": strategy,
+        "adaptation": "none",
+        "data": data,
+        "seed": seed,
+        "train_per_class": per_class,
+        "train_size": 2750 if per_class is None else 10 * per_class,
+        "metrics": {} if acc is None else {metric: acc, metric.replace("test/", "val/"): acc + 0.01},
+        "params": {"trainable": TRAINABLE.get(strategy, 1000), "total": 3_384_138},
+        "time_s": 10.0 + seed,
+        "peak_mem_mb": 900.0,
+        "backbone": {"name": "efficientnet_lite0"},
+        "config": cfg,
+    }
     (run_dir / "results.json").write_text(json.dumps(result))
     return run_dir
 
@@ -135,12 +162,24 @@ def test_report_shows_what_each_selection_rule_picks(tmp_path: Path):
     root = tmp_path / "da"
     for weight, acc, ent, snd in ((0.1, 0.70, 0.2, 3.0), (1.0, 0.85, 0.5, 4.0)):
         for seed in range(3):
-            run = write_result(root / f"w{weight}", "full", None, seed, acc + 0.01 * seed, metric="test/target_acc",
-                               adaptation={"_target_": "transferlab.adaptation.dann.DANN", "weight": weight})
+            run = write_result(
+                root / f"w{weight}",
+                "full",
+                None,
+                seed,
+                acc + 0.01 * seed,
+                metric="test/target_acc",
+                adaptation={"_target_": "transferlab.adaptation.dann.DANN", "weight": weight},
+            )
             res = json.loads((run / "results.json").read_text())
             res["adaptation"] = "dann"
             res["selection"] = {
-                "entropy": {"metric": "val/target_entropy", "better": "lower", "needs_target_labels": False, "value": ent},
+                "entropy": {
+                    "metric": "val/target_entropy",
+                    "better": "lower",
+                    "needs_target_labels": False,
+                    "value": ent,
+                },
                 "snd": {"metric": "val/target_snd", "better": "higher", "needs_target_labels": False, "value": snd},
                 "oracle": {"metric": "val/target_acc", "better": "higher", "needs_target_labels": True, "value": acc},
             }

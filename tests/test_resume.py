@@ -10,12 +10,18 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, run_config, train_cli
+
 from transferlab.errors import ConfigError
 
-SMALL = ["data.image_size=32", "data.train_per_class=10", "trainer.limit_val_batches=1",
-         "trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", "logger=none"]
+SMALL = [
+    "data.image_size=32",
+    "data.train_per_class=10",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
 
 
 def test_optimizer_groups_follow_each_unfreeze_step(run_dir):
@@ -39,20 +45,29 @@ def test_optimizer_groups_follow_each_unfreeze_step(run_dir):
     original = prog.Progressive.callbacks
     prog.Progressive.callbacks = lambda self: [ProgressiveUnfreezing(self), Inspect()]
     try:
-        run_config(["strategy=progressive", "strategy.lr_decay=0.5", "trainer.max_epochs=4",
-                    "trainer.limit_train_batches=1"], run_dir)
+        run_config(
+            ["strategy=progressive", "strategy.lr_decay=0.5", "trainer.max_epochs=4", "trainer.limit_train_batches=1"],
+            run_dir,
+        )
     finally:
         prog.Progressive.callbacks = original
     assert [len(s) for s in seen] == [1, 2, 3, 4]
     head, top, second, third = 1e-3, 1e-4, 5e-5, 2.5e-5
-    assert seen[-1] == pytest.approx({"head": head, "backbone.7:blocks.6": top, "backbone.6:blocks.5": second,
-                                      "backbone.5:blocks.4": third})
+    assert seen[-1] == pytest.approx(
+        {"head": head, "backbone.7:blocks.6": top, "backbone.6:blocks.5": second, "backbone.5:blocks.4": third}
+    )
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"unfreeze_every": 0}, "unfreeze_every=0"), ({"lr_decay": 0}, "lr_decay=0"), ({"lr_decay": 1.5}, "lr_decay=1.5"),
-    ({"max_groups": 99}, "only 8 layer groups"), ({"unit": "batch"}, "unit='batch'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"unfreeze_every": 0}, "unfreeze_every=0"),
+        ({"lr_decay": 0}, "lr_decay=0"),
+        ({"lr_decay": 1.5}, "lr_decay=1.5"),
+        ({"max_groups": 99}, "only 8 layer groups"),
+        ({"unit": "batch"}, "unit='batch'"),
+    ],
+)
 def test_progressive_bad_settings(kwargs, match, run_dir):
     overrides = [f"strategy.{k}={v}" for k, v in kwargs.items()]
     with pytest.raises(ConfigError, match=match):
@@ -61,8 +76,13 @@ def test_progressive_bad_settings(kwargs, match, run_dir):
 
 def kill_after_first_checkpoint(args, run_dir, timeout=600):
     """Start `train.py args` and SIGKILL it as soon as its first checkpoint exists."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + timeout
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -73,9 +93,15 @@ def kill_after_first_checkpoint(args, run_dir, timeout=600):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", [["strategy=progressive", "strategy.warmup_steps=3"], ["strategy=partial"],
-                                      ["strategy=progressive", "hardware=ddp_cpu"]],
-                         ids=["progressive", "partial", "progressive-ddp_cpu"])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        ["strategy=progressive", "strategy.warmup_steps=3"],
+        ["strategy=partial"],
+        ["strategy=progressive", "hardware=ddp_cpu"],
+    ],
+    ids=["progressive", "partial", "progressive-ddp_cpu"],
+)
 def test_sigkill_and_resume_gives_the_same_run(strategy, tmp_path):
     args = [*strategy, *SMALL, "trainer.max_epochs=4"]
     if "hardware=ddp_cpu" in args:  # DDP launches processes: the reference run goes through the CLI too
@@ -116,8 +142,10 @@ def test_resume_with_another_strategy_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_progressive_under_ddp_cpu(tmp_path):
-    out = train_cli(["strategy=progressive", "hardware=ddp_cpu", *SMALL, "trainer.max_epochs=3",
-                     f"hydra.run.dir={tmp_path}"], timeout=900)
+    out = train_cli(
+        ["strategy=progressive", "hardware=ddp_cpu", *SMALL, "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"],
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "ok" and result["world_size"] == 2

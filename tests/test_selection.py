@@ -50,7 +50,7 @@ def test_one_hot_balanced_predictions():
 
 def test_hand_computed_two_class_values():
     p = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
-    h = lambda q: -(q * q.log()).sum(-1)  # noqa: E731
+    h = lambda q: -(q * q.log()).sum(-1)
     assert entropy(p.log()).item() == pytest.approx(h(p).mean().item(), abs=1e-6)
     assert entropy(p.log()).item() == pytest.approx(0.5 * (0.325083 + 0.500402), abs=1e-5)
     assert info_max(p.log()).item() == pytest.approx(h(p.mean(0)).item() - h(p).mean().item(), abs=1e-6)
@@ -94,13 +94,16 @@ def test_clustered_confident_beats_random(name, seed):
     assert oriented(name, good) > oriented(name, bad), (name, good, bad)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (torch.zeros(4), r"shape \(N, K\)"),
-    (torch.zeros(4, 1), "2 classes"),
-    (torch.zeros(4, K, dtype=torch.long), "float logits"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (torch.zeros(4), r"shape \(N, K\)"),
+        (torch.zeros(4, 1), "2 classes"),
+        (torch.zeros(4, K, dtype=torch.long), "float logits"),
+    ],
+)
 def test_bad_inputs_say_what_to_pass(bad, match):
-    for name, (fn, _, _) in VALIDATORS.items():
+    for fn, _, _ in VALIDATORS.values():
         with pytest.raises(ValueError, match=match):
             fn(bad)
 

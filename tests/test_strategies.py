@@ -6,9 +6,9 @@ import copy
 import functools
 
 import pytest
+from conftest import CONF
 from torch import nn
 
-from conftest import CONF
 from transferlab.errors import ConfigError
 from transferlab.instantiate import build
 
@@ -25,7 +25,7 @@ def group_cfg(group, name):
         return compose("config", overrides=[f"{group}={name}"])[group]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pristine_backbone(name):
     return build(group_cfg("backbone", name))
 
@@ -101,10 +101,15 @@ def test_frozen_parts_stay_in_eval_mode():
     assert bb.model.bn2.training  # in the top (trainable) group
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"lr": 0}, "lr"), ({"backbone_lr_mult": 0}, "backbone_lr_mult"), ({"backbone_lr_mult": 2}, "backbone_lr_mult"),
-    ({"trainable_groups": 0}, "trainable_groups"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"lr": 0}, "lr"),
+        ({"backbone_lr_mult": 0}, "backbone_lr_mult"),
+        ({"backbone_lr_mult": 2}, "backbone_lr_mult"),
+        ({"trainable_groups": 0}, "trainable_groups"),
+    ],
+)
 def test_bad_strategy_hyperparameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         build(group_cfg("strategy", "partial"), **kwargs)

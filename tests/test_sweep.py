@@ -18,8 +18,12 @@ TINY = [*FAST, "logger=none", "callbacks.checkpoint=null", "data.train_per_class
 
 
 def _result(run_dir: Path, status: str = "ok", **cfg) -> dict:
-    config = {"seed": 0, "paths": {"output_dir": str(run_dir)}, "callbacks": {"ckpt": {"dirpath": f"{run_dir}/ckpt"}},
-              **cfg}
+    config = {
+        "seed": 0,
+        "paths": {"output_dir": str(run_dir)},
+        "callbacks": {"ckpt": {"dirpath": f"{run_dir}/ckpt"}},
+        **cfg,
+    }
     result = {"status": status, "config": config, "metrics": {"val/acc": 0.5}}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "results.json").write_text(json.dumps(result))
@@ -80,8 +84,10 @@ def test_study_files_compose_and_pass_the_key_check(study: Path):
 
 
 def test_unknown_key_in_study_file(tmp_path: Path):
-    (tmp_path / "typo.yaml").write_text("defaults:\n  - config\n  - _self_\nsweep_name: typo\nsead: 1\n"
-                                        "trainer:\n  max_epoch: 3\n  gradient_clip_val: 1.0\n")
+    (tmp_path / "typo.yaml").write_text(
+        "defaults:\n  - config\n  - _self_\nsweep_name: typo\nsead: 1\n"
+        "trainer:\n  max_epoch: 3\n  gradient_clip_val: 1.0\n"
+    )
     with pytest.raises(ConfigError, match=r"sets sead, trainer.max_epoch: neither keys"):
         check_study(compose_study(tmp_path, "typo"))
 
@@ -102,8 +108,15 @@ def _results(sweep: Path) -> dict[str, dict]:
 @pytest.mark.slow
 def test_failed_job_recorded_and_resume_runs_only_missing_or_failed(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${hydra.job.override_dirname}",
-            *TINY, "strategy.lr=0.01,-1", "seed=0,1"]
+    args = [
+        "-m",
+        "hydra/launcher=local",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.override_dirname}",
+        *TINY,
+        "strategy.lr=0.01,-1",
+        "seed=0,1",
+    ]
     first = train_cli(args, timeout=400)
     assert first.returncode == 0, first.stderr[-3000:]
     res = _results(sweep)
@@ -143,10 +156,10 @@ def _wandb_records(path: Path):
         if block - pos % block < 7:  # block trailer: too short for a header
             pos += block - pos % block
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if length == 0 and kind == 0:
             break
-        chunks += data[pos + 7:pos + 7 + length]
+        chunks += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST
             rec = wandb_internal_pb2.Record()
@@ -158,8 +171,18 @@ def _wandb_records(path: Path):
 @pytest.mark.slow
 def test_wandb_one_offline_run_per_job_in_the_sweep_group(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    proc = train_cli(["-m", f"hydra.sweep.dir={sweep}", *TINY, "logger=wandb", "+sweep_name=wbtest",
-                      "strategy=feature_extraction,partial"], timeout=300, env={"WANDB_API_KEY": "", "WANDB_MODE": ""})
+    proc = train_cli(
+        [
+            "-m",
+            f"hydra.sweep.dir={sweep}",
+            *TINY,
+            "logger=wandb",
+            "+sweep_name=wbtest",
+            "strategy=feature_extraction,partial",
+        ],
+        timeout=300,
+        env={"WANDB_API_KEY": "", "WANDB_MODE": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(logs) == 2, list(sweep.rglob("*"))
@@ -169,7 +192,11 @@ def test_wandb_one_offline_run_per_job_in_the_sweep_group(tmp_path: Path):
     assert {r.job_type for r in runs} == {"feature_extraction", "partial"}
     assert len({r.run_id for r in runs}) == 2
     for recs in records:  # the swept keys are in each run's config (sent by log_hyperparams)
-        config = {i.key: json.loads(i.value_json) for r in recs if r.WhichOneof("record_type") in ("run", "config")
-                  for i in (r.run.config.update if r.WhichOneof("record_type") == "run" else r.config.update)}
+        config = {
+            i.key: json.loads(i.value_json)
+            for r in recs
+            if r.WhichOneof("record_type") in ("run", "config")
+            for i in (r.run.config.update if r.WhichOneof("record_type") == "run" else r.config.update)
+        }
         assert config["seed"] == 0 and config["data"]["train_per_class"] == 2
         assert config["strategy"]["_target_"].startswith("transferlab.strategies.")

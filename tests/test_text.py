@@ -9,16 +9,23 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import compose, run_config, train_cli
+
 from transferlab.data import synthetic_text as st
 from transferlab.data.instructions import InstructionCollate, synthetic_instructions
 from transferlab.data.text import TextClassificationData, synthetic_reviews, text_file
 from transferlab.errors import ConfigError, DataError, WeightsError
 from transferlab.schedules import linear_warmup, linear_warmup_factor
 
-TEXT_FAST = ["backbone=minilm", "data=reviews", "data.source.n_per_class=40", "data.train_per_class=8",
-             "logger=none", "callbacks.checkpoint=null", "trainer.enable_progress_bar=false"]
+TEXT_FAST = [
+    "backbone=minilm",
+    "data=reviews",
+    "data.source.n_per_class=40",
+    "data.train_per_class=8",
+    "logger=none",
+    "callbacks.checkpoint=null",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +54,7 @@ def test_synthetic_reviews_are_seeded_balanced_and_two_domains():
 def test_synthetic_instructions_have_correct_answers():
     src = synthetic_instructions(n_per_task=10, seed=0)
     assert len(src.prompts) == 50 and src.task_names == st.TASKS
-    for p, r, t in zip(src.prompts, src.responses, src.tasks):
+    for p, r, t in zip(src.prompts, src.responses, src.tasks, strict=False):
         if st.TASKS[t] == "addition":
             a, b = (int(x) for x in p.split("What is ")[1].split("?")[0].split(" plus "))
             assert int(r) == a + b
@@ -67,10 +74,25 @@ def test_reviews_shift_is_a_labelled_to_unlabelled_domain_pair(tmp_path):
 
 def test_lora_with_dann_on_the_text_domain_pair_runs_to_the_end(tmp_path):
     """strategy=lora adaptation=dann backbone=minilm data=reviews_shift: LoRA + a GRL domain head on MiniLM."""
-    res = run_config(["backbone=minilm", "data=reviews_shift", "strategy=lora", "adaptation=dann",
-                      "data.source.n_per_class=80", "data.target.n_per_class=80", "trainer.max_epochs=1",
-                      "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-                      "logger=none", "callbacks.checkpoint=null", "trainer.enable_progress_bar=false"], tmp_path, fast=False)
+    res = run_config(
+        [
+            "backbone=minilm",
+            "data=reviews_shift",
+            "strategy=lora",
+            "adaptation=dann",
+            "data.source.n_per_class=80",
+            "data.target.n_per_class=80",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1",
+            "logger=none",
+            "callbacks.checkpoint=null",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path,
+        fast=False,
+    )
     assert res["status"] == "ok" and res["global_step"] == 2  # 88 source training texts, batch 32, last one dropped
     m = res["metrics"]
     assert 0 <= m["test/target_acc"] <= 1 and 0 <= m["test/source_acc"] <= 1
@@ -110,9 +132,13 @@ def test_instruction_labels_cover_only_the_response(minilm):
     tok = minilm.tokenizer
     tok.eos_token = "[SEP]"
     collate = InstructionCollate(tok, max_length=64, chat_template=False)
-    out = collate([{"prompt": "what is two plus two?", "response": "four"},
-                   {"prompt": "say hello to the whole wide world please", "response": "hello world"}])
-    for ids, labels, mask in zip(out["input_ids"], out["labels"], out["attention_mask"]):
+    out = collate(
+        [
+            {"prompt": "what is two plus two?", "response": "four"},
+            {"prompt": "say hello to the whole wide world please", "response": "hello world"},
+        ]
+    )
+    for ids, labels, mask in zip(out["input_ids"], out["labels"], out["attention_mask"], strict=False):
         kept = ids[labels != -100]
         assert tok.decode(kept).replace(" ", "") in ("four[SEP]", "helloworld[SEP]")
         assert (labels[mask == 0] == -100).all()  # padding never trains
@@ -158,7 +184,9 @@ def test_text_backbone_with_image_data_is_refused(tmp_path):
 def test_linear_warmup_then_linear_decay():
     f = [linear_warmup_factor(s, 100, warmup=0.1) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)  # 10 warm-up steps
-    assert all(a < b for a, b in zip(f[:9], f[1:10])) and all(a > b for a, b in zip(f[10:], f[11:]))
+    assert all(a < b for a, b in zip(f[:9], f[1:10], strict=False)) and all(
+        a > b for a, b in zip(f[10:], f[11:], strict=False)
+    )
     assert f[-1] == pytest.approx(1 / 90)  # decays linearly towards 0
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-5)
     sched = linear_warmup(opt, 20, warmup=0.1)
@@ -185,9 +213,19 @@ def test_bert_recipe_really_applies_its_schedule(tmp_path):
     """3 epochs x 2 steps: the logged LR rises for 10 % of the steps, then falls linearly."""
     import pandas as pd
 
-    res = run_config(["experiment=bert_recipe", "data.source.n_per_class=70", "data.train_per_class=32",
-                      "logger=csv", "callbacks.checkpoint=null", "trainer.enable_progress_bar=false",
-                      "trainer.log_every_n_steps=1"], tmp_path, fast=False)
+    res = run_config(
+        [
+            "experiment=bert_recipe",
+            "data.source.n_per_class=70",
+            "data.train_per_class=32",
+            "logger=csv",
+            "callbacks.checkpoint=null",
+            "trainer.enable_progress_bar=false",
+            "trainer.log_every_n_steps=1",
+        ],
+        tmp_path,
+        fast=False,
+    )
     assert res["status"] == "ok" and res["global_step"] == 6
     df = pd.read_csv(tmp_path / "csv" / "metrics.csv")
     lr = df[[c for c in df.columns if c.startswith("lr-AdamW")]].dropna(how="all").max(axis=1).tolist()
@@ -202,7 +240,10 @@ def test_llama7b_offline_cli_exits_fast_with_the_message(tmp_path):
     import os
 
     start = time.monotonic()
-    proc = train_cli(["strategy=lora", "backbone=llama7b", "data=instructions", f"hydra.run.dir={tmp_path}"], env={"HF_HUB_OFFLINE": "1"})
+    proc = train_cli(
+        ["strategy=lora", "backbone=llama7b", "data=instructions", f"hydra.run.dir={tmp_path}"],
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     # < 30 s (~10 s on an idle 2-core machine, mostly imports); scaled when the machine is oversubscribed
     assert proc.returncode == 2 and time.monotonic() - start < 30 * max(1.0, os.getloadavg()[0] / os.cpu_count())
     assert "backbone.path" in proc.stderr and "meta-llama/Llama-2-7b-hf" in proc.stderr

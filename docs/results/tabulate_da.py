@@ -16,8 +16,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-KEYS = ["test/target_acc", "test/target_acc_tta", "val/target_acc", "test/source_acc", "val/source_acc",
-        "train/domain_acc"]
+KEYS = [
+    "test/target_acc",
+    "test/target_acc_tta",
+    "val/target_acc",
+    "test/source_acc",
+    "val/source_acc",
+    "train/domain_acc",
+]
 
 
 def method_name(r: dict) -> str:

@@ -1,7 +1,7 @@
 """Compose the real config tree without the command line (tests, benchmarks, notebooks).
 
-    cfg = compose(["strategy=partial", "data=mnist_to_digits"], out_dir="runs/x")
-    result = transferlab.train.run(cfg)
+cfg = compose(["strategy=partial", "data=mnist_to_digits"], out_dir="runs/x")
+result = transferlab.train.run(cfg)
 """
 
 from __future__ import annotations

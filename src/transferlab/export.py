@@ -55,8 +55,10 @@ def load_run(run_dir: Path, ckpt: Path | None = None):
     result = json.loads(res_path.read_text())
     ckpt = ckpt or run_dir / "checkpoints" / "last.ckpt"
     if result.get("status") != "ok" or not ckpt.is_file():
-        raise ConfigError(f"run '{run_dir}' is not exportable: status {result.get('status')}, checkpoint "
-                          f"{'found' if ckpt.is_file() else 'missing at ' + str(ckpt)}. Export a run that finished ok.")
+        raise ConfigError(
+            f"run '{run_dir}' is not exportable: status {result.get('status')}, checkpoint "
+            f"{'found' if ckpt.is_file() else 'missing at ' + str(ckpt)}. Export a run that finished ok."
+        )
     cfg = OmegaConf.create(result["config"])
     strategy, data, module = _build(cfg, {})
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
@@ -66,8 +68,10 @@ def load_run(run_dir: Path, ckpt: Path | None = None):
     if merged:  # LoRA / QLoRA: deploy the merged weights (as export_peft checks)
         backbone.model = backbone.model.merge_and_unload()
     elif getattr(strategy, "saves_adapter", False):
-        raise ConfigError(f"strategy {strategy.name} can't be merged into the base weights; export its adapter "
-                          f"(<run dir>/adapter, peft format) instead.")
+        raise ConfigError(
+            f"strategy {strategy.name} can't be merged into the base weights; export its adapter "
+            f"(<run dir>/adapter, peft format) instead."
+        )
     text = backbone.preprocessing.kind != "image"
     return result, data, Classifier(backbone, module.head, text).eval(), merged
 
@@ -114,14 +118,29 @@ def to_onnx(model: Classifier, batches, out: Path, opset: int) -> dict:
     path = out / "model.onnx"
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated upstream but exact here (torch < 2.15
         warnings.simplefilter("ignore")  # pinned); the torch.export one would add onnxscript as a dependency
-        torch.onnx.export(model, dummy, str(path), dynamo=False, opset_version=opset, input_names=names,
-                          output_names=["logits"], dynamic_axes={**{k: axes for k in names}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            dummy,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**{k: axes for k in names}, "logits": {0: "batch"}},
+        )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    def run(*a):
-        return sess.run(None, {k: v.numpy() for k, v in zip(names, a)})[0]
 
-    return {"files": [path.name], "opset": opset, "inputs": names, "dynamic_axes": {k: axes for k in names},
-            "max_abs_diff": _max_diff(model, run, batches), "compared_with": "onnxruntime CPUExecutionProvider"}
+    def run(*a):
+        return sess.run(None, {k: v.numpy() for k, v in zip(names, a, strict=False)})[0]
+
+    return {
+        "files": [path.name],
+        "opset": opset,
+        "inputs": names,
+        "dynamic_axes": {k: axes for k in names},
+        "max_abs_diff": _max_diff(model, run, batches),
+        "compared_with": "onnxruntime CPUExecutionProvider",
+    }
 
 
 def to_safetensors(model: Classifier, batches, out: Path, result: dict) -> dict:
@@ -131,8 +150,11 @@ def to_safetensors(model: Classifier, batches, out: Path, result: dict) -> dict:
 
     path = out / "model.safetensors"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    meta = {"config": json.dumps(result["config"]), "license": json.dumps(result.get("license")),
-            "format": "transferlab Classifier(backbone, head) state_dict, LoRA merged"}
+    meta = {
+        "config": json.dumps(result["config"]),
+        "license": json.dumps(result.get("license")),
+        "format": "transferlab Classifier(backbone, head) state_dict, LoRA merged",
+    }
     save_file(state, str(path), metadata=meta)
     from omegaconf import OmegaConf
 
@@ -141,8 +163,11 @@ def to_safetensors(model: Classifier, batches, out: Path, result: dict) -> dict:
     _, _, fresh = _build(cfg, {})
     reloaded = Classifier(fresh.backbone, fresh.head, model.text).eval()
     reloaded.load_state_dict(load_file(str(path)))
-    return {"files": [path.name], "max_abs_diff": _max_diff(model, reloaded, batches),
-            "compared_with": "a freshly built model loading model.safetensors"}
+    return {
+        "files": [path.name],
+        "max_abs_diff": _max_diff(model, reloaded, batches),
+        "compared_with": "a freshly built model loading model.safetensors",
+    }
 
 
 def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
@@ -151,15 +176,25 @@ def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
 
     bb = model.backbone
     if not hasattr(bb, "tokenizer") or not hasattr(bb.model, "save_pretrained"):
-        raise ConfigError(f"--format hf needs a transformers backbone (e.g. minilm); this run used '{bb.info.name}'. "
-                          "Use --format onnx or safetensors.")
+        raise ConfigError(
+            f"--format hf needs a transformers backbone (e.g. minilm); this run used '{bb.info.name}'. "
+            "Use --format onnx or safetensors."
+        )
     bb.model.config.id2label = dict(enumerate(classes))
     bb.model.config.label2id = {c: i for i, c in enumerate(classes)}
     bb.model.save_pretrained(str(out))
     bb.tokenizer.save_pretrained(str(out))
     save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(out / "head.safetensors"))
-    (out / "transferlab.json").write_text(json.dumps({"pooling": getattr(bb, "pooling", "mean"), "classes": classes,
-                                                      "head": "logits = head(pooled last_hidden_state)"}, indent=2))
+    (out / "transferlab.json").write_text(
+        json.dumps(
+            {
+                "pooling": getattr(bb, "pooling", "mean"),
+                "classes": classes,
+                "head": "logits = head(pooled last_hidden_state)",
+            },
+            indent=2,
+        )
+    )
     plain = AutoModel.from_pretrained(str(out)).eval()
 
     def logits(ids, mask):
@@ -168,12 +203,16 @@ def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
         feats = h[:, 0] if getattr(bb, "pooling", "mean") == "cls" else (h * w).sum(1) / w.sum(1).clamp(min=1.0)
         return model.head(feats)
 
-    return {"files": sorted(p.name for p in out.iterdir()), "max_abs_diff": _max_diff(model, logits, batches),
-            "compared_with": "plain transformers.AutoModel.from_pretrained(<out>) + head.safetensors"}
+    return {
+        "files": sorted(p.name for p in out.iterdir()),
+        "max_abs_diff": _max_diff(model, logits, batches),
+        "compared_with": "plain transformers.AutoModel.from_pretrained(<out>) + head.safetensors",
+    }
 
 
-def export(run_dir: Path | str, fmt: str, out: Path | str | None = None, opset: int = 17, n: int = 100,
-           tol: float = 1e-4) -> dict:
+def export(
+    run_dir: Path | str, fmt: str, out: Path | str | None = None, opset: int = 17, n: int = 100, tol: float = 1e-4
+) -> dict:
     """Export a run; returns (and writes to `<out>/export.json`) what was written and the parity check."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt} is not one of {', '.join(FORMATS)}.")
@@ -188,9 +227,16 @@ def export(run_dir: Path | str, fmt: str, out: Path | str | None = None, opset: 
         info = to_safetensors(model, batches, out, result)
     else:
         info = to_hf(model, batches, out, list(data.classes))
-    info.update(format=fmt, out=str(out), n_inputs=sum(len(b[0]) for b in batches), tol=tol,
-                within_tol=info["max_abs_diff"] <= tol, backbone=result.get("backbone", {}).get("name"),
-                license=result.get("license"), lora_merged=merged)
+    info.update(
+        format=fmt,
+        out=str(out),
+        n_inputs=sum(len(b[0]) for b in batches),
+        tol=tol,
+        within_tol=info["max_abs_diff"] <= tol,
+        backbone=result.get("backbone", {}).get("name"),
+        license=result.get("license"),
+        lora_merged=merged,
+    )
     (out / "export.json").write_text(json.dumps(info, indent=2))
     return info
 
@@ -209,9 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     except TransferlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{a.format}: {info['out']} ({', '.join(info['files'])}); max abs diff {info['max_abs_diff']:.2e} on "
-          f"{info['n_inputs']} held-out inputs vs {info['compared_with']}"
-          + (f"; opset {info['opset']}" if "opset" in info else "") + ("" if info["within_tol"] else f" > tol {a.tol}"))
+    print(
+        f"{a.format}: {info['out']} ({', '.join(info['files'])}); max abs diff {info['max_abs_diff']:.2e} on "
+        f"{info['n_inputs']} held-out inputs vs {info['compared_with']}"
+        + (f"; opset {info['opset']}" if "opset" in info else "")
+        + ("" if info["within_tol"] else f" > tol {a.tol}")
+    )
     return 0 if info["within_tol"] else 1
 
 

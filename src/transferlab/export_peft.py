@@ -27,12 +27,12 @@ def evaluate(module, loaders) -> tuple[dict[str, float], torch.Tensor]:
     module.eval()
     metrics, outputs = {}, []
     names = getattr(module, "eval_names", [""])
-    for name, loader in zip(names, loaders):
+    for name, loader in zip(names, loaders, strict=False):
         correct = n = 0.0
         for batch in loader:
             batch = move_data_to_device(batch, module.device)
             if "input_ids" in batch:  # instruction tuning
-                logits = module(batch).logits[:, -batch["labels"].shape[1]:].float()  # (B, T, V)
+                logits = module(batch).logits[:, -batch["labels"].shape[1] :].float()  # (B, T, V)
                 tgt = batch["labels"][:, 1:]  # (B, T-1)
                 logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
                 mask = tgt != -100

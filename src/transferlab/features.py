@@ -49,7 +49,8 @@ class CacheStats:
 
 
 class FeatureDataset(Dataset):
-    """Precomputed features `(N, F)` (or a prefix's feature maps `(N, C, H, W)`) with labels, in the same order as the source dataset."""
+    """Precomputed features `(N, F)` (or a prefix's feature maps `(N, C, H, W)`) with labels, in the "
+    "same order as the source dataset."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         self.features, self.labels = features, labels
@@ -120,7 +121,9 @@ def save(path: Path, feats: torch.Tensor, labels: torch.Tensor, stats: CacheStat
         atomic_write(path, lambda tmp: save_file({"features": feats, "labels": labels}, str(tmp), metadata=meta))
     except OSError as e:  # read-only or full disk: keep the in-memory features, don't persist
         if stats.persisted:
-            log.warning("feature cache dir %s is not writable (%s): features are kept for this run only", path.parent, e)
+            log.warning(
+                "feature cache dir %s is not writable (%s): features are kept for this run only", path.parent, e
+            )
         stats.persisted = False
 
 
@@ -147,8 +150,10 @@ def why_not(strategy, module, data) -> str:
     if k == 0:
         return "the backbone has trainable parameters"
     if k is not None and (not hasattr(module.backbone, "split") or module.backbone.split(k) is None):
-        return (f"the frozen part ({k} layer groups) of '{module.backbone.info.name}' is not a prefix the cache can cut "
-                "(supported: timm EfficientNets and ResNets)")
+        return (
+            f"the frozen part ({k} layer groups) of '{module.backbone.info.name}' is not a prefix the cache can cut "
+            "(supported: timm EfficientNets and ResNets)"
+        )
     if module.augment is not None or module.tta is not None:
         return "augmentation changes the backbone's inputs"
     if getattr(module.strategy, "norm", "train") == "adabn" or getattr(module.adaptation, "reestimates_bn", False):
@@ -178,8 +183,10 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
             probe = prefix.eval()(x)
         gb = 4 * probe.numel() * sum(len(d.labels) for d in data.domains.values()) / 1e9
         if probe.numel() > x.numel():  # e.g. only the stem is frozen (LoRA): caching would cost more than it saves
-            stats.reason = (f"the frozen prefix ({k} layer groups) outputs more values per image ({probe.numel():,}) "
-                            f"than its input ({x.numel():,}): not worth caching")
+            stats.reason = (
+                f"the frozen prefix ({k} layer groups) outputs more values per image ({probe.numel():,}) "
+                f"than its input ({x.numel():,}): not worth caching"
+            )
             return stats
         if gb > MAX_PREFIX_GB:
             stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"

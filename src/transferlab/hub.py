@@ -20,7 +20,9 @@ _TIMEOUT_S = 3.0
 
 def offline_forced() -> bool:
     """True when the user asked for offline mode (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
-    return any(os.environ.get(k, "").lower() in {"1", "true", "yes"} for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").lower() in {"1", "true", "yes"} for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -61,6 +63,4 @@ def require_hub(what: str, repo_id: str, fix: str, cached_files: tuple[str, ...]
         reason = f"{HF_HOST} is unreachable (no network?)"
     else:
         return
-    raise WeightsError(
-        f"{what} needs pretrained weights from the Hugging Face Hub ('{repo_id}') but {reason}. {fix}"
-    )
+    raise WeightsError(f"{what} needs pretrained weights from the Hugging Face Hub ('{repo_id}') but {reason}. {fix}")

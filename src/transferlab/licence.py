@@ -23,11 +23,28 @@ from transferlab.errors import ConfigError
 POLICIES = ("any", "commercial")
 # Identifiers (lower case, SPDX-like) that allow commercial use without conditions beyond attribution.
 PERMISSIVE = {
-    "apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "bsd", "isc", "cc0-1.0", "cc-by-4.0", "cc-by-3.0",
-    "cc-by-sa-4.0", "unlicense", "zlib", "mpl-2.0", "openrail", "creativeml-openrail-m", "bigscience-openrail-m",
+    "apache-2.0",
+    "mit",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "bsd",
+    "isc",
+    "cc0-1.0",
+    "cc-by-4.0",
+    "cc-by-3.0",
+    "cc-by-sa-4.0",
+    "unlicense",
+    "zlib",
+    "mpl-2.0",
+    "openrail",
+    "creativeml-openrail-m",
+    "bigscience-openrail-m",
 }
-_NON_COMMERCIAL = re.compile(r"(?:\bnc\b|-nc-|-nc$|non[- ]?commercial|research[- ]only|not for commercial|"
-                             r"llama non-commercial|academic)", re.IGNORECASE)
+_NON_COMMERCIAL = re.compile(
+    r"(?:\bnc\b|-nc-|-nc$|non[- ]?commercial|research[- ]only|not for commercial|"
+    r"llama non-commercial|academic)",
+    re.IGNORECASE,
+)
 # Licences that allow commercial use under conditions (user caps, acceptable-use policies).
 _CONDITIONAL = re.compile(r"llama ?[23]|llama[23]|gemma|community licen[cs]e|openrail|acceptable use", re.IGNORECASE)
 # First lines of common licence files -> identifier.
@@ -41,7 +58,7 @@ _FILE_HEADERS = [
 
 
 def category(license: str | None) -> str:
-    """"permissive", "conditional" (commercial use allowed with conditions), "non-commercial" or "unknown"."""
+    """ "permissive", "conditional" (commercial use allowed with conditions), "non-commercial" or "unknown"."""
     if not license or license.strip().lower() in {"unknown", "other", "none", "null"}:
         return "unknown"
     text = license.strip()
@@ -103,7 +120,7 @@ def from_hf_card(model_id: str) -> str | None:
 
         card = model_info(model_id, timeout=5).card_data
         return getattr(card, "license", None) if card else None
-    except Exception:  # noqa: BLE001 - gated, renamed, rate-limited: the licence is then simply unknown from this source
+    except Exception:  # gated, renamed, rate-limited: the licence is then simply unknown from this source
         return None
 
 

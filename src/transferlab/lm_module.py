@@ -8,7 +8,8 @@ greedy decoding would answer correctly).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -22,7 +23,7 @@ def response_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     Shape:
         logits `(B, T', V)` with `T' >= T` (soft-prompt positions first), labels `(B, T)`.
     """
-    logits = logits[:, -labels.shape[1]:]  # (B, T, V)
+    logits = logits[:, -labels.shape[1] :]  # (B, T, V)
     pred, tgt = logits[:, :-1].argmax(-1), labels[:, 1:]  # (B, T-1): position t predicts token t+1
     mask = tgt != -100
     hit = (pred == tgt) & mask
@@ -40,8 +41,13 @@ class InstructionModule(L.LightningModule):
         scheduler: optional `fn(optimizer, total_steps)` stepped every step.
     """
 
-    def __init__(self, backbone, strategy: Strategy, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        backbone,
+        strategy: Strategy,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone, self.head, self.strategy = backbone, torch.nn.Identity(), strategy
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
@@ -59,8 +65,13 @@ class InstructionModule(L.LightningModule):
         out = self(batch)
         n_tok = (batch["labels"][:, 1:] != -100).sum().float()
         hit, exact = response_metrics(out.logits, batch["labels"])
-        for k, v in (("loss", out.loss * n_tok), ("tokens", n_tok), ("hit", hit), ("exact", exact),
-                     ("n", torch.tensor(float(len(batch["labels"]))))):
+        for k, v in (
+            ("loss", out.loss * n_tok),
+            ("tokens", n_tok),
+            ("hit", hit),
+            ("exact", exact),
+            ("n", torch.tensor(float(len(batch["labels"])))),
+        ):
             self._sums[k] = self._sums.get(k, 0) + v.detach()
 
     def _eval_end(self, split: str) -> None:

@@ -17,8 +17,16 @@ def wandb_credentials() -> bool:
         return False
 
 
-def wandb(save_dir: str, project: str, group: str | None = None, job_type: str | None = None,
-          tags: list[str] | None = None, name: str | None = None, offline: bool | None = None, **kwargs):
+def wandb(
+    save_dir: str,
+    project: str,
+    group: str | None = None,
+    job_type: str | None = None,
+    tags: list[str] | None = None,
+    name: str | None = None,
+    offline: bool | None = None,
+    **kwargs,
+):
     """A Lightning `WandbLogger`, offline automatically when there is no API key.
 
     Offline runs are written under `save_dir/wandb/offline-run-*`; upload them later with
@@ -34,5 +42,13 @@ def wandb(save_dir: str, project: str, group: str | None = None, job_type: str |
     if offline is None:
         offline = os.environ.get("WANDB_MODE", "") in {"offline", "dryrun"} or not wandb_credentials()
     os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbLogger(save_dir=save_dir, project=project, group=group, job_type=job_type, tags=list(tags or []),
-                       name=name, offline=offline, **kwargs)
+    return WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        group=group,
+        job_type=job_type,
+        tags=list(tags or []),
+        name=name,
+        offline=offline,
+        **kwargs,
+    )

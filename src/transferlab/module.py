@@ -6,7 +6,8 @@ It knows no variant by name: everything specific is injected. Metrics are named 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -68,8 +69,11 @@ class TransferModule(L.LightningModule):
         self._target_val_logits: list[torch.Tensor] = []  # for the label-free validators
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.eval_acc = nn.ModuleDict(
-            {f"{split}_{i}": MulticlassAccuracy(num_classes, average="micro")
-             for split in ("val", "test", "test_tta") for i in range(len(self.eval_names))}
+            {
+                f"{split}_{i}": MulticlassAccuracy(num_classes, average="micro")
+                for split in ("val", "test", "test_tta")
+                for i in range(len(self.eval_names))
+            }
         )
 
     def forward(self, inputs: Any) -> torch.Tensor:
@@ -82,7 +86,6 @@ class TransferModule(L.LightningModule):
             return self.backbone(inputs)
         suffix = self.__dict__.get("_cached_suffix")
         return inputs if suffix is None else suffix(inputs)
-
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -136,10 +139,17 @@ class TransferModule(L.LightningModule):
         bs = len(batch["labels"])
         metric = self.eval_acc[f"{split}_{dataloader_idx}"]
         metric(logits, batch["labels"])
-        self.log(f"{prefix}acc", metric, on_epoch=True, batch_size=bs, add_dataloader_idx=False,
-                 prog_bar=dataloader_idx == 0)
-        self.log(f"{prefix}loss", F.cross_entropy(logits, batch["labels"]), on_epoch=True, batch_size=bs,
-                 add_dataloader_idx=False, sync_dist=True)
+        self.log(
+            f"{prefix}acc", metric, on_epoch=True, batch_size=bs, add_dataloader_idx=False, prog_bar=dataloader_idx == 0
+        )
+        self.log(
+            f"{prefix}loss",
+            F.cross_entropy(logits, batch["labels"]),
+            on_epoch=True,
+            batch_size=bs,
+            add_dataloader_idx=False,
+            sync_dist=True,
+        )
         if split == "val" and name == "target":
             self._target_val_logits.append(logits.detach().float().cpu())
         if split == "test" and self.tta is not None:
@@ -179,8 +189,9 @@ class TransferModule(L.LightningModule):
         if self.adaptation is not None:
             extra = [p for p in self.adaptation.parameters() if p.requires_grad]
             if extra:  # first, so groups a schedule appends later keep their positions on resume
-                groups.insert(0, {"name": "adaptation", "params": extra,
-                                  "lr": self.strategy.lr * self.adaptation_lr_mult})
+                groups.insert(
+                    0, {"name": "adaptation", "params": extra, "lr": self.strategy.lr * self.adaptation_lr_mult}
+                )
         optimizer = self.optimizer_fn(groups)
         if self.scheduler_fn is None:
             return optimizer

@@ -3,11 +3,13 @@
 One choice, exposed as `strategy.norm`, decides a large part of every transfer comparison on a BN
 network (on MNIST -> digits it moves target accuracy from 0.17 to 0.33 with everything else equal):
 
-| policy   | trainable groups' BN                                  | frozen groups' BN | after training            |
-|----------|-------------------------------------------------------|-------------------|---------------------------|
-| `train`  | batch statistics; running averages updated            | eval (pretrained) | -                         |
-| `frozen` | eval: pretrained running statistics; affine trains    | eval (pretrained) | -                         |
-| `adabn`  | as `train`                                            | eval (pretrained) | every BN layer re-estimated on unlabelled data of the evaluation domain (Li et al. 2016) |
+| policy   | trainable groups' BN                               | frozen groups' BN | after training                 |
+|----------|----------------------------------------------------|-------------------|--------------------------------|
+| `train`  | batch statistics; running averages updated         | eval (pretrained) | -                              |
+| `frozen` | eval: pretrained running statistics; affine trains | eval (pretrained) | -                              |
+| `adabn`  | as `train`                                         | eval (pretrained) | AdaBN (Li et al. 2016) (*)     |
+
+(*) the layers that normalised with batch statistics are re-estimated on unlabelled data of the evaluation domain.
 
 Covers every subclass of `torch.nn.modules.batchnorm._BatchNorm`: BatchNorm1d/2d/3d, SyncBatchNorm and
 timm's BatchNormAct2d. GroupNorm and LayerNorm keep no running statistics: no policy changes them
@@ -41,8 +43,9 @@ def check_policy(norm: str) -> str:
 
         close = difflib.get_close_matches(str(norm), POLICIES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"strategy.norm='{norm}' is not a normalisation policy; use one of "
-                          f"{', '.join(POLICIES)}.{hint}")
+        raise ConfigError(
+            f"strategy.norm='{norm}' is not a normalisation policy; use one of {', '.join(POLICIES)}.{hint}"
+        )
     return norm
 
 
@@ -72,8 +75,11 @@ def apply_policy(backbone: nn.Module, norm: str) -> None:
 
 def describe(backbone: nn.Module, norm: str) -> dict:
     """The policy and what it acts on, for results.json."""
-    return {"policy": norm, "bn_layers": len(bn_layers(backbone)),
-            "trainable_bn_layers": len(trainable_bn_layers(backbone))}
+    return {
+        "policy": norm,
+        "bn_layers": len(bn_layers(backbone)),
+        "trainable_bn_layers": len(trainable_bn_layers(backbone)),
+    }
 
 
 def batch_stat_layers(backbone: nn.Module, norm: str) -> list[_BatchNorm]:
@@ -122,9 +128,11 @@ def reestimate(backbone: nn.Module, loader, device: torch.device | str = "cpu", 
 
     layers = bn_layers(backbone) if layers is None else list(layers)
     if not layers:
-        msg = ("norm/adaptation adabn: no batch-norm layer to re-estimate (a backbone without BN running "
-               "statistics, e.g. a transformer with LayerNorm, or none that normalised with batch statistics "
-               "while training): nothing was re-estimated")
+        msg = (
+            "norm/adaptation adabn: no batch-norm layer to re-estimate (a backbone without BN running "
+            "statistics, e.g. a transformer with LayerNorm, or none that normalised with batch statistics "
+            "while training): nothing was re-estimated"
+        )
         warnings.warn(msg, stacklevel=2)
         log.warning(msg)
         return {"layers": 0, "samples": 0, "batches": 0}

@@ -58,8 +58,10 @@ def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -
     batch, classes, lm, image_size, modality = _data_shape(cfg)
     backbone = build_meta_backbone(cfg.backbone, arch)
     if backbone.preprocessing.kind != modality:
-        raise ConfigError(f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but the data is "
-                          f"{modality} data: pick a matching pair (e.g. backbone=minilm data=reviews).")
+        raise ConfigError(
+            f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but the data is "
+            f"{modality} data: pick a matching pair (e.g. backbone=minilm data=reviews)."
+        )
     with torch.device("meta"):
         head = nn.Identity() if lm else nn.Sequential(nn.Dropout(0.0), nn.Linear(backbone.num_features, len(classes)))
     notes = []
@@ -74,8 +76,14 @@ def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -
         head.requires_grad_(False)
     model = nn.ModuleList([backbone, head])
     quant = getattr(backbone, "quantization", None) if backbone.quantized else None
-    out = {"backbone": backbone.info.name, "model_type": backbone.info.extra.get("model_type", backbone.info.name),
-           "strategy": strategy.name, "batch_size": batch, "notes": notes, "params": memory.count(model)}
+    out = {
+        "backbone": backbone.info.name,
+        "model_type": backbone.info.extra.get("model_type", backbone.info.name),
+        "strategy": strategy.name,
+        "batch_size": batch,
+        "notes": notes,
+        "params": memory.count(model),
+    }
     out["weights"] = memory.weight_bytes(model, backbone.quantized, (quant or {}).get("double_quant", True))
     out.update(memory.grads_and_states(model, cfg.get("optimizer")))
     act_bytes = _act_bytes(cfg, backbone, strategy)
@@ -128,11 +136,16 @@ def predict(cfg: DictConfig, module: nn.Module | None = None, data=None) -> dict
         return {"error": f"{type(e).__name__}: {e}"}
     mb = 2.0**20
     gpu = str(cfg.get("hardware", {}).get("accelerator", "cpu")) in ("gpu", "cuda", "auto")
-    out = {**p["params"], "weights_mb": round(sum(p["weights"].values()) / mb, 1),
-           "gradients_mb": round(p["gradients"] / mb, 1), "optimizer_states_mb": round(p["optimizer_states"] / mb, 1),
-           "activations_mb": round(p["activations"]["total"] / mb, 1),
-           "activations_checkpointed_mb": round(p["activations"]["checkpointed"] / mb, 1),
-           "runtime_mb": round(GPU_RUNTIME / mb if gpu else CPU_RUNTIME_MB, 1), "fits_gpus_gb": p["fits"]}
+    out = {
+        **p["params"],
+        "weights_mb": round(sum(p["weights"].values()) / mb, 1),
+        "gradients_mb": round(p["gradients"] / mb, 1),
+        "optimizer_states_mb": round(p["optimizer_states"] / mb, 1),
+        "activations_mb": round(p["activations"]["total"] / mb, 1),
+        "activations_checkpointed_mb": round(p["activations"]["checkpointed"] / mb, 1),
+        "runtime_mb": round(GPU_RUNTIME / mb if gpu else CPU_RUNTIME_MB, 1),
+        "fits_gpus_gb": p["fits"],
+    }
     out["seq_len"] = p.get("seq_len")
     out["load_staging_mb"] = 0.0 if gpu else round(p["load_bytes"] / mb, 1)
     out["predicted_peak_mem_mb"] = round(p["model_bytes"] / mb + out["runtime_mb"] + out["load_staging_mb"], 1)
@@ -146,13 +159,14 @@ def predict(cfg: DictConfig, module: nn.Module | None = None, data=None) -> dict
 
 def seen_seq_len(data, batches: int = 8) -> int | None:
     """Longest `input_ids` length in the first `batches` training batches of a built datamodule (None: not text)."""
+
     def find(x):
         if isinstance(x, dict):
             return x["input_ids"].shape[-1] if "input_ids" in x else max((find(v) or 0 for v in x.values()), default=0)
         return max((find(v) or 0 for v in x), default=0) if isinstance(x, (list, tuple)) else 0
 
     try:
-        lengths = [find(b) for _, b in zip(range(batches), data.train_dataloader())]
+        lengths = [find(b) for _, b in zip(range(batches), data.train_dataloader(), strict=False)]
     except Exception:  # not set up yet, or not a text datamodule
         return None
     return max(lengths, default=0) or None

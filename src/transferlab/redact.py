@@ -16,11 +16,16 @@ from typing import Any
 
 MASK = "***"
 # not `pad_token`, `eos_token` (tokenizer settings): only tokens of services, and the generic names
-SECRET_KEY = re.compile(r"(^|_)(api_key|apikey|secret|secret_key|password|passwd|access_key|access_token|auth_token)$"
-                        r"|^(token|(hf|hub|huggingface|wandb|mlflow|comet|neptune|github|gh)_token)$", re.IGNORECASE)
+SECRET_KEY = re.compile(
+    r"(^|_)(api_key|apikey|secret|secret_key|password|passwd|access_key|access_token|auth_token)$"
+    r"|^(token|(hf|hub|huggingface|wandb|mlflow|comet|neptune|github|gh)_token)$",
+    re.IGNORECASE,
+)
 SECRET_ENV = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|SECRET_KEY|PASSWORD|ACCESS_KEY)$")
 HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
-_KEY_LINE = re.compile(r"^(\s*-?\s*[+~]*(?:[\w]+\.)*([\w]+)\s*[:=]\s*)(\S.*)$", re.MULTILINE)  # yaml `key: v`, override `a.key=v`
+_KEY_LINE = re.compile(
+    r"^(\s*-?\s*[+~]*(?:[\w]+\.)*([\w]+)\s*[:=]\s*)(\S.*)$", re.MULTILINE
+)  # yaml `key: v`, override `a.key=v`
 _registered: set[str] = set()
 
 
@@ -84,8 +89,17 @@ def scrub_files(folder: Path) -> list[Path]:
     for path in sorted(Path(folder).glob("*.yaml")) if Path(folder).is_dir() else []:
         text = path.read_text()
         clean = scrub_text(text)
-        clean = _KEY_LINE.sub(lambda m: m.group(1) + (m.group(3) if not SECRET_KEY.search(m.group(2)) or m.group(3) in
-                                                       ("null", "''", '""', MASK) else MASK), clean)
+        clean = _KEY_LINE.sub(
+            lambda m: (
+                m.group(1)
+                + (
+                    m.group(3)
+                    if not SECRET_KEY.search(m.group(2)) or m.group(3) in ("null", "''", '""', MASK)
+                    else MASK
+                )
+            ),
+            clean,
+        )
         if clean != text:
             path.write_text(clean)
             changed.append(path)

@@ -58,14 +58,26 @@ def summary(result: dict) -> str:
     rows = [("status", result["status"] + (f" ({result['error']})" if result.get("error") else ""))]
     bb = result.get("backbone") or {}
     lic = result.get("license") or {}
-    rows += [("backbone", f"{bb.get('name')} [{bb.get('source')}, licence {bb.get('license')}"
-                          + (f" from {lic['source']}]" if lic.get("source") else "]")),
-             ("strategy", str(result.get("strategy"))), ("seed", str(result.get("seed"))),
-             ("norm", _norm_text(result.get("norm"))),
-             ("train size", str(result.get("train_size")))]
+    rows += [
+        (
+            "backbone",
+            f"{bb.get('name')} [{bb.get('source')}, licence {bb.get('license')}"
+            + (f" from {lic['source']}]" if lic.get("source") else "]"),
+        ),
+        ("strategy", str(result.get("strategy"))),
+        ("seed", str(result.get("seed"))),
+        ("norm", _norm_text(result.get("norm"))),
+        ("train size", str(result.get("train_size"))),
+    ]
     p = result.get("params") or {}
     if p:
-        rows.append(("params", f"{p['trainable']:,} trainable / {p['total']:,} total ({100 * p['trainable'] / max(p['total'], 1):.2f} %)"))
+        rows.append(
+            (
+                "params",
+                f"{p['trainable']:,} trainable / {p['total']:,} total "
+                f"({100 * p['trainable'] / max(p['total'], 1):.2f} %)",
+            )
+        )
     for k, v in (result.get("metrics") or {}).items():
         if k.startswith(("test/", "val/")) and k.endswith("acc"):
             rows.append((k, "n/a" if v is None else f"{v:.4f}"))

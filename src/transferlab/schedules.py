@@ -20,8 +20,9 @@ def linear_warmup_factor(step: int, total_steps: int, warmup: float = 0.1, final
     return final + (1.0 - final) * max(0.0, (total_steps - step) / rest)  # 1 at the peak, -> final
 
 
-def linear_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1,
-                  final: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def linear_warmup(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1, final: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up then linear decay for every parameter group (each keeps its own peak LR).
 
     Args:
@@ -46,8 +47,9 @@ def inv_annealing_factor(step: int, total_steps: int, gamma: float = 10.0, power
     return (1.0 + gamma * step / max(1, total_steps)) ** -power
 
 
-def inv_annealing(optimizer: torch.optim.Optimizer, total_steps: int, gamma: float = 10.0,
-                  power: float = 0.75) -> torch.optim.lr_scheduler.LambdaLR:
+def inv_annealing(
+    optimizer: torch.optim.Optimizer, total_steps: int, gamma: float = 10.0, power: float = 0.75
+) -> torch.optim.lr_scheduler.LambdaLR:
     """DANN's LR annealing for every parameter group (each keeps its own initial LR).
 
     Args:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger("transferlab")
 
@@ -91,8 +92,11 @@ def skip_finished(cfg) -> dict | None:
     found = find_finished(hc.sweep.dir, config)
     if found is None:
         return None
-    log.info("skipping job %s: finished ok before in %s (+rerun=true runs it again)",
-             hc.job.override_dirname or hc.job.num, found.parent)
+    log.info(
+        "skipping job %s: finished ok before in %s (+rerun=true runs it again)",
+        hc.job.override_dirname or hc.job.num,
+        found.parent,
+    )
     return json.loads(found.read_text())
 
 
@@ -109,8 +113,10 @@ def objective_value(result: dict | None, metric: str) -> float:
         return float("nan")
     metrics = result.get("metrics") or {}
     if metric not in metrics:
-        raise ConfigError(f"objective '{metric}' is not among the run's metrics ({', '.join(sorted(metrics))}); "
-                          "set `objective:` in the study file to one of them.")
+        raise ConfigError(
+            f"objective '{metric}' is not among the run's metrics ({', '.join(sorted(metrics))}); "
+            "set `objective:` in the study file to one of them."
+        )
     value = metrics[metric]
     return float("nan") if value is None else float(value)
 

@@ -53,9 +53,12 @@ def _check_ckpt_path(cfg: DictConfig) -> None:
         return
     path = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if ckpt == "last" else Path(str(ckpt))
     if not path.is_file():
-        hint = ("ckpt_path=last resumes the run in hydra.run.dir: pass the interrupted run's dir, e.g. "
-                "`hydra.run.dir=outputs/2026-01-01/12-00-00 ckpt_path=last`" if ckpt == "last"
-                else "point ckpt_path at an existing .ckpt file")
+        hint = (
+            "ckpt_path=last resumes the run in hydra.run.dir: pass the interrupted run's dir, e.g. "
+            "`hydra.run.dir=outputs/2026-01-01/12-00-00 ckpt_path=last`"
+            if ckpt == "last"
+            else "point ckpt_path at an existing .ckpt file"
+        )
         raise ConfigError(f"ckpt_path={ckpt}: no checkpoint at '{path}'. {hint}.")
 
 
@@ -63,23 +66,34 @@ def _check_combination(cfg: DictConfig, strategy, data) -> None:
     """Group combinations that can't work, refused before any weights load."""
     objective = str(cfg.get("objective") or "")
     if objective.startswith("val/target_") and not data.has_target_domain:
-        raise ConfigError(f"objective={objective} scores predictions on a target domain, but data={_choice(cfg, 'data')} has "
-                          "none: use a domain pair (e.g. data=mnist_to_digits) or objective=val/acc.")
+        raise ConfigError(
+            f"objective={objective} scores predictions on a target domain, but data={_choice(cfg, 'data')} has "
+            "none: use a domain pair (e.g. data=mnist_to_digits) or objective=val/acc."
+        )
     if objective.startswith("val/target_") and getattr(data, "task", None) == "instruction":
-        raise ConfigError(f"objective={objective} needs class logits, which instruction tuning (an LM loss) does not "
-                          "produce; use a classification task or objective=val/loss.")
+        raise ConfigError(
+            f"objective={objective} needs class logits, which instruction tuning (an LM loss) does not "
+            "produce; use a classification task or objective=val/loss."
+        )
     if not cfg.get("adaptation"):
         return
     name = _choice(cfg, "adaptation") or "set"
     if not data.has_target_domain:
         raise ConfigError(
             f"adaptation={name} needs a data config with a target domain (e.g. data=mnist_to_digits, "
-            "data=reviews_shift, or data=imagefolder with data.target_root=...); use adaptation=none for single-domain data."
+            "data=reviews_shift, or data=imagefolder with data.target_root=...); use adaptation=none "
+            "for single-domain data."
         )
     if not strategy.trains:
-        needs = "needs class predictions from a trained head and " if getattr(instantiate(cfg.adaptation).func, "needs_logits", False) else ""
-        raise ConfigError(f"adaptation={name} {needs}trains a domain-alignment loss, but strategy {strategy.name} does "
-                          "not train (zero-shot). Use a training strategy (e.g. strategy=partial or lora) or adaptation=none.")
+        needs = (
+            "needs class predictions from a trained head and "
+            if getattr(instantiate(cfg.adaptation).func, "needs_logits", False)
+            else ""
+        )
+        raise ConfigError(
+            f"adaptation={name} {needs}trains a domain-alignment loss, but strategy {strategy.name} does "
+            "not train (zero-shot). Use a training strategy (e.g. strategy=partial or lora) or adaptation=none."
+        )
 
 
 def _check_license(cfg: DictConfig, backbone, result: dict) -> None:
@@ -118,7 +132,8 @@ def _build(cfg: DictConfig, result: dict):
     _check_license(cfg, backbone, result)  # license_policy=commercial stops here, before any training
     if backbone.preprocessing.kind != getattr(data, "modality", "image"):
         raise ConfigError(
-            f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but data={_choice(cfg, 'data')} "
+            f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but "
+            f"data={_choice(cfg, 'data')} "
             f"is {getattr(data, 'modality', 'image')} data: pick a matching pair (e.g. backbone=minilm data=reviews)."
         )
     data.build(backbone.preprocessing)
@@ -134,18 +149,28 @@ def _build(cfg: DictConfig, result: dict):
         result["norm"] = {**describe(backbone, strategy.norm), "reestimate": False}
         if strategy.norm == "adabn":
             log.warning("strategy.norm=adabn: a causal LM has no batch-norm layers; nothing will be re-estimated")
-        return strategy, data, InstructionModule(backbone, strategy, optimizer=instantiate(cfg.optimizer),
-                                                 scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
-    from transferlab.module import TransferModule
-
+        return (
+            strategy,
+            data,
+            InstructionModule(
+                backbone,
+                strategy,
+                optimizer=instantiate(cfg.optimizer),
+                scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            ),
+        )
     from transferlab.head import Head
+    from transferlab.module import TransferModule
 
     head = Head(backbone.num_features, data.num_classes, cfg.head.dropout, cfg.head.get("bottleneck"))
     backbone = strategy.apply(backbone, head, data.classes)
     if backbone.info.source == "random-init" and any(not p.requires_grad for p in backbone.parameters()):
-        log.warning("backbone '%s' is randomly initialised (no pretrained weights) but strategy %s freezes part of it: "
-                    "those layers stay random. Train it whole (strategy=full) unless that is the point.",
-                    backbone.info.name, strategy.name)
+        log.warning(
+            "backbone '%s' is randomly initialised (no pretrained weights) but strategy %s freezes part of it: "
+            "those layers stay random. Train it whole (strategy=full) unless that is the point.",
+            backbone.info.name,
+            strategy.name,
+        )
     may_train = [p for g in strategy.may_train_groups(backbone) for p in g.parameters()]
     check_batch_size(strategy.norm, backbone, may_train, min(data.batch_size, data.train_size))
     adaptation = None
@@ -154,15 +179,25 @@ def _build(cfg: DictConfig, result: dict):
         data.with_target = getattr(adaptation, "needs_target", True)
         _check_loss_can_act(cfg, backbone, head, adaptation, data)
         result["adaptation_params"] = OmegaConf.to_container(cfg.adaptation, resolve=True)
-        result["da"] = {"aligns": "bottleneck" if head.has_bottleneck else "backbone features",
-                        "width": head.out_features, **OmegaConf.to_container(cfg.da, resolve=True)}
+        result["da"] = {
+            "aligns": "bottleneck" if head.has_bottleneck else "backbone features",
+            "width": head.out_features,
+            **OmegaConf.to_container(cfg.da, resolve=True),
+        }
     result["norm"] = {**describe(backbone, strategy.norm), "reestimate": _reestimates(strategy, adaptation)}
     module = TransferModule(
-        backbone, head, strategy, data.num_classes,
-        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        adaptation=adaptation, augment=instantiate(cfg.augment) if cfg.get("augment") else None,
-        tta=instantiate(cfg.tta) if cfg.get("tta") else None, eval_names=data.eval_names,
-        da_forward=cfg.da.forward, adaptation_lr_mult=cfg.da.lr_mult,
+        backbone,
+        head,
+        strategy,
+        data.num_classes,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        adaptation=adaptation,
+        augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+        tta=instantiate(cfg.tta) if cfg.get("tta") else None,
+        eval_names=data.eval_names,
+        da_forward=cfg.da.forward,
+        adaptation_lr_mult=cfg.da.lr_mult,
     )
     return strategy, data, module
 
@@ -179,12 +214,16 @@ def _check_loss_can_act(cfg: DictConfig, backbone, head, adaptation, data) -> No
         )
     n_target = len(data.domains["target"].train) if data.with_target and "target" in data.domains else None
     if n_target is not None and n_target < data.batch_size:
-        raise DataError(f"the target domain's training split has {n_target} images, fewer than one batch "
-                        f"(data.batch_size={data.batch_size}): every step would reuse the same few target images. "
-                        "Add unlabelled target data, or lower data.batch_size.")
+        raise DataError(
+            f"the target domain's training split has {n_target} images, fewer than one batch "
+            f"(data.batch_size={data.batch_size}): every step would reuse the same few target images. "
+            "Add unlabelled target data, or lower data.batch_size."
+        )
     if cfg.da.forward == "joint" and getattr(data, "modality", "image") != "image":
-        raise ConfigError(f"da.forward=joint concatenates source and target inputs, which {getattr(data, 'modality', '?')} "
-                          "batches of different lengths can't do; use da.forward=separate.")
+        raise ConfigError(
+            f"da.forward=joint concatenates source and target inputs, which {getattr(data, 'modality', '?')} "
+            "batches of different lengths can't do; use da.forward=separate."
+        )
 
 
 def _reestimates(strategy, adaptation) -> bool:
@@ -200,8 +239,9 @@ def _adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
     from transferlab.norm import batch_stat_layers, reestimate
 
     which = "target" if "target" in data.domains else "source"
-    loader = DataLoader(data.datasets[f"{which}/train"], batch_size=data.eval_batch_size, shuffle=False,
-                        collate_fn=data.collate_fn)
+    loader = DataLoader(
+        data.datasets[f"{which}/train"], batch_size=data.eval_batch_size, shuffle=False, collate_fn=data.collate_fn
+    )
     layers = None if which_layers == "all" else batch_stat_layers(module.backbone, norm)
     stats = {"domain": which, "which": which_layers, **reestimate(module.backbone, loader, module.device, layers)}
     if stats["layers"] and data.val_dataloader():
@@ -221,8 +261,10 @@ def _selection(metrics: dict, data) -> dict | None:
     from transferlab.adaptation.selection import VALIDATORS
 
     rules = {"source_val_acc": {"metric": "val/source_acc", "better": "higher", "needs_target_labels": False}}
-    rules |= {name: {"metric": f"val/target_{name}", "better": better, "needs_target_labels": False}
-              for name, (_, better, _) in VALIDATORS.items()}
+    rules |= {
+        name: {"metric": f"val/target_{name}", "better": better, "needs_target_labels": False}
+        for name, (_, better, _) in VALIDATORS.items()
+    }
     rules["oracle"] = {"metric": "val/target_acc", "better": "higher", "needs_target_labels": True}
     return {name: {**rule, "value": metrics.get(rule["metric"])} for name, rule in rules.items()}
 
@@ -256,10 +298,14 @@ def _trainer(cfg: DictConfig, strategy, module, data, backbone_name: str):
     if not loggers:  # LearningRateMonitor needs a logger
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     hw = OmegaConf.to_container(cfg.hardware, resolve=True)
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True),
-                        **{k: instantiate(v) if isinstance(v, dict) else v for k, v in hw.items()},
-                        logger=loggers or False, callbacks=callbacks, default_root_dir=cfg.paths.output_dir,
-                        plugins=[AtomicCheckpointIO()])
+    trainer = L.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **{k: instantiate(v) if isinstance(v, dict) else v for k, v in hw.items()},
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=cfg.paths.output_dir,
+        plugins=[AtomicCheckpointIO()],
+    )
     return trainer, loggers, callbacks
 
 
@@ -296,18 +342,26 @@ def _fit_and_test(cfg: DictConfig, result: dict) -> None:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
         if result.get("norm", {}).get("reestimate"):
             result["stage"] = "adabn"
-            result["norm"]["adabn"] = _adabn(module, data, trainer, strategy.norm,
-                                             getattr(module.adaptation, "layers", "batch_stat"))
-        elif strategy.trains and not any(k.startswith("val/") for k in trainer.callback_metrics) and \
-                getattr(data, "fractions", (0,))[0] > 0:  # e.g. max_steps ended fit mid-epoch: validate the final model
+            result["norm"]["adabn"] = _adabn(
+                module, data, trainer, strategy.norm, getattr(module.adaptation, "layers", "batch_stat")
+            )
+        elif (
+            strategy.trains
+            and not any(k.startswith("val/") for k in trainer.callback_metrics)
+            and getattr(data, "fractions", (0,))[0] > 0
+        ):  # e.g. max_steps ended fit mid-epoch: validate the final model
             trainer.validate(module, datamodule=data, verbose=False)
         result["stage"] = "test"
         metrics = dict(trainer.callback_metrics)
         result["plan"] = predict(cfg, module, data)  # predicted memory, next to the measured peak_mem_mb
         trainer.test(module, datamodule=data, verbose=False)
         metrics.update(trainer.callback_metrics)
-        result.update(metrics=results.clean_metrics(metrics), epochs=trainer.current_epoch,
-                      global_step=trainer.global_step, world_size=trainer.world_size)
+        result.update(
+            metrics=results.clean_metrics(metrics),
+            epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
+            world_size=trainer.world_size,
+        )
         result["shift_after"] = _shift(cfg, module, data) or result["shift_before"]
         result["selection"] = _selection(result["metrics"], data)
         for cb in callbacks:
@@ -330,7 +384,7 @@ def _tree(cfg: DictConfig) -> dict:
     """The resolved config as plain containers (unresolved where it can't resolve: validate() says why)."""
     try:
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    except Exception:  # noqa: BLE001 - e.g. a missing ${oc.env:...}; reported by validate()
+    except Exception:  # e.g. a missing ${oc.env:...}; reported by validate()
         return OmegaConf.to_container(cfg, resolve=False)
 
 

@@ -26,9 +26,20 @@ from omegaconf.errors import OmegaConfBaseException
 from transferlab.errors import ConfigError, WeightsError
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model",
-                    "sentencepiece.bpe.model")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def _nonneg(v) -> bool:
@@ -63,8 +74,10 @@ def validate(cfg: DictConfig) -> None:
     """
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ConfigError("; ".join(f"{k} is required but has no value (??? in its config file)" for k in missing)
-                          + f". Set it on the command line, e.g. `python train.py ... {missing[0]}=...`.")
+        raise ConfigError(
+            "; ".join(f"{k} is required but has no value (??? in its config file)" for k in missing)
+            + f". Set it on the command line, e.g. `python train.py ... {missing[0]}=...`."
+        )
     try:
         tree = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
@@ -142,7 +155,7 @@ def check_node(path: str, node: dict) -> list[str]:
     target = node["_target_"]
     try:
         fn = _locate(target)
-    except Exception as e:  # noqa: BLE001 - any import failure is reported as the config's problem
+    except Exception as e:  # any import failure is reported as the config's problem
         return [f"{path}._target_='{target}' can't be imported ({type(e).__name__}: {e})."]
     params, open_kw, hints = signature(fn)
     problems = []
@@ -157,8 +170,10 @@ def check_node(path: str, node: dict) -> list[str]:
         if isinstance(value, dict) and "_target_" in value:
             continue  # an object built by its own node
         if key in hints and not fits(value, hints[key]):
-            problems.append(f"{full}={value!r} should be {type_name(hints[key])} ({target} takes "
-                            f"`{key}: {type_name(hints[key])}`).{_did_you_mean_choice(value, hints[key])}")
+            problems.append(
+                f"{full}={value!r} should be {type_name(hints[key])} ({target} takes "
+                f"`{key}: {type_name(hints[key])}`).{_did_you_mean_choice(value, hints[key])}"
+            )
     if not node.get("_partial_") and "_args_" not in node:
         for name, p in params.items():
             if p.default is p.empty and name not in node:
@@ -167,7 +182,7 @@ def check_node(path: str, node: dict) -> list[str]:
 
 
 def _did_you_mean_choice(value: Any, tp: Any) -> str:
-    """" Did you mean 'frozen'?" for a misspelt string where a `Literal[...]` of strings is expected."""
+    """ " Did you mean 'frozen'?" for a misspelt string where a `Literal[...]` of strings is expected."""
     import difflib
 
     choices = [a for a in typing.get_args(tp) if isinstance(a, str)] if typing.get_origin(tp) is Literal else []
@@ -269,18 +284,25 @@ def _check_combinations(tree: dict) -> None:
     name = (tree.get("backbone") or {}).get("name") or _choice("backbone")
     kinds = getattr(strategy, "kinds", None)
     if kind and kinds and kind not in kinds:
-        raise ConfigError(f"strategy={_choice('strategy')} can't adapt a{'n' * (kind[0] in 'aeiou')} {kind} backbone ('{name}'); it works with "
-                          f"{', '.join(kinds)} backbones. Pick another strategy (e.g. strategy=partial) or backbone.")
+        raise ConfigError(
+            f"strategy={_choice('strategy')} can't adapt a{'n' * (kind[0] in 'aeiou')} {kind} "
+            f"backbone ('{name}'); it works with "
+            f"{', '.join(kinds)} backbones. Pick another strategy (e.g. strategy=partial) or backbone."
+        )
     modality = getattr(data, "modality", "image") if data else None
     if kind and modality and {"causal_lm": "text"}.get(kind, kind) != modality:
-        raise ConfigError(f"backbone '{name}' takes {'text' if kind == 'causal_lm' else kind} inputs but "
-                          f"data={_choice('data')} is {modality} data: pick a matching pair (e.g. backbone=minilm data=reviews).")
+        raise ConfigError(
+            f"backbone '{name}' takes {'text' if kind == 'causal_lm' else kind} inputs but "
+            f"data={_choice('data')} is {modality} data: pick a matching pair (e.g. backbone=minilm data=reviews)."
+        )
     if getattr(data, "task", None) == "instruction":
         if tree.get("adaptation"):
             raise ConfigError("data=instructions (instruction tuning) takes no adaptation; use adaptation=none.")
         if strategy is not None and not getattr(strategy, "trains", True):
-            raise ConfigError(f"strategy={_choice('strategy')} classifies; it has nothing to do on instruction data: "
-                              "evaluate the untrained model with trainer.max_epochs=0 instead.")
+            raise ConfigError(
+                f"strategy={_choice('strategy')} classifies; it has nothing to do on instruction data: "
+                "evaluate the untrained model with trainer.max_epochs=0 instead."
+            )
 
 
 def _check_accelerator(tree: dict) -> None:
@@ -289,16 +311,20 @@ def _check_accelerator(tree: dict) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"hardware={_choice('hardware')} needs a CUDA GPU, but none is visible here "
-                              "(torch.cuda.is_available() is False). Use hardware=cpu (or hardware=ddp_cpu).")
+            raise ConfigError(
+                f"hardware={_choice('hardware')} needs a CUDA GPU, but none is visible here "
+                "(torch.cuda.is_available() is False). Use hardware=cpu (or hardware=ddp_cpu)."
+            )
 
 
 def check_data(strategy, data) -> None:
     """Checks that need the data's classes (after the cheap `data.prepare()`, before any weights)."""
     labels = getattr(strategy, "labels", None)
     if labels and getattr(data, "task", None) != "instruction" and len(labels) != data.num_classes:
-        raise ConfigError(f"strategy.labels has {len(labels)} names but the data has {data.num_classes} classes "
-                          f"({data.classes}); give one name per class, in class order, or null for the data's names.")
+        raise ConfigError(
+            f"strategy.labels has {len(labels)} names but the data has {data.num_classes} classes "
+            f"({data.classes}); give one name per class, in class order, or null for the data's names."
+        )
 
 
 # -- local model files ---------------------------------------------------------------------------
@@ -317,31 +343,46 @@ def _check_backbone_files(tree: dict) -> None:
 
 def check_model_folder(path: Path, trust_remote_code: bool = False) -> None:
     """A transformers model folder (`save_pretrained` layout): name the first missing file."""
-    fix = "Point backbone.path at a folder saved with `save_pretrained` (config.json + model.safetensors + tokenizer files)."
+    fix = (
+        "Point backbone.path at a folder saved with `save_pretrained` "
+        "(config.json + model.safetensors + tokenizer files)."
+    )
     if not path.is_dir():
         raise WeightsError(f"backbone.path='{path}' does not exist or is not a folder. {fix}")
     if not (path / "config.json").is_file():
         raise WeightsError(f"backbone.path='{path}' is not a transformers model folder (no config.json). {fix}")
     weights = [f for f in _WEIGHT_FILES if (path / f).is_file()]
     if not weights:
-        raise WeightsError(f"backbone.path='{path}' has no weights file: expected model.safetensors (or "
-                           f"pytorch_model.bin, or a sharded *.index.json with its shards). {fix}")
+        raise WeightsError(
+            f"backbone.path='{path}' has no weights file: expected model.safetensors (or "
+            f"pytorch_model.bin, or a sharded *.index.json with its shards). {fix}"
+        )
     if weights[0].endswith(".index.json"):
         shards = sorted(set(json.loads((path / weights[0]).read_text()).get("weight_map", {}).values()))
         lost = [s for s in shards if not (path / s).is_file()]
         if lost:
-            raise WeightsError(f"backbone.path='{path}': {weights[0]} lists {len(shards)} shard(s) but {lost[0]} is missing"
-                               f"{f' (and {len(lost) - 1} more)' if len(lost) > 1 else ''}; copy the complete folder.")
+            raise WeightsError(
+                f"backbone.path='{path}': {weights[0]} lists {len(shards)} shard(s) but {lost[0]} is missing"
+                f"{f' (and {len(lost) - 1} more)' if len(lost) > 1 else ''}; copy the complete folder."
+            )
     if not any((path / f).is_file() for f in _TOKENIZER_FILES):
-        raise WeightsError(f"backbone.path='{path}' has no tokenizer files (tokenizer.json, vocab.txt or "
-                           "tokenizer.model); save the tokenizer into the folder too (`tokenizer.save_pretrained`).")
-    if (path / "vocab.json").is_file() and not (path / "tokenizer.json").is_file() and not (path / "merges.txt").is_file():
+        raise WeightsError(
+            f"backbone.path='{path}' has no tokenizer files (tokenizer.json, vocab.txt or "
+            "tokenizer.model); save the tokenizer into the folder too (`tokenizer.save_pretrained`)."
+        )
+    if (
+        (path / "vocab.json").is_file()
+        and not (path / "tokenizer.json").is_file()
+        and not (path / "merges.txt").is_file()
+    ):
         raise WeightsError(f"backbone.path='{path}' has vocab.json but no merges.txt (a BPE tokenizer needs both).")
     auto_map = json.loads((path / "config.json").read_text()).get("auto_map")
     if auto_map and not trust_remote_code:
         raise ConfigError(
-            f"backbone.path='{path}' needs custom model code (config.json auto_map: {sorted(auto_map)}), which transformers "
-            "would execute. transferlab runs no code from model folders unless you set backbone.trust_remote_code=true; "
+            f"backbone.path='{path}' needs custom model code (config.json auto_map: "
+            f"{sorted(auto_map)}), which transformers "
+            "would execute. transferlab runs no code from model folders unless you set "
+            "backbone.trust_remote_code=true; "
             "do that only if you trust the code in that folder."
         )
 
@@ -359,7 +400,7 @@ def override_hints(argv: list[str]) -> list[str]:
     groups = [a for a in args if "." not in a.split("=", 1)[0] and not a.startswith(("+", "~", "hydra"))]
     try:
         cfg = compose(groups, out_dir=".")
-    except Exception:  # noqa: BLE001 - hints are best effort; Hydra's own message was printed
+    except Exception:  # hints are best effort; Hydra's own message was printed
         return []
     hints = []
     for a in args:

@@ -51,8 +51,10 @@ def main(root: Path) -> None:
             continue
         weight = (r.get("adaptation_params") or {}).get("weight", 1.0)
         fw[label(r.get("adaptation") or "none", weight)].append(r)
-    print("| method | reference target acc | framework target acc | gap (framework - reference) | "
-          "reference source acc | framework source acc | s/run ref / framework |\n|---|---|---|---|---|---|---|")
+    print(
+        "| method | reference target acc | framework target acc | gap (framework - reference) | "
+        "reference source acc | framework source acc | s/run ref / framework |\n|---|---|---|---|---|---|---|"
+    )
     for name in ["source-only", "DANN", "CDAN", "CDAN+E", "DANN weight 0 (control)", "mmd", "coral", "mixup"]:
         r_t = [x["target_acc"] for x in ref[name]]
         f_t = [x["metrics"]["test/target_acc"] for x in fw[name]]
@@ -61,9 +63,11 @@ def main(root: Path) -> None:
             continue
         r_time = f"{sum(x['seconds'] for x in ref[name]) / len(ref[name]):.0f}" if r_t else "-"
         f_time = f"{sum(x['time_s'] for x in fw[name]) / max(1, len(fw[name])):.0f}"
-        print(f"| {name} | {fmt(r_t)} (n={len(r_t)}) | {fmt(f_t)} (n={len(f_t)}) | {gap} | "
-              f"{fmt([x['source_acc'] for x in ref[name]])} | {fmt([x['metrics']['test/source_acc'] for x in fw[name]])} "
-              f"| {r_time} / {f_time} |")
+        print(
+            f"| {name} | {fmt(r_t)} (n={len(r_t)}) | {fmt(f_t)} (n={len(f_t)}) | {gap} | "
+            f"{fmt([x['source_acc'] for x in ref[name]])} | {fmt([x['metrics']['test/source_acc'] for x in fw[name]])} "
+            f"| {r_time} / {f_time} |"
+        )
     selection(fw)
 
 
@@ -74,8 +78,10 @@ def selection(fw: dict) -> None:
         for r in runs:
             by_seed[r["seed"]][name] = r
     rules = ["oracle", "source_val_acc", "entropy", "info_max", "snd"]
-    print("\n| rule (needs target labels?) | picks (seed 0, 1, 2) | test target acc of the pick | lost vs oracle |"
-          "\n|---|---|---|---|")
+    print(
+        "\n| rule (needs target labels?) | picks (seed 0, 1, 2) | test target acc of the pick | lost vs oracle |"
+        "\n|---|---|---|---|"
+    )
     oracle_acc = []
     for rule in rules:
         picks, accs = [], []
@@ -103,8 +109,10 @@ def per_method(root: Path) -> None:
         if r["status"] == "ok":
             runs[(r["adaptation"], r["seed"])][r["adaptation_params"]["weight"]] = r
     rules = ["oracle", "source_val_acc", "entropy", "info_max", "snd"]
-    print("\n| method | rule | weights picked (seed 0, 1, 2) | test target acc of the pick | lost vs oracle |"
-          "\n|---|---|---|---|---|")
+    print(
+        "\n| method | rule | weights picked (seed 0, 1, 2) | test target acc of the pick | lost vs oracle |"
+        "\n|---|---|---|---|---|"
+    )
     for method in sorted({m for m, _ in runs}):
         oracle = None
         for rule in rules:

@@ -1,6 +1,7 @@
 """The batch-norm policy study: per strategy and size, train vs frozen on the selection metric, then test.
 
-    python docs/results/norm_policy/tabulate.py multirun/norm_policy_digits/small multirun/norm_policy_mnist_to_digits/small
+    python docs/results/norm_policy/tabulate.py \
+        multirun/norm_policy_digits/small multirun/norm_policy_mnist_to_digits/small
 
 The choice is made on validation data whose labels a user has: `val/acc` on digits, `val/source_acc` on
 the MNIST -> digits pair (unsupervised DA: no target labels). `val/target_acc` (needs target labels, an
@@ -35,21 +36,31 @@ def table(root: Path) -> str:
         if r["status"] == "ok":
             runs[(r["strategy"], r["train_per_class"], r["norm"]["policy"])].append(r["metrics"])
     pair = any("test/target_acc" in m for ms in runs.values() for m in ms)
-    sel, shown = ("val/source_acc", ["val/target_acc", "test/target_acc", "test/source_acc"]) if pair else \
-        ("val/acc", ["test/acc"])
-    lines = [f"| strategy | per class | norm | seeds | **{sel}** (chooses) | {' | '.join(shown)} | chosen |",
-             "|---" * (6 + len(shown)) + "|"]
+    sel, shown = (
+        ("val/source_acc", ["val/target_acc", "test/target_acc", "test/source_acc"])
+        if pair
+        else ("val/acc", ["test/acc"])
+    )
+    lines = [
+        f"| strategy | per class | norm | seeds | **{sel}** (chooses) | {' | '.join(shown)} | chosen |",
+        "|---" * (6 + len(shown)) + "|",
+    ]
     for strategy, size in sorted({(s, n) for s, n, _ in runs}):
-        means = {p: sum(m[sel] for m in runs[(strategy, size, p)]) / len(runs[(strategy, size, p)])
-                 for p in ("train", "frozen") if runs[(strategy, size, p)]}
+        means = {
+            p: sum(m[sel] for m in runs[(strategy, size, p)]) / len(runs[(strategy, size, p)])
+            for p in ("train", "frozen")
+            if runs[(strategy, size, p)]
+        }
         best = max(means, key=means.get) if means else None
         for policy in ("train", "frozen"):
             ms = runs[(strategy, size, policy)]
             if not ms:
                 continue
             cells = " | ".join(mean_ci([m[k] for m in ms if m.get(k) is not None]) for k in shown)
-            lines.append(f"| {strategy} | {size} | {policy} | {len(ms)} | {mean_ci([m[sel] for m in ms])} | {cells} | "
-                         f"{'**yes**' if policy == best else ''} |")
+            lines.append(
+                f"| {strategy} | {size} | {policy} | {len(ms)} | {mean_ci([m[sel] for m in ms])} | {cells} | "
+                f"{'**yes**' if policy == best else ''} |"
+            )
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Table of the pixel-level DA study: mean ± std (sample, ddof=1) over seeds per direction and arm.
 
-    python docs/results/pixel_level/tabulate.py [multirun/pixel_level]
+python docs/results/pixel_level/tabulate.py [multirun/pixel_level]
 """
 
 from __future__ import annotations
@@ -25,13 +25,17 @@ def metric(runs: list[dict], key: str) -> list[float]:
 
 
 def main(root: Path) -> None:
-    print("| direction | arm | n | test/target_acc | val/target_acc | test/source_acc | time per run (s) | translator |")
+    print(
+        "| direction | arm | n | test/target_acc | val/target_acc | test/source_acc | time per run (s) | translator |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for direction in ("mnist_to_digits", "digits_to_mnist"):
         if not (root / direction).is_dir():
             continue
-        arms = sorted((p for p in (root / direction).iterdir() if p.is_dir()),
-                      key=lambda p: (ORDER.index(p.name) if p.name in ORDER else len(ORDER), p.name))
+        arms = sorted(
+            (p for p in (root / direction).iterdir() if p.is_dir()),
+            key=lambda p: (ORDER.index(p.name) if p.name in ORDER else len(ORDER), p.name),
+        )
         for arm in arms:
             runs = [json.loads(p.read_text()) for p in sorted(arm.glob("seed*/results.json"))]
             runs = [r for r in runs if r["status"] == "ok"]
@@ -43,9 +47,11 @@ def main(root: Path) -> None:
                 trained = [t for t in tr if not t["reused"]]
                 how = f"{len(trained)} trained, {len(tr) - len(trained)} reused"
             seeds = ",".join(str(r["seed"]) for r in runs)
-            print(f"| {direction} | {arm.name} | {len(runs)} (seeds {seeds}) | {cell(metric(runs, 'test/target_acc'))} | "
-                  f"{cell(metric(runs, 'val/target_acc'))} | {cell(metric(runs, 'test/source_acc'))} | "
-                  f"{statistics.mean(r['time_s'] for r in runs):.0f} | {how} |")
+            print(
+                f"| {direction} | {arm.name} | {len(runs)} (seeds {seeds}) | {cell(metric(runs, 'test/target_acc'))} | "
+                f"{cell(metric(runs, 'val/target_acc'))} | {cell(metric(runs, 'test/source_acc'))} | "
+                f"{statistics.mean(r['time_s'] for r in runs):.0f} | {how} |"
+            )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of `(B, C, H, W)` with std `sigma` pixels (reflect padding)."""
     radius = max(1, int(3 * sigma + 0.5))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-t**2 / (2 * sigma**2))
+    k = torch.exp(-(t**2) / (2 * sigma**2))
     k = k / k.sum()
     c = x.shape[1]
     x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
@@ -53,10 +53,20 @@ class DomainBridge(nn.Module):
         `(B, C, H, W)` -> same.
     """
 
-    def __init__(self, p_noise: float = 0.0, noise_std: float = 0.1, p_blur: float = 0.0,
-                 blur_sigma: tuple[float, float] = (0.5, 1.5), p_jitter: float = 0.0, brightness: float = 0.2,
-                 contrast: float = 0.2, p_gray: float = 0.0, p_lowres: float = 0.0, low_res: int = 8,
-                 zoom: float = 1.0) -> None:
+    def __init__(
+        self,
+        p_noise: float = 0.0,
+        noise_std: float = 0.1,
+        p_blur: float = 0.0,
+        blur_sigma: tuple[float, float] = (0.5, 1.5),
+        p_jitter: float = 0.0,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        p_gray: float = 0.0,
+        p_lowres: float = 0.0,
+        low_res: int = 8,
+        zoom: float = 1.0,
+    ) -> None:
         super().__init__()
         probs = dict(p_noise=p_noise, p_blur=p_blur, p_jitter=p_jitter, p_gray=p_gray, p_lowres=p_lowres)
         for name, p in probs.items():

@@ -43,9 +43,20 @@ class CDAN(nn.Module):
     needs_target = True
     needs_logits = True  # conditions on class predictions: needs a trained head
 
-    def __init__(self, num_features: int, num_classes: int, entropy: bool = False, randomized: bool | None = None,
-                 randomized_dim: int = 1024, max_product: int = 4096, weight: float = 1.0, hidden: int = 1024,
-                 gamma: float = 10.0, max_coeff: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        entropy: bool = False,
+        randomized: bool | None = None,
+        randomized_dim: int = 1024,
+        max_product: int = 4096,
+        weight: float = 1.0,
+        hidden: int = 1024,
+        gamma: float = 10.0,
+        max_coeff: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.entropy, self.weight, self.gamma, self.max_coeff = entropy, weight, gamma, max_coeff
         self.randomized = num_features * num_classes > max_product if randomized is None else randomized
@@ -65,8 +76,9 @@ class CDAN(nn.Module):
             return (f @ self.rf.to(f.dtype)) * (g @ self.rg.to(g.dtype)) / self.rf.shape[1] ** 0.5
         return torch.bmm(g.unsqueeze(2), f.unsqueeze(1)).flatten(1)  # (B, K, F) -> (B, K·F)
 
-    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s: torch.Tensor,
-                logits_t: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s: torch.Tensor, logits_t: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
         f = torch.cat([f_s, f_t])  # (2B, F)
         g = torch.softmax(torch.cat([logits_s, logits_t]).float(), 1).detach().to(f.dtype)  # (2B, K)
         d = self.discriminator(self.grl(self.multilinear(f, g)))  # (2B,) logits
@@ -74,7 +86,7 @@ class CDAN(nn.Module):
         w = None
         if self.entropy:
             w = 1.0 + torch.exp(-entropy(g.float()))  # (2B,)
-            ws, wt = w[: len(f_s)], w[len(f_s):]
+            ws, wt = w[: len(f_s)], w[len(f_s) :]
             w = torch.cat([ws / ws.mean(), wt / wt.mean()]).detach()
         loss = F.binary_cross_entropy_with_logits(d.float(), is_source, weight=w)
         return self.weight * loss, {"cdan_loss": loss.detach(), "domain_acc": domain_accuracy(d, is_source)}

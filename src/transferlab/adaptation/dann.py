@@ -42,15 +42,27 @@ class DANN(nn.Module):
     needs_target = True
     needs_logits = False
 
-    def __init__(self, num_features: int, num_classes: int = 0, weight: float = 1.0, hidden: int = 1024,
-                 gamma: float = 10.0, max_coeff: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int = 0,
+        weight: float = 1.0,
+        hidden: int = 1024,
+        gamma: float = 10.0,
+        max_coeff: float = 1.0,
+    ) -> None:
         super().__init__()
         self.weight, self.gamma, self.max_coeff = weight, gamma, max_coeff
         self.grl = GradientReversal()
         self.discriminator = DomainDiscriminator(num_features, hidden)
 
-    def forward(self, f_s: torch.Tensor, f_t: torch.Tensor, logits_s: torch.Tensor | None = None,
-                logits_t: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self,
+        f_s: torch.Tensor,
+        f_t: torch.Tensor,
+        logits_s: torch.Tensor | None = None,
+        logits_t: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict]:
         d = self.discriminator(self.grl(torch.cat([f_s, f_t])))  # (B_s + B_t,) logits
         is_source = domain_labels(len(f_s), len(f_t), d)
         loss = F.binary_cross_entropy_with_logits(d.float(), is_source)

@@ -38,8 +38,16 @@ class DomainMixup(nn.Module):
     needs_target = True
     needs_logits = False
 
-    def __init__(self, num_features: int, num_classes: int = 0, alpha: float = 1.0, weight: float = 1.0,
-                 hidden: int = 1024, gamma: float = 10.0, max_coeff: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int = 0,
+        alpha: float = 1.0,
+        weight: float = 1.0,
+        hidden: int = 1024,
+        gamma: float = 10.0,
+        max_coeff: float = 1.0,
+    ) -> None:
         super().__init__()
         if alpha <= 0:
             raise ConfigError(f"adaptation.alpha={alpha} must be > 0 (the Beta(α, α) mixing concentration).")

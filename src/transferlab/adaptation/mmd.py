@@ -17,7 +17,9 @@ def _bandwidths(sq_dists: torch.Tensor, num_kernels: int, mul: float) -> list[to
     return [base * mul ** (i - num_kernels // 2) for i in range(num_kernels)]
 
 
-def mmd2(x: torch.Tensor, y: torch.Tensor, num_kernels: int = 5, mul: float = 2.0, linear: bool = False) -> torch.Tensor:
+def mmd2(
+    x: torch.Tensor, y: torch.Tensor, num_kernels: int = 5, mul: float = 2.0, linear: bool = False
+) -> torch.Tensor:
     """Multi-kernel Gaussian MMD² between samples `x` `(N, F)` and `y` `(M, F)`; scalar.
 
     `linear=True` needs N and M >= 2 and uses the first 2·min(N, M)//2 of each.
@@ -56,8 +58,15 @@ class MMD(nn.Module):
     needs_target = True
     needs_logits = False
 
-    def __init__(self, num_features: int = 0, num_classes: int = 0, weight: float = 1.0, num_kernels: int = 5,
-                 kernel_mul: float = 2.0, linear: bool = False) -> None:
+    def __init__(
+        self,
+        num_features: int = 0,
+        num_classes: int = 0,
+        weight: float = 1.0,
+        num_kernels: int = 5,
+        kernel_mul: float = 2.0,
+        linear: bool = False,
+    ) -> None:
         super().__init__()
         self.weight, self.num_kernels, self.kernel_mul, self.linear = weight, num_kernels, kernel_mul, linear
 

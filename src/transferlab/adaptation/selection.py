@@ -17,12 +17,16 @@ def _check_logits(logits: torch.Tensor, what: str, min_rows: int = 1) -> torch.T
     """`(N, K)` float logits with N >= min_rows and K >= 2, upcast to float32."""
     if not torch.is_tensor(logits) or logits.dim() != 2:
         shape = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
-        raise ValueError(f"{what} takes target logits of shape (N, K), got {shape}. Pass the classifier's "
-                         "outputs on the unlabelled target set, stacked over batches (torch.cat).")
+        raise ValueError(
+            f"{what} takes target logits of shape (N, K), got {shape}. Pass the classifier's "
+            "outputs on the unlabelled target set, stacked over batches (torch.cat)."
+        )
     n, k = logits.shape
     if n < min_rows or k < 2:
-        raise ValueError(f"{what} needs at least {min_rows} target examples and 2 classes, got logits {(n, k)}. "
-                         "Score on the whole target split rather than one tiny batch.")
+        raise ValueError(
+            f"{what} needs at least {min_rows} target examples and 2 classes, got logits {(n, k)}. "
+            "Score on the whole target split rather than one tiny batch."
+        )
     if not logits.is_floating_point():
         raise ValueError(f"{what} takes float logits (before softmax), got dtype {logits.dtype}.")
     return logits.float()

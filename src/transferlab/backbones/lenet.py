@@ -43,19 +43,28 @@ class LeNet(Backbone):
         self.dropout = nn.Dropout2d(dropout)
         self.pool = nn.AdaptiveMaxPool2d((4, 4))
         self.num_features = 50 * 4 * 4
-        self.info = BackboneInfo(name=name, source="random-init", license="n/a", kind="image",
-                                 extra={"pretrained": False, "reference": "tllib.vision.models.digits.LeNet"})
+        self.info = BackboneInfo(
+            name=name,
+            source="random-init",
+            license="n/a",
+            kind="image",
+            extra={"pretrained": False, "reference": "tllib.vision.models.digits.LeNet"},
+        )
         self.preprocessing = Preprocessing("image", mean=(0.5,), std=(0.5,), input_size=(1, 28, 28), in_chans=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 1 or min(x.shape[-2:]) < MIN_SIZE:
-            raise ConfigError(f"LeNet takes gray images (B, 1, H, W) with H, W >= {MIN_SIZE}, got {tuple(x.shape)}. "
-                              "Use 1-channel data at data.image_size=28 (its preprocessing asks for 1 channel).")
+            raise ConfigError(
+                f"LeNet takes gray images (B, 1, H, W) with H, W >= {MIN_SIZE}, got {tuple(x.shape)}. "
+                "Use 1-channel data at data.image_size=28 (its preprocessing asks for 1 channel)."
+            )
         x = F.relu(F.max_pool2d(self.conv1(x), 2))  # (B, 20, 12, 12) at 28 px
         x = F.relu(self.pool(self.dropout(self.conv2(x))))  # (B, 50, 4, 4)
         return x.flatten(1)  # (B, 800)
 
     def layer_groups(self) -> list[LayerGroup]:
         """The two convolutions, input -> output (dropout and pooling have no parameters)."""
-        return [LayerGroup(f"{i}:{name}", [(f"{name}.{n}", p) for n, p in getattr(self, name).named_parameters()])
-                for i, name in enumerate(("conv1", "conv2"))]
+        return [
+            LayerGroup(f"{i}:{name}", [(f"{name}.{n}", p) for n, p in getattr(self, name).named_parameters()])
+            for i, name in enumerate(("conv1", "conv2"))
+        ]

@@ -37,8 +37,10 @@ def _locate(path: str | None, url: str | None, name: str) -> tuple[Path, str]:
     if not out.exists():
         host = urlparse(url).hostname or ""
         if hub.offline_forced() or not hub.reachable(host):
-            raise WeightsError(f"backbone '{name}' downloads '{url}' but {host} is unreachable (offline?). Download it "
-                               "elsewhere and give the local file: backbone.path=/path/to/model.onnx")
+            raise WeightsError(
+                f"backbone '{name}' downloads '{url}' but {host} is unreachable (offline?). Download it "
+                "elsewhere and give the local file: backbone.path=/path/to/model.onnx"
+            )
         torch.hub.download_url_to_file(url, str(out), progress=False)
     return out, f"hub:{url}"
 
@@ -49,13 +51,21 @@ def _image_input(model) -> tuple[str, list]:
 
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
-    described = [f"{i.name}: {onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)} rank "
-                 f"{len(i.type.tensor_type.shape.dim)}" for i in inputs]
-    ok = (len(inputs) == 1 and inputs[0].type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
-          and len(inputs[0].type.tensor_type.shape.dim) == 4)
+    described = [
+        f"{i.name}: {onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)} rank "
+        f"{len(i.type.tensor_type.shape.dim)}"
+        for i in inputs
+    ]
+    ok = (
+        len(inputs) == 1
+        and inputs[0].type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+        and len(inputs[0].type.tensor_type.shape.dim) == 4
+    )
     if not ok:
-        raise ConfigError(f"this ONNX model takes {described}, but an image backbone needs one float input of shape "
-                          "(B, C, H, W) or (B, H, W, C). Use an image model (or cut/re-export it to take images).")
+        raise ConfigError(
+            f"this ONNX model takes {described}, but an image backbone needs one float input of shape "
+            "(B, C, H, W) or (B, H, W, C). Use an image model (or cut/re-export it to take images)."
+        )
     return inputs[0].name, [d.dim_value or None for d in inputs[0].type.tensor_type.shape.dim]
 
 
@@ -81,7 +91,8 @@ class OnnxBackbone(Backbone):
         url: e.g. an ONNX Model Zoo file URL (needs a network once).
         output: node output name to cut at (the features); null = the classifier's input, found automatically.
         name: display name recorded in results.
-        license: licence of the weights; null = the file's `metadata_props["license"]`, a LICENSE file beside it, or unknown.
+        license: licence of the weights; null = the file's `metadata_props["license"]`, a LICENSE file beside it,
+            or unknown.
         mean, std: input normalisation the weights expect.
         input_size: (C, H, W); null = from the ONNX input when static, else (3, 224, 224).
         layout: "auto", "nchw" or "nhwc" (NHWC models get a transpose in front).
@@ -93,11 +104,21 @@ class OnnxBackbone(Backbone):
         input `(B, C, H, W)` -> output `(B, num_features)`.
     """
 
-    def __init__(self, path: str | None = None, url: str | None = None, output: str | None = None,
-                 name: str | None = None, license: str | None = None,
-                 mean: tuple[float, ...] = (0.485, 0.456, 0.406), std: tuple[float, ...] = (0.229, 0.224, 0.225),
-                 input_size: tuple[int, int, int] | None = None, layout: str = "auto", num_groups: int = 4,
-                 source: str | None = None, license_source: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        url: str | None = None,
+        output: str | None = None,
+        name: str | None = None,
+        license: str | None = None,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        input_size: tuple[int, int, int] | None = None,
+        layout: str = "auto",
+        num_groups: int = 4,
+        source: str | None = None,
+        license_source: str | None = None,
+    ) -> None:
         super().__init__()
         name = name or Path(str(path or url)).stem
         file, where = _locate(path, url, name)  # before the onnx imports: fail fast offline
@@ -133,9 +154,14 @@ class OnnxBackbone(Backbone):
             lic, lsrc = meta["license"], "ONNX metadata_props"
         if lic is None and (found := licence.from_folder(file.parent)):
             lic, lsrc = found, f"LICENSE file beside {file.name}"
-        extra = {"input": input_name, "cut_at": self.cut_at, "layout": "nhwc" if nhwc else "nchw",
-                 "onnx_opset": next((o.version for o in model.opset_import if o.domain == ""), None),
-                 "ops": dict(Counter(ops).most_common()), "initializers_made_trainable": promoted}
+        extra = {
+            "input": input_name,
+            "cut_at": self.cut_at,
+            "layout": "nhwc" if nhwc else "nchw",
+            "onnx_opset": next((o.version for o in model.opset_import if o.domain == ""), None),
+            "ops": dict(Counter(ops).most_common()),
+            "initializers_made_trainable": promoted,
+        }
         if lsrc:
             extra["license_source"] = lsrc
         self.info = BackboneInfo(name=name, source=source or where, license=lic, kind="image", extra=extra)
@@ -158,8 +184,10 @@ class OnnxBackbone(Backbone):
             return (out.shape[3], "nhwc") if self.nhwc else (out.shape[1], "nchw")
         if out.dim() == 3:
             return out.shape[2], "tokens"
-        raise ConfigError(f"the features (ONNX value '{self.cut_at}') have shape {tuple(out.shape)}; cut at a (B, F), "
-                          "(B, C, H, W) or (B, T, F) value with backbone.output.")
+        raise ConfigError(
+            f"the features (ONNX value '{self.cut_at}') have shape {tuple(out.shape)}; cut at a (B, F), "
+            "(B, C, H, W) or (B, T, F) value with backbone.output."
+        )
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.permute(0, 2, 3, 1) if self.nhwc else x  # (B, C, H, W) -> (B, H, W, C) for NHWC graphs
@@ -192,5 +220,8 @@ class OnnxBackbone(Backbone):
         ordered += [(n, p) for n, p in params.items() if n not in seen]
         k = max(1, min(self.num_groups, len(ordered)))
         bounds = [round(i * len(ordered) / k) for i in range(k + 1)]
-        return [LayerGroup(f"{i}:{ordered[bounds[i]][0].split('.')[0]}", ordered[bounds[i]:bounds[i + 1]])
-                for i in range(k) if bounds[i] < bounds[i + 1]]
+        return [
+            LayerGroup(f"{i}:{ordered[bounds[i]][0].split('.')[0]}", ordered[bounds[i] : bounds[i + 1]])
+            for i in range(k)
+            if bounds[i] < bounds[i + 1]
+        ]

@@ -26,7 +26,9 @@ def _fill(node: onnx.NodeProto, shape) -> onnx.TensorProto:
     from onnx import numpy_helper
 
     value = next((numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"), np.zeros(1, np.float32))
-    return numpy_helper.from_array(np.full([int(d) for d in shape], value.reshape(-1)[0], dtype=value.dtype), node.output[0])
+    return numpy_helper.from_array(
+        np.full([int(d) for d in shape], value.reshape(-1)[0], dtype=value.dtype), node.output[0]
+    )
 
 
 def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -61,7 +63,9 @@ def normalize(model: onnx.ModelProto) -> onnx.ModelProto:
     kept = []
     for n in nodes:
         src = alias.get(n.input[0], n.input[0]) if n.input else None
-        no_op = (n.op_type == "Identity" and src in inits) or (n.op_type == "Dropout" and not (set(n.output[1:]) & used))
+        no_op = (n.op_type == "Identity" and src in inits) or (
+            n.op_type == "Dropout" and not (set(n.output[1:]) & used)
+        )
         if no_op and n.output[0] not in outputs:
             alias[n.output[0]] = src
         else:
@@ -123,7 +127,8 @@ def cut(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
     if output not in names:
         close = difflib.get_close_matches(output, names, n=5, cutoff=0.3)
         raise ConfigError(
-            f"the ONNX model has no node output '{output}' to cut at (backbone.output). Close names: {close or 'none'}; "
+            f"the ONNX model has no node output '{output}' to cut at (backbone.output). Close names: "
+            f"{close or 'none'}; "
             f"its last outputs are {names[-5:]}. List them all with "
             "`[o for n in onnx.load(path).graph.node for o in n.output]`."
         )

@@ -24,8 +24,11 @@ def _signature(saved_model: str, name: str) -> tuple[dict, dict]:
 
     loaded = tf.saved_model.load(saved_model)
     if name not in loaded.signatures:
-        _fail(3, f"the SavedModel has no signature '{name}'; it has {sorted(loaded.signatures)}. "
-                 "Set backbone.signature to one of them.")
+        _fail(
+            3,
+            f"the SavedModel has no signature '{name}'; it has {sorted(loaded.signatures)}. "
+            "Set backbone.signature to one of them.",
+        )
     fn = loaded.signatures[name]
     inputs = {k: (v.dtype.name, v.shape.as_list()) for k, v in fn.structured_input_signature[1].items()}
     outputs = {k: (v.dtype.name, v.shape.as_list()) for k, v in fn.structured_outputs.items()}
@@ -46,16 +49,31 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     inputs, outputs = _signature(a.saved_model, a.signature)
-    image = [k for k, (dtype, shape) in inputs.items() if dtype.startswith(("float", "half", "bfloat")) and len(shape) == 4]
+    image = [
+        k for k, (dtype, shape) in inputs.items() if dtype.startswith(("float", "half", "bfloat")) and len(shape) == 4
+    ]
     if len(inputs) != 1 or not image:
         kind = " (strings: a text model)" if any(d == "string" for d, _ in inputs.values()) else ""
-        _fail(3, f"signature '{a.signature}' takes {inputs}{kind}, but an image backbone needs one float input "
-                 "(B, H, W, C). Use an image model's signature (backbone.signature) or another model.", inputs=inputs)
+        _fail(
+            3,
+            f"signature '{a.signature}' takes {inputs}{kind}, but an image backbone needs one float input "
+            "(B, H, W, C). Use an image model's signature (backbone.signature) or another model.",
+            inputs=inputs,
+        )
     from tf2onnx import convert
 
     log = io.StringIO()
-    args = ["tf2onnx.convert", "--saved-model", a.saved_model, "--signature_def", a.signature, "--opset", str(a.opset),
-            "--output", a.output]
+    args = [
+        "tf2onnx.convert",
+        "--saved-model",
+        a.saved_model,
+        "--signature_def",
+        a.signature,
+        "--opset",
+        str(a.opset),
+        "--output",
+        a.output,
+    ]
     sys.argv = args
     try:
         with contextlib.redirect_stderr(log):
@@ -63,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         if e.code not in (0, None):
             _fail(4, "tf2onnx failed", log=log.getvalue()[-4000:])
-    except Exception as e:  # noqa: BLE001 - tf2onnx raises op-mapping errors as plain exceptions; reported as JSON
+    except Exception as e:  # tf2onnx raises op-mapping errors as plain exceptions; reported as JSON
         _fail(4, f"tf2onnx failed: {type(e).__name__}: {e}", log=log.getvalue()[-4000:])
-    unsupported = [ln.strip() for ln in log.getvalue().splitlines() if "is not supported" in ln or "Unsupported ops" in ln]
+    unsupported = [
+        ln.strip() for ln in log.getvalue().splitlines() if "is not supported" in ln or "Unsupported ops" in ln
+    ]
     if unsupported or not os.path.exists(a.output):
         _fail(4, "tf2onnx could not map every op", unsupported=unsupported, log=log.getvalue()[-4000:])
     print(json.dumps({"inputs": inputs, "outputs": outputs, "opset": a.opset, "signature": a.signature}))

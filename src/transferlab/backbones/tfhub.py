@@ -34,9 +34,11 @@ def _download(handle: str, name: str) -> Path:
         return out
     host = urlparse(handle).hostname or ""
     if hub.offline_forced() or not hub.reachable(host):
-        raise WeightsError(f"backbone '{name}' needs the TF Hub model '{handle}' but {host} is unreachable (offline?). "
-                           "Download and unpack it elsewhere and set backbone.path=/path/to/saved_model (a folder with "
-                           "saved_model.pb).")
+        raise WeightsError(
+            f"backbone '{name}' needs the TF Hub model '{handle}' but {host} is unreachable (offline?). "
+            "Download and unpack it elsewhere and set backbone.path=/path/to/saved_model (a folder with "
+            "saved_model.pb)."
+        )
     import torch
 
     archive = out.with_suffix(".tar.gz")
@@ -62,8 +64,17 @@ def convert(saved_model: Path, signature: str = "serving_default", opset: int = 
     if out.exists() and meta.exists():
         return out, json.loads(meta.read_text())
     tmp = out.with_name(f".{out.name}.tmp")
-    cmd = [sys.executable, "-m", "transferlab.backbones.tf_convert", str(saved_model), str(tmp),
-           "--signature", signature, "--opset", str(opset)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transferlab.backbones.tf_convert",
+        str(saved_model),
+        str(tmp),
+        "--signature",
+        signature,
+        "--opset",
+        str(opset),
+    ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     summary = json.loads(lines[-1]) if lines else {}
@@ -73,14 +84,23 @@ def convert(saved_model: Path, signature: str = "serving_default", opset: int = 
         if "No module named 'tensorflow'" in proc.stderr or "No module named 'tf2onnx'" in proc.stderr:
             raise ConfigError("TF Hub / SavedModel backbones need the tfhub extra: pip install 'transferlab[tfhub]'.")
         detail = summary.get("unsupported") or summary.get("log") or proc.stderr[-2000:]
-        raise WeightsError(f"converting SavedModel '{saved_model}' to ONNX failed ({summary.get('error', 'crashed')}): {detail}")
+        raise WeightsError(
+            f"converting SavedModel '{saved_model}' to ONNX failed ({summary.get('error', 'crashed')}): {detail}"
+        )
     tmp.replace(out)
     atomic_write(meta, lambda t: t.write_text(json.dumps(summary)))
     return out, summary
 
 
-def tfhub_backbone(handle: str | None = None, path: str | None = None, signature: str = "serving_default",
-                   opset: int = 17, name: str | None = None, license: str | None = None, **onnx_kwargs) -> OnnxBackbone:
+def tfhub_backbone(
+    handle: str | None = None,
+    path: str | None = None,
+    signature: str = "serving_default",
+    opset: int = 17,
+    name: str | None = None,
+    license: str | None = None,
+    **onnx_kwargs,
+) -> OnnxBackbone:
     """Build an `OnnxBackbone` from a TF Hub handle or a local SavedModel folder.
 
     Args:
@@ -93,8 +113,12 @@ def tfhub_backbone(handle: str | None = None, path: str | None = None, signature
         **onnx_kwargs: passed to `OnnxBackbone` (output, mean, std, input_size, num_groups ...).
     """
     if path is None and handle is None:
-        raise ConfigError("a TF Hub backbone needs backbone.handle (a TF Hub URL) or backbone.path (a SavedModel folder).")
-    if name is None and path is None:  # .../imagenet/mobilenet_v2_100_224/feature_vector/5 -> mobilenet_v2_100_224/feature_vector
+        raise ConfigError(
+            "a TF Hub backbone needs backbone.handle (a TF Hub URL) or backbone.path (a SavedModel folder)."
+        )
+    if (
+        name is None and path is None
+    ):  # .../imagenet/mobilenet_v2_100_224/feature_vector/5 -> mobilenet_v2_100_224/feature_vector
         name = "/".join([part for part in urlparse(handle).path.split("/") if part and not part.isdigit()][-2:])
     name = name or Path(str(path)).name
     folder = Path(path) if path else _download(handle, name)  # offline + handle: fails here, before TensorFlow
@@ -104,7 +128,13 @@ def tfhub_backbone(handle: str | None = None, path: str | None = None, signature
     lic, lsrc = license, None
     if lic is None and (found := licence.from_folder(folder)):
         lic, lsrc = found, "LICENSE file in the SavedModel folder"
-    bb = OnnxBackbone(path=str(onnx_file), name=name, license=lic, license_source=lsrc,
-                      source=f"hub:{handle}" if not path else f"file:{path}", **onnx_kwargs)
+    bb = OnnxBackbone(
+        path=str(onnx_file),
+        name=name,
+        license=lic,
+        license_source=lsrc,
+        source=f"hub:{handle}" if not path else f"file:{path}",
+        **onnx_kwargs,
+    )
     bb.info.extra.update(tf_signature=signature, tf_inputs=summary.get("inputs"), converted_via="tf2onnx -> onnx2torch")
     return bb

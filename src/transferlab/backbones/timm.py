@@ -123,8 +123,11 @@ class TimmBackbone(Backbone):
         if qkv:
             return qkv
         stem = model.pretrained_cfg.get("first_conv", "")
-        return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1
-                and tuple(m.kernel_size) == (1, 1) and n != stem]
+        return [
+            n
+            for n, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.groups == 1 and tuple(m.kernel_size) == (1, 1) and n != stem
+        ]
 
     def split(self, n_groups: int) -> tuple[torch.nn.Module, torch.nn.Module] | None:
         """`(prefix, suffix)` with `suffix(prefix(x)) == self(x)`, cut after the first `n_groups` layer groups.
@@ -145,7 +148,9 @@ class TimmBackbone(Backbone):
             return None
         if len(self.layer_groups()) != 1 + len(blocks) or not 1 <= n_groups <= len(blocks):  # tail: in the last group
             return None
-        return torch.nn.Sequential(*stem, *blocks[: n_groups - 1]), _Suffix(torch.nn.Sequential(*blocks[n_groups - 1 :], *tail), m)
+        return torch.nn.Sequential(*stem, *blocks[: n_groups - 1]), _Suffix(
+            torch.nn.Sequential(*blocks[n_groups - 1 :], *tail), m
+        )
 
     def layer_groups(self) -> list[LayerGroup]:
         """timm's own coarse `group_matcher` (stem, stages/blocks, final norm), input -> output."""

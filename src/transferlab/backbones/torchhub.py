@@ -42,12 +42,16 @@ def _check_repo(repo: str, source: str, model: str, name: str) -> str:
     """Fail fast: a local dir without hubconf.py / entry `model`, or GitHub unreachable and not cached."""
     if source == "local":
         if not (Path(repo) / "hubconf.py").is_file():
-            raise ConfigError(f"backbone.repo='{repo}' is not a torch.hub repo dir (no hubconf.py). Point it at a "
-                              "folder with a hubconf.py, e.g. a `git clone` of the hub repo.")
+            raise ConfigError(
+                f"backbone.repo='{repo}' is not a torch.hub repo dir (no hubconf.py). Point it at a "
+                "folder with a hubconf.py, e.g. a `git clone` of the hub repo."
+            )
         entries = _hub_entries(repo)
         if model not in entries:
-            raise ConfigError(f"torch.hub repo '{repo}' has no entry '{model}'; its hubconf.py offers "
-                              f"{entries or 'no entries'}. Set backbone.model to one of them.")
+            raise ConfigError(
+                f"torch.hub repo '{repo}' has no entry '{model}'; its hubconf.py offers "
+                f"{entries or 'no entries'}. Set backbone.model to one of them."
+            )
         return f"file:{repo}"
     if source != "github":
         raise ConfigError(f"backbone.source='{source}' must be 'github' or 'local'.")
@@ -55,7 +59,8 @@ def _check_repo(repo: str, source: str, model: str, name: str) -> str:
     cached = any(Path(torch.hub.get_dir()).glob(f"{owner_repo}_*"))
     if not cached and (hub.offline_forced() or not hub.reachable(GITHUB)):
         raise WeightsError(
-            f"backbone '{name}' loads '{model}' from the torch.hub repo '{repo}' on GitHub, but {GITHUB} is unreachable "
+            f"backbone '{name}' loads '{model}' from the torch.hub repo '{repo}' on GitHub, but "
+            f"{GITHUB} is unreachable "
             "(offline?). Offline, clone the repo elsewhere (with its weights) and set `backbone.source=local "
             "backbone.repo=/path/to/repo`."
         )
@@ -70,14 +75,18 @@ def _split_head(model: nn.Module, head: str | None) -> tuple[str, int]:
             module = model.get_submodule(path)
         except AttributeError:
             continue
-        linears = [m for m in ([module] if isinstance(module, nn.Linear) else module.modules()) if isinstance(m, nn.Linear)]
+        linears = [
+            m for m in ([module] if isinstance(module, nn.Linear) else module.modules()) if isinstance(m, nn.Linear)
+        ]
         if linears:
             parent, _, attr = path.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
             return path, linears[0].in_features
     children = [n for n, _ in model.named_children()]
-    raise ConfigError(f"can't find the classifier of this torch.hub model (tried {names}); its top-level modules are "
-                      f"{children}. Name it with backbone.head=<module path> (e.g. fc or classifier.1).")
+    raise ConfigError(
+        f"can't find the classifier of this torch.hub model (tried {names}); its top-level modules are "
+        f"{children}. Name it with backbone.head=<module path> (e.g. fc or classifier.1)."
+    )
 
 
 class TorchHubBackbone(Backbone):
@@ -100,22 +109,43 @@ class TorchHubBackbone(Backbone):
         input `(B, C, H, W)` -> output `(B, num_features)`.
     """
 
-    def __init__(self, repo: str, model: str, source: str = "github", weights: str | None = None,
-                 pretrained: bool | None = None, model_kwargs: dict | None = None,
-                 head: str | None = None, name: str | None = None, license: str | None = None,
-                 mean: tuple[float, ...] = (0.485, 0.456, 0.406), std: tuple[float, ...] = (0.229, 0.224, 0.225),
-                 input_size: tuple[int, int, int] = (3, 224, 224)) -> None:
+    def __init__(
+        self,
+        repo: str,
+        model: str,
+        source: str = "github",
+        weights: str | None = None,
+        pretrained: bool | None = None,
+        model_kwargs: dict | None = None,
+        head: str | None = None,
+        name: str | None = None,
+        license: str | None = None,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        input_size: tuple[int, int, int] = (3, 224, 224),
+    ) -> None:
         super().__init__()
         name = name or model
         where = _check_repo(str(repo), source, model, name)
         kwargs = {k: v for k, v in (("weights", weights), ("pretrained", pretrained)) if v is not None}
         try:
-            self.model = torch.hub.load(str(repo), model, source=source, trust_repo=True, skip_validation=True,
-                                        **kwargs, **dict(model_kwargs or {}))
+            self.model = torch.hub.load(
+                str(repo),
+                model,
+                source=source,
+                trust_repo=True,
+                skip_validation=True,
+                **kwargs,
+                **dict(model_kwargs or {}),
+            )
         except Exception as e:  # hub code raises anything: one message naming the entry
-            raise WeightsError(f"torch.hub.load('{repo}', '{model}', source='{source}') failed: {type(e).__name__}: {e}") from e
+            raise WeightsError(
+                f"torch.hub.load('{repo}', '{model}', source='{source}') failed: {type(e).__name__}: {e}"
+            ) from e
         if not isinstance(self.model, nn.Module):
-            raise ConfigError(f"torch.hub entry '{model}' of '{repo}' returned a {type(self.model).__name__}, not an nn.Module.")
+            raise ConfigError(
+                f"torch.hub entry '{model}' of '{repo}' returned a {type(self.model).__name__}, not an nn.Module."
+            )
         self.head_path, self.num_features = _split_head(self.model, head)
         self._check_features(input_size)
         extra = {"head_removed": self.head_path, "entry": model}
@@ -132,8 +162,10 @@ class TorchHubBackbone(Backbone):
         out = self.model.eval()(torch.zeros(2, *input_size))
         self.model.train(was)
         if out.dim() != 2 or out.shape[1] != self.num_features:
-            raise ConfigError(f"with '{self.head_path}' removed the model outputs {tuple(out.shape)}, not (B, "
-                              f"{self.num_features}) features. Name the classifier with backbone.head=<module path>.")
+            raise ConfigError(
+                f"with '{self.head_path}' removed the model outputs {tuple(out.shape)}, not (B, "
+                f"{self.num_features}) features. Name the classifier with backbone.head=<module path>."
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)  # (B, num_features)

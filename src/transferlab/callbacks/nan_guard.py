@@ -65,7 +65,11 @@ class NanGuard(L.Callback):
                     what, reason = f"the gradient norm is {float(norm)}", "non_finite_gradients"
         self._bad_loss = None
         # every process takes the same decision (losses are per process); the collective runs on all of them
-        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(what is not None, all=False) and what is None:
+        if (
+            trainer.world_size > 1
+            and trainer.strategy.reduce_boolean_decision(what is not None, all=False)
+            and what is None
+        ):
             what, reason = "the loss or gradients of another process are not finite", "non_finite_loss"
         if what is None:
             return
@@ -73,35 +77,62 @@ class NanGuard(L.Callback):
         if self.policy == "skip" and len(self.skipped) < self.max_skips:
             optimizer.zero_grad(set_to_none=True)  # optimizers skip parameters without a gradient: no update
             self.skipped.append(step)
-            log.warning("step %d: %s; step skipped (callbacks.nan_guard.policy=skip, %d of at most %d)",
-                        step, what, len(self.skipped), self.max_skips)
+            log.warning(
+                "step %d: %s; step skipped (callbacks.nan_guard.policy=skip, %d of at most %d)",
+                step,
+                what,
+                len(self.skipped),
+                self.max_skips,
+            )
             return
         self._stop(trainer, step, what, reason)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        bad = [k for k, v in checkpoint.get("state_dict", {}).items()
-               if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        bad = [
+            k
+            for k, v in checkpoint.get("state_dict", {}).items()
+            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+        ]
         if bad:
-            self._stop(trainer, trainer.global_step, f"the weights are not finite ({bad[0]} ...); checkpoint not written",
-                       "non_finite_weights")
+            self._stop(
+                trainer,
+                trainer.global_step,
+                f"the weights are not finite ({bad[0]} ...); checkpoint not written",
+                "non_finite_weights",
+            )
 
     def _stop(self, trainer, step: int, what: str, reason: str):
-        ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(
-            trainer.checkpoint_callback, "best_model_path", "") or None
+        ckpt = (
+            getattr(trainer.checkpoint_callback, "last_model_path", "")
+            or getattr(trainer.checkpoint_callback, "best_model_path", "")
+            or None
+        )
         lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
         skipped = f" after {len(self.skipped)} skipped steps" if self.skipped else ""
         raise TrainingError(
-            f"training stopped at step {step} (epoch {trainer.current_epoch}, batch {self._batch_idx}){skipped}: {what}. "
+            f"training stopped at step {step} (epoch {trainer.current_epoch}, batch "
+            f"{self._batch_idx}){skipped}: {what}. "
             "The step was not applied. Likely causes: a learning rate too high (largest now "
             f"{max(lrs) if lrs else float('nan'):g}; lower strategy.lr), "
-            + (f"overflow in reduced precision (precision={trainer.precision}; try 32-true or bf16-mixed), "
-               if "16" in str(trainer.precision) else "")
+            + (
+                f"overflow in reduced precision (precision={trainer.precision}; try 32-true or bf16-mixed), "
+                if "16" in str(trainer.precision)
+                else ""
+            )
             + "or non-finite values in the data (inputs, labels). "
-            + (f"Last good checkpoint: {ckpt} (resume with ckpt_path={ckpt}). " if ckpt
-               else "No checkpoint was written before it. ")
+            + (
+                f"Last good checkpoint: {ckpt} (resume with ckpt_path={ckpt}). "
+                if ckpt
+                else "No checkpoint was written before it. "
+            )
             + "callbacks.nan_guard.policy=skip skips such steps instead.",
-            details={"reason": reason, "step": step, "epoch": trainer.current_epoch, "last_checkpoint": ckpt,
-                     "skipped_steps": list(self.skipped)},
+            details={
+                "reason": reason,
+                "step": step,
+                "epoch": trainer.current_epoch,
+                "last_checkpoint": ckpt,
+                "skipped_steps": list(self.skipped),
+            },
         )
 
     def report(self) -> dict:

@@ -33,8 +33,13 @@ class ResumeState(L.Callback):
 
     def state_dict(self) -> dict:
         name, keys, pos, has_gauss, gauss = np.random.get_state()
-        numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)}  # tensors/ints: weights_only-safe
+        numpy_state = {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        }  # tensors/ints: weights_only-safe
         state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(), "stamp": self.stamp}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
@@ -45,8 +50,10 @@ class ResumeState(L.Callback):
         diff = {k: (saved.get(k), v) for k, v in self.stamp.items() if k in saved and saved[k] != v}
         if diff:
             listing = "; ".join(f"{k}: checkpoint {a!r} vs this run {b!r}" for k, (a, b) in diff.items())
-            raise ConfigError(f"can't resume: the checkpoint was written by a different run ({listing}). "
-                              "Resume with the same backbone/strategy/data, or start a new run without ckpt_path.")
+            raise ConfigError(
+                f"can't resume: the checkpoint was written by a different run ({listing}). "
+                "Resume with the same backbone/strategy/data, or start a new run without ckpt_path."
+            )
         self._restore = state
 
     def on_train_start(self, trainer, pl_module) -> None:

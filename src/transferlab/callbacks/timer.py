@@ -43,5 +43,9 @@ class StepTimer(L.Callback):
 
     def summary(self) -> dict:
         timed = self.steps[self.skip :] or self.steps
-        return {"steps": len(self.steps), "step_s_median": statistics.median(timed) if timed else None,
-                "step_s_all": self.steps, "first_step_unix": self.first_step_unix}
+        return {
+            "steps": len(self.steps),
+            "step_s_median": statistics.median(timed) if timed else None,
+            "step_s_all": self.steps,
+            "first_step_unix": self.first_step_unix,
+        }

@@ -66,8 +66,14 @@ class ProgressiveUnfreezing(L.Callback):
             for p in g.parameters():
                 p.requires_grad_(True)
             lr = 0.0 if self.strategy.warmup_steps else self.strategy.group_lr(k)
-            optimizer.add_param_group({"name": f"backbone.{g.name}", "params": g.parameters(), "lr": lr,
-                                       "initial_lr": self.strategy.group_lr(k)})
+            optimizer.add_param_group(
+                {
+                    "name": f"backbone.{g.name}",
+                    "params": g.parameters(),
+                    "lr": lr,
+                    "initial_lr": self.strategy.group_lr(k),
+                }
+            )
             self.joined_at[k] = trainer.global_step
             self.strategy.unfrozen += 1
         pl_module.train()  # newly trainable groups leave eval mode

@@ -120,8 +120,10 @@ class ClassificationData(L.LightningDataModule):
 
         `size` resizes them; null keeps their native size. Image datamodules override this.
         """
-        raise DataError(f"{type(self).__name__} can't hand its images to a translator (translate=...): "
-                        "pixel-level adaptation needs image data (data=mnist_to_digits, digits_to_mnist, imagefolder).")
+        raise DataError(
+            f"{type(self).__name__} can't hand its images to a translator (translate=...): "
+            "pixel-level adaptation needs image data (data=mnist_to_digits, digits_to_mnist, imagefolder)."
+        )
 
     def translated_dataset(self, which: str, indices: np.ndarray) -> Dataset:
         """The translated images of `which` at `indices`, resized and normalised for the backbone.
@@ -132,12 +134,14 @@ class ClassificationData(L.LightningDataModule):
         from transferlab.data.images import NormalizedImages, resize_tensor
 
         pre = self.preprocessing
-        images = resize_tensor(self.translated[which][torch.from_numpy(np.asarray(indices, dtype=np.int64))],
-                               getattr(self, "image_size", None) or pre.input_size[-1])
+        images = resize_tensor(
+            self.translated[which][torch.from_numpy(np.asarray(indices, dtype=np.int64))],
+            getattr(self, "image_size", None) or pre.input_size[-1],
+        )
         return NormalizedImages(images, torch.from_numpy(self.domains[which].labels[indices]), pre.mean, pre.std)
 
     # -- splits -----------------------------------------------------------------------------------
-    def prepare(self) -> "ClassificationData":
+    def prepare(self) -> ClassificationData:
         """Read labels, split and subsample; cheap, and raises `DataError` before any model loads."""
         names = ["source", "target"] if self.has_target_domain else ["source"]
         for which in names:
@@ -200,7 +204,9 @@ class ClassificationData(L.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=min(bs, len(ds)) if train else bs,
-            sampler=EpochShuffle(len(ds), seed=self.seed + (1000 if key.startswith("target") else 0)) if train else None,
+            sampler=EpochShuffle(len(ds), seed=self.seed + (1000 if key.startswith("target") else 0))
+            if train
+            else None,
             drop_last=train and len(ds) > bs,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -65,8 +65,16 @@ class _Framed:
 class FolderImages(Dataset):
     """Decode, resize, center-crop and normalise images from files."""
 
-    def __init__(self, files: list[Path], labels: np.ndarray, size: int, mean, std, in_chans: int,
-                 geometry: Geometry | None = None) -> None:
+    def __init__(
+        self,
+        files: list[Path],
+        labels: np.ndarray,
+        size: int,
+        mean,
+        std,
+        in_chans: int,
+        geometry: Geometry | None = None,
+    ) -> None:
         from torchvision import transforms as T
 
         self.files, self.labels = files, torch.from_numpy(labels)
@@ -74,8 +82,15 @@ class FolderImages(Dataset):
         if geometry is None or geometry.identity:
             self.transform = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
         else:  # the domain's own framing first (on the decoded image), then the shared transform
-            self.transform = T.Compose([T.ToTensor(), _Framed(geometry), T.Resize(size, antialias=True),
-                                        T.CenterCrop(size), T.Normalize(mean, std)])
+            self.transform = T.Compose(
+                [
+                    T.ToTensor(),
+                    _Framed(geometry),
+                    T.Resize(size, antialias=True),
+                    T.CenterCrop(size),
+                    T.Normalize(mean, std),
+                ]
+            )
 
     def __len__(self) -> int:
         return len(self.files)
@@ -85,7 +100,7 @@ class FolderImages(Dataset):
         import hashlib
 
         h = hashlib.sha256(f"{self.mode}|{self.transform}".encode())
-        for f, y in zip(self.files, self.labels.tolist()):
+        for f, y in zip(self.files, self.labels.tolist(), strict=False):
             st = f.stat()
             h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{y}".encode())
         return h.hexdigest()
@@ -113,9 +128,16 @@ class ImageFolderData(ClassificationData):
         geometry: per-domain framing before the shared transform (see `transferlab.data.geometry`).
     """
 
-    def __init__(self, root: str, target_root: str | None = None, image_size: int | None = None,
-                 bad_files: str = "error", max_bad_fraction: float = 0.01, geometry: dict | None = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        root: str,
+        target_root: str | None = None,
+        image_size: int | None = None,
+        bad_files: str = "error",
+        max_bad_fraction: float = 0.01,
+        geometry: dict | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.geometry = domain_geometry(geometry)
         if bad_files not in {"error", "skip"}:
@@ -130,14 +152,19 @@ class ImageFolderData(ClassificationData):
         bad = undecodable(files)
         if bad and (self.bad_files == "error" or len(bad) > self.max_bad_fraction * len(files)):
             listing = "; ".join(f"{f} ({why})" for f, why in bad[:3])
-            fix = ("remove or replace them, or set data.bad_files=skip to drop them" if self.bad_files == "error"
-                   else f"that exceeds data.max_bad_fraction={self.max_bad_fraction}; clean the folder")
-            raise DataError(f"{len(bad)} of {len(files)} images under '{where}' can't be decoded: {listing}. Fix: {fix}.")
+            fix = (
+                "remove or replace them, or set data.bad_files=skip to drop them"
+                if self.bad_files == "error"
+                else f"that exceeds data.max_bad_fraction={self.max_bad_fraction}; clean the folder"
+            )
+            raise DataError(
+                f"{len(bad)} of {len(files)} images under '{where}' can't be decoded: {listing}. Fix: {fix}."
+            )
         if bad:
             log.warning("skipping %d undecodable images under %s (e.g. %s)", len(bad), where, bad[0][0])
             self.bad_count += len(bad)
             keep = np.array([f not in {b for b, _ in bad} for f in files])
-            files, labels = [f for f, k in zip(files, keep) if k], labels[keep]
+            files, labels = [f for f, k in zip(files, keep, strict=False) if k], labels[keep]
         return files, labels
 
     def load_domain(self, which: str) -> Domain:
@@ -152,7 +179,9 @@ class ImageFolderData(ClassificationData):
             raise DataError(f"no images found under data.{key}='{root}'. Expected {LAYOUT}.")
         for s, (_, _, c) in parts.items():
             if c != classes:
-                raise DataError(f"'{root / s}' has classes {c} but '{root / splits[0]}' has {classes}; use the same class folders.")
+                raise DataError(
+                    f"'{root / s}' has classes {c} but '{root / splits[0]}' has {classes}; use the same class folders."
+                )
         files, labels, offsets = [], [], {}
         for s, (f, y, _) in parts.items():
             f, y = self._checked(f, y, root / (s if s != "all" else ""))
@@ -181,8 +210,10 @@ class ImageFolderData(ClassificationData):
         mode = "L" if all(im.mode in gray_modes for im in images) else "RGB"
         sizes = sorted({im.size for im in images})
         if size is None and len(sizes) > 1:
-            raise DataError(f"the {which} images have different sizes ({sizes[0]} ... {sizes[-1]} px): a translator "
-                            "needs one size; set translate.image_size (e.g. 64) to resize them.")
+            raise DataError(
+                f"the {which} images have different sizes ({sizes[0]} ... {sizes[-1]} px): a translator "
+                "needs one size; set translate.image_size (e.g. 64) to resize them."
+            )
         prep = T.Compose(([T.Resize(size), T.CenterCrop(size)] if size else []) + [T.ToTensor()])
         return torch.stack([prep(im.convert(mode)) for im in images])
 
@@ -192,5 +223,6 @@ class ImageFolderData(ClassificationData):
         pre = self.preprocessing
         size = self.image_size or pre.input_size[-1]
         files = [self.files[which][i] for i in indices]
-        return FolderImages(files, self.domains[which].labels[indices], size, pre.mean, pre.std, pre.in_chans,
-                            self.geometry[which])
+        return FolderImages(
+            files, self.domains[which].labels[indices], size, pre.mean, pre.std, pre.in_chans, self.geometry[which]
+        )

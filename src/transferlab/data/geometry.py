@@ -42,7 +42,7 @@ class Geometry:
     resize: int | None = None
 
     @classmethod
-    def from_config(cls, node, which: str) -> "Geometry":
+    def from_config(cls, node, which: str) -> Geometry:
         """Build from `data.geometry.<which>` (a dict or null), with the key named in every error."""
         if node is None:
             return cls()

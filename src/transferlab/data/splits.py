@@ -48,11 +48,11 @@ def subsample(
                 f"{counts[c_min]} training examples after the val/test hold-out. Use "
                 f"data.train_per_class<={counts[c_min]}, or null to use all examples."
             )
-        take = lambda idx: rng.permutation(idx)[:per_class]  # noqa: E731
+        take = lambda idx: rng.permutation(idx)[:per_class]
     elif fraction is not None:
         if not 0 < fraction <= 1:
             raise DataError(f"data.train_fraction={fraction} must be in (0, 1].")
-        take = lambda idx: rng.permutation(idx)[: max(1, int(round(fraction * len(idx))))]  # noqa: E731
+        take = lambda idx: rng.permutation(idx)[: max(1, int(round(fraction * len(idx))))]
     else:
         return pool
     return np.sort(np.concatenate([take(pool[labels[pool] == c]) for c in counts]))

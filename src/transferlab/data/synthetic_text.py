@@ -26,21 +26,43 @@ DOMAINS = {
         "aspects": ["plot", "writing", "characters", "ending", "pacing", "dialogue", "prose", "translation"],
         1: ["a real page-turner", "I could not put it down", "the characters felt alive", "beautifully written"],
         0: ["the plot drags on", "I gave up halfway", "the characters are flat", "full of clumsy sentences"],
-        "filler": ["I read it over the holidays.", "It has about three hundred pages.", "My book club picked it.",
-                   "The cover shows an old lighthouse.", "It is the second book of a series."],
+        "filler": [
+            "I read it over the holidays.",
+            "It has about three hundred pages.",
+            "My book club picked it.",
+            "The cover shows an old lighthouse.",
+            "It is the second book of a series.",
+        ],
     },
     "electronics": {
         "items": ["laptop", "headphones", "phone charger", "tablet", "camera", "speaker", "keyboard", "smartwatch"],
         "aspects": ["battery", "screen", "sound", "build quality", "setup", "connectivity", "software", "charging"],
-        1: ["the battery lasts for days", "works perfectly out of the box", "crisp and clear sound", "fast and reliable"],
-        0: ["the battery dies within an hour", "it overheats constantly", "stopped working after a week", "the screen flickers"],
-        "filler": ["I use it mostly at work.", "It came in a small box.", "I bought it during a sale.",
-                   "It is the black model.", "Shipping took four days."],
+        1: [
+            "the battery lasts for days",
+            "works perfectly out of the box",
+            "crisp and clear sound",
+            "fast and reliable",
+        ],
+        0: [
+            "the battery dies within an hour",
+            "it overheats constantly",
+            "stopped working after a week",
+            "the screen flickers",
+        ],
+        "filler": [
+            "I use it mostly at work.",
+            "It came in a small box.",
+            "I bought it during a sale.",
+            "It is the black model.",
+            "Shipping took four days.",
+        ],
     },
 }
 
 
-def reviews(domain: str, n_per_class: int = 500, seed: int = 0, label_noise: float = 0.05) -> tuple[list[str], np.ndarray]:
+def reviews(
+    domain: str, n_per_class: int = 500, seed: int = 0, label_noise: float = 0.05
+) -> tuple[list[str], np.ndarray]:
     """`n_per_class` reviews per sentiment of one domain: (texts, labels with 1 = positive).
 
     Deterministic given (domain, n_per_class, seed, label_noise).
@@ -49,7 +71,7 @@ def reviews(domain: str, n_per_class: int = 500, seed: int = 0, label_noise: flo
         raise ValueError(f"unknown review domain '{domain}'; choose from {sorted(DOMAINS)}")
     d = DOMAINS[domain]
     rng = np.random.default_rng([seed, list(DOMAINS).index(domain)])
-    pick = lambda xs: xs[rng.integers(len(xs))]  # noqa: E731
+    pick = lambda xs: xs[rng.integers(len(xs))]
     texts, labels = [], []
     for y in np.repeat([0, 1], n_per_class):
         item, aspect = pick(d["items"]), pick(d["aspects"])
@@ -73,10 +95,32 @@ def reviews(domain: str, n_per_class: int = 500, seed: int = 0, label_noise: flo
     return [texts[i] for i in order], np.asarray(labels, dtype=np.int64)[order]
 
 
-COLOURS_FR = {"red": "rouge", "blue": "bleu", "green": "vert", "black": "noir", "white": "blanc", "yellow": "jaune",
-              "grey": "gris", "pink": "rose", "orange": "orange", "brown": "marron"}
-OPPOSITES = {"hot": "cold", "big": "small", "fast": "slow", "early": "late", "open": "closed", "light": "dark",
-             "happy": "sad", "up": "down", "full": "empty", "old": "young", "rich": "poor", "strong": "weak"}
+COLOURS_FR = {
+    "red": "rouge",
+    "blue": "bleu",
+    "green": "vert",
+    "black": "noir",
+    "white": "blanc",
+    "yellow": "jaune",
+    "grey": "gris",
+    "pink": "rose",
+    "orange": "orange",
+    "brown": "marron",
+}
+OPPOSITES = {
+    "hot": "cold",
+    "big": "small",
+    "fast": "slow",
+    "early": "late",
+    "open": "closed",
+    "light": "dark",
+    "happy": "sad",
+    "up": "down",
+    "full": "empty",
+    "old": "young",
+    "rich": "poor",
+    "strong": "weak",
+}
 TASKS = ["sentiment", "addition", "french_colour", "opposite", "uppercase"]
 
 

@@ -7,9 +7,9 @@ and padded per batch by the backbone's `preprocessing.tokenize`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,7 +32,9 @@ class TextSource:
     classes: list[str]
 
 
-def synthetic_reviews(domain: str = "books", n_per_class: int = 500, seed: int = 0, label_noise: float = 0.05) -> TextSource:
+def synthetic_reviews(
+    domain: str = "books", n_per_class: int = 500, seed: int = 0, label_noise: float = 0.05
+) -> TextSource:
     """SYNTHETIC sentiment reviews (see `transferlab.data.synthetic_text`); domain "books",
     "electronics" or "both" (the two families pooled)."""
     from transferlab.data import synthetic_text as st
@@ -41,8 +43,12 @@ def synthetic_reviews(domain: str = "books", n_per_class: int = 500, seed: int =
     if any(n not in st.DOMAINS for n in names):
         raise DataError(f"data.source.domain='{domain}' is unknown; use one of {sorted(st.DOMAINS)} or 'both'.")
     parts = [st.reviews(n, n_per_class, seed, label_noise) for n in names]
-    return TextSource(f"synthetic_reviews_{domain}", sum((p[0] for p in parts), []),
-                      np.concatenate([p[1] for p in parts]), list(st.CLASSES))
+    return TextSource(
+        f"synthetic_reviews_{domain}",
+        sum((p[0] for p in parts), []),
+        np.concatenate([p[1] for p in parts]),
+        list(st.CLASSES),
+    )
 
 
 def _from_columns(name: str, texts: list, labels: list, what: str) -> TextSource:
@@ -64,8 +70,12 @@ def text_file(path: str, text_column: str = "text", label_column: str = "label")
     p = Path(path)
     if not p.is_file():
         raise DataError(f"data file '{path}' not found; set data.source.path to a .csv, .tsv or .jsonl file.")
-    readers = {".csv": lambda: pd.read_csv(p), ".tsv": lambda: pd.read_csv(p, sep="\t"),
-               ".jsonl": lambda: pd.read_json(p, lines=True), ".json": lambda: pd.read_json(p, lines=True)}
+    readers = {
+        ".csv": lambda: pd.read_csv(p),
+        ".tsv": lambda: pd.read_csv(p, sep="\t"),
+        ".jsonl": lambda: pd.read_json(p, lines=True),
+        ".json": lambda: pd.read_json(p, lines=True),
+    }
     if p.suffix not in readers:
         raise DataError(f"data file '{path}': unsupported suffix '{p.suffix}'; use .csv, .tsv or .jsonl.")
     try:
@@ -74,13 +84,21 @@ def text_file(path: str, text_column: str = "text", label_column: str = "label")
         raise DataError(f"could not parse '{path}' as {p.suffix}: {e}") from e
     missing = [c for c in (text_column, label_column) if c not in df.columns]
     if missing:
-        raise DataError(f"'{path}' has no column(s) {missing} (columns: {list(df.columns)}); "
-                        "set data.source.text_column / data.source.label_column.")
+        raise DataError(
+            f"'{path}' has no column(s) {missing} (columns: {list(df.columns)}); "
+            "set data.source.text_column / data.source.label_column."
+        )
     return _from_columns(p.stem, df[text_column].tolist(), df[label_column].tolist(), f"'{path}'")
 
 
-def hf_dataset(name: str, split: str = "train", config: str | None = None, text_column: str = "text",
-               label_column: str = "label", limit: int | None = None) -> TextSource:
+def hf_dataset(
+    name: str,
+    split: str = "train",
+    config: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    limit: int | None = None,
+) -> TextSource:
     """A Hugging Face `datasets` dataset by name (needs the Hub, or the datasets cache)."""
     from transferlab import hub
 
@@ -117,8 +135,10 @@ class TextCollate:
         self.tokenize = tokenize
 
     def __call__(self, items: list[dict]) -> dict:
-        return {"inputs": self.tokenize([it["text"] for it in items]),
-                "labels": torch.stack([it["labels"] for it in items])}
+        return {
+            "inputs": self.tokenize([it["text"] for it in items]),
+            "labels": torch.stack([it["labels"] for it in items]),
+        }
 
 
 class TextClassificationData(ClassificationData):
@@ -132,7 +152,9 @@ class TextClassificationData(ClassificationData):
 
     modality = "text"
 
-    def __init__(self, source: Callable[[], TextSource], target: Callable[[], TextSource] | None = None, **kwargs) -> None:
+    def __init__(
+        self, source: Callable[[], TextSource], target: Callable[[], TextSource] | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self._loaders = {"source": source, "target": target}
         self.has_target_domain = target is not None
@@ -145,8 +167,10 @@ class TextClassificationData(ClassificationData):
 
     def build(self, preprocessing) -> None:
         if getattr(preprocessing, "kind", None) != "text" or getattr(preprocessing, "tokenize", None) is None:
-            raise DataError("text data needs a text backbone with a tokenizer (e.g. backbone=minilm or backbone=smollm2), "
-                            f"not a backbone with {getattr(preprocessing, 'kind', '?')} preprocessing.")
+            raise DataError(
+                "text data needs a text backbone with a tokenizer (e.g. backbone=minilm or backbone=smollm2), "
+                f"not a backbone with {getattr(preprocessing, 'kind', '?')} preprocessing."
+            )
         super().build(preprocessing)
         self.collate_fn = TextCollate(preprocessing.tokenize)
         self.truncation = self._check_lengths(preprocessing)
@@ -161,8 +185,14 @@ class TextClassificationData(ClassificationData):
         over = sum(n > limit for n in lengths)
         if not over:
             return None
-        log.warning("%d of %d texts are longer than backbone.max_length=%d tokens (longest %d) and are truncated; "
-                    "raise backbone.max_length to keep them whole.", over, len(texts), limit, max(lengths))
+        log.warning(
+            "%d of %d texts are longer than backbone.max_length=%d tokens (longest %d) and are truncated; "
+            "raise backbone.max_length to keep them whole.",
+            over,
+            len(texts),
+            limit,
+            max(lengths),
+        )
         return {"max_length": limit, "truncated": over, "checked": len(texts), "longest": max(lengths)}
 
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:

@@ -51,13 +51,16 @@ def trace(step, model: nn.Module, act_bytes: int) -> dict:
     hooks = []
     blocks = _blocks(model)
     for i, blk in enumerate(blocks):
+
         def pre(_m, args, kwargs, i=i):
             current[0] = i
             x = args[0] if args else kwargs.get("hidden_states")
             inputs[0] += size(x) if isinstance(x, torch.Tensor) else 0
 
-        hooks += [blk.register_forward_pre_hook(pre, with_kwargs=True),
-                  blk.register_forward_hook(lambda *_: current.__setitem__(0, -1))]
+        hooks += [
+            blk.register_forward_pre_hook(pre, with_kwargs=True),
+            blk.register_forward_hook(lambda *_: current.__setitem__(0, -1)),
+        ]
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             step()
@@ -73,8 +76,13 @@ def trace(step, model: nn.Module, act_bytes: int) -> dict:
             outside += n
     total = outside + sum(per_block)
     ckpt = outside + inputs[0] + max(per_block, default=0) if blocks else total
-    return {"total": total, "checkpointed": min(ckpt, total), "blocks": len(blocks),
-            "max_block": max(per_block, default=0), "block_inputs": inputs[0]}
+    return {
+        "total": total,
+        "checkpointed": min(ckpt, total),
+        "blocks": len(blocks),
+        "max_block": max(per_block, default=0),
+        "block_inputs": inputs[0],
+    }
 
 
 def training_step(backbone, head: nn.Module, batch: int, seq_len: int, image_size: int | None, lm: bool):
@@ -91,7 +99,9 @@ def training_step(backbone, head: nn.Module, batch: int, seq_len: int, image_siz
     if lm:
         return lambda: backbone.model(input_ids=ids, labels=ids).loss
     if backbone.info.kind == "causal_lm":  # last token's final hidden state, as HFCausalLM.forward
-        feats = lambda: backbone.model(input_ids=ids, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][:, -1]  # noqa: E731
+        feats = lambda: backbone.model(input_ids=ids, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][
+            :, -1
+        ]
     else:  # mean-pooled token states, as HFEncoder.forward
-        feats = lambda: backbone.model(input_ids=ids).last_hidden_state.mean(1)  # noqa: E731
+        feats = lambda: backbone.model(input_ids=ids).last_hidden_state.mean(1)
     return lambda: F.cross_entropy(head(feats().to(dtype)), labels)

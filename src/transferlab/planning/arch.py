@@ -33,7 +33,8 @@ def load_arch(name_or_dir: str) -> dict:
         return json.loads(shipped.read_text())
     raise ConfigError(
         f"unknown architecture '{name_or_dir}': not a shipped architecture ({', '.join(known_archs())}) and not a "
-        "folder with a config.json. Plan it with `plan.arch=<name or folder>` or `backbone.path=<folder>`.")
+        "folder with a config.json. Plan it with `plan.arch=<name or folder>` or `backbone.path=<folder>`."
+    )
 
 
 def arch_source(node: DictConfig, arch: str | None) -> str:
@@ -53,8 +54,17 @@ class MetaMixin:
     `nn.Linear` except the ones transformers keeps in full precision: output embeddings, tied weights).
     """
 
-    def __init__(self, arch: dict, name: str, dtype: str = "float32", quantization: dict | None = None,
-                 max_length: int = 128, pooling: str = "mean", license: str | None = None, source: str = "") -> None:
+    def __init__(
+        self,
+        arch: dict,
+        name: str,
+        dtype: str = "float32",
+        quantization: dict | None = None,
+        max_length: int = 128,
+        pooling: str = "mean",
+        license: str | None = None,
+        source: str = "",
+    ) -> None:
         torch.nn.Module.__init__(self)
         import transformers
 
@@ -67,15 +77,21 @@ class MetaMixin:
         try:
             config = transformers.AutoConfig.for_model(**fields)
         except (ValueError, KeyError) as e:
-            raise ConfigError(f"architecture of '{name}': transformers can't build model_type "
-                              f"'{fields['model_type']}' ({e}).") from e
+            raise ConfigError(
+                f"architecture of '{name}': transformers can't build model_type '{fields['model_type']}' ({e})."
+            ) from e
         self.dtype, self.location, self.max_length, self.pooling = dtype, source, max_length, pooling
         self.template, self.tokenizer, self.quantized = "{text}", None, set()
         with torch.device("meta"):
             self.model = getattr(transformers, self.auto_class).from_config(config, dtype=getattr(torch, dtype))
         self.num_features = config.hidden_size
-        self.info = BackboneInfo(name=name, source=f"meta:{source}", license=license, kind=self.kind,
-                                 extra={"model_type": config.model_type, "dtype": dtype})
+        self.info = BackboneInfo(
+            name=name,
+            source=f"meta:{source}",
+            license=license,
+            kind=self.kind,
+            extra={"model_type": config.model_type, "dtype": dtype},
+        )
         self.preprocessing = TextPreprocessing(max_length=max_length)
         if quantization:
             self.load(quantization)
@@ -117,6 +133,13 @@ def build_meta_backbone(node: DictConfig, arch: str | None = None):
     meta_cls = type(f"Meta{cls.__name__}", (MetaMixin, cls), {})
     quant = node.get("quantization")
     quant = OmegaConf.to_container(quant, resolve=True) if isinstance(quant, DictConfig) else quant
-    return meta_cls(load_arch(source), name=str(node.get("name") or source), dtype=node.get("dtype", "float32"),
-                    quantization=quant, max_length=node.get("max_length", 128), pooling=node.get("pooling", "mean"),
-                    license=node.get("license"), source=source)
+    return meta_cls(
+        load_arch(source),
+        name=str(node.get("name") or source),
+        dtype=node.get("dtype", "float32"),
+        quantization=quant,
+        max_length=node.get("max_length", 128),
+        pooling=node.get("pooling", "mean"),
+        license=node.get("license"),
+        source=source,
+    )

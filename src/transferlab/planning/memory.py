@@ -28,7 +28,9 @@ def weight_bytes(module: nn.Module, quantized: set[int], double_quant: bool = Tr
     out: dict[str, int] = {}
     bits = bits_per_4bit_weight(double_quant)
     for p in {id(p): p for p in module.parameters()}.values():
-        key, n = ("4bit", round(p.numel() * bits / 8)) if id(p) in quantized else (_dtype(p), p.numel() * p.element_size())
+        key, n = (
+            ("4bit", round(p.numel() * bits / 8)) if id(p) in quantized else (_dtype(p), p.numel() * p.element_size())
+        )
         out[key] = out.get(key, 0) + n
     for b in {id(b): b for b in module.buffers()}.values():
         out[_dtype(b)] = out.get(_dtype(b), 0) + b.numel() * b.element_size()

@@ -48,15 +48,21 @@ def load_runs(root: Path | str) -> pd.DataFrame:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"'{root}' is not a directory: pass a multirun dir, e.g. multirun/strategies_vs_datasize/small.")
+        raise DataError(
+            f"'{root}' is not a directory: pass a multirun dir, e.g. multirun/strategies_vs_datasize/small."
+        )
     found = list(iter_results(root))
     if not found:
-        raise DataError(f"no results.json under '{root}': it is not a sweep dir (or no job has finished yet). "
-                        "Run a sweep first, e.g. python train.py -m --config-dir sweeps --config-name strategies_vs_datasize")
+        raise DataError(
+            f"no results.json under '{root}': it is not a sweep dir (or no job has finished yet). "
+            "Run a sweep first, e.g. python train.py -m --config-dir sweeps --config-name strategies_vs_datasize"
+        )
     latest: dict[str, tuple] = {}
     for path, res in found:
         if not isinstance(res.get("config"), dict) or "status" not in res:
-            raise DataError(f"{path} is not a transferlab results.json (no status/config); remove it or pass another dir.")
+            raise DataError(
+                f"{path} is not a transferlab results.json (no status/config); remove it or pass another dir."
+            )
         key = run_key(res["config"])
         rank = (res["status"] == "ok", path.stat().st_mtime)
         if key not in latest or rank > latest[key][0]:
@@ -74,13 +80,25 @@ def _row(path: Path, res: dict, root: Path) -> dict:
     params = res.get("params") or {}
     metric = target_metric(metrics)
     return {
-        "run_dir": str(path.parent.relative_to(root)), "status": res["status"], "error": res.get("error"),
-        "strategy": res.get("strategy"), "adaptation": res.get("adaptation"), "data": res.get("data"),
-        "norm": _norm(res, flat), "selection": res.get("selection"), "seed": res.get("seed"), "train_per_class": res.get("train_per_class"), "train_size": res.get("train_size"),
-        "metric_name": metric, "metric": metrics.get(metric), "val_acc": metrics.get(metric.replace("test/", "val/", 1)),
+        "run_dir": str(path.parent.relative_to(root)),
+        "status": res["status"],
+        "error": res.get("error"),
+        "strategy": res.get("strategy"),
+        "adaptation": res.get("adaptation"),
+        "data": res.get("data"),
+        "norm": _norm(res, flat),
+        "selection": res.get("selection"),
+        "seed": res.get("seed"),
+        "train_per_class": res.get("train_per_class"),
+        "train_size": res.get("train_size"),
+        "metric_name": metric,
+        "metric": metrics.get(metric),
+        "val_acc": metrics.get(metric.replace("test/", "val/", 1)),
         **{f"also:{k}": v for k, v in metrics.items() if k.startswith("test/") and k.endswith("acc") and k != metric},
-        "trainable": params.get("trainable"), "total": params.get("total"),
-        "time_s": res.get("time_s"), "peak_mem_mb": res.get("peak_mem_mb"),
+        "trainable": params.get("trainable"),
+        "total": params.get("total"),
+        "time_s": res.get("time_s"),
+        "peak_mem_mb": res.get("peak_mem_mb"),
         "backbone": (res.get("backbone") or {}).get("name"),
         "license": _license(res),
         "task": " | ".join(f"{k}={flat[k]}" for k in TASK_KEYS if flat.get(k) is not None),
@@ -97,7 +115,7 @@ def _norm(res: dict, flat: dict) -> str:
 
 
 def _license(res: dict) -> str:
-    """"<licence>, from <where>" as resolved by the run (older results: the backbone's licence only)."""
+    """ "<licence>, from <where>" as resolved by the run (older results: the backbone's licence only)."""
     lic = res.get("license") or {}
     if lic:
         return f"{lic.get('license')}, from {lic.get('source')}"
@@ -109,19 +127,23 @@ def _check_one_task(runs: pd.DataFrame) -> None:
     metrics = set(runs.loc[runs.status == "ok", "metric_name"])
     if len(tasks) > 1 or len(metrics) > 1:
         lines = "; ".join(f"{t or 'unknown'} ({n} runs, e.g. {d})" for t, (n, d) in tasks.iterrows())
-        raise DataError(f"the runs mix different tasks, which one table can't compare: {lines}"
-                        f"{'; target metrics ' + ', '.join(sorted(metrics)) if len(metrics) > 1 else ''}. "
-                        "Report each task's sweep dir separately.")
+        raise DataError(
+            f"the runs mix different tasks, which one table can't compare: {lines}"
+            f"{'; target metrics ' + ', '.join(sorted(metrics)) if len(metrics) > 1 else ''}. "
+            "Report each task's sweep dir separately."
+        )
 
 
 def _method_labels(runs: pd.DataFrame) -> list[str]:
-    base = [s if a in (None, "none") else f"{s}+{a}" for s, a in zip(runs.strategy, runs.adaptation)]
+    base = [s if a in (None, "none") else f"{s}+{a}" for s, a in zip(runs.strategy, runs.adaptation, strict=False)]
     flats = list(runs["_flat"])
     extra: set[str] = set()
     for b in set(base):
-        group = [f for f, bb in zip(flats, base) if bb == b]
+        group = [f for f, bb in zip(flats, base, strict=False) if bb == b]
         keys = set().union(*group) - AXIS_KEYS
         extra |= {k for k in keys if len({repr(f.get(k)) for f in group}) > 1}
     extra = sorted(k for k in extra if not k.startswith("hydra."))
-    return [b + "".join(f" {k.split('.', 1)[-1] if k.startswith('strategy.') else k}={_short(f.get(k))}" for k in extra)
-            for b, f in zip(base, flats)]
+    return [
+        b + "".join(f" {k.split('.', 1)[-1] if k.startswith('strategy.') else k}={_short(f.get(k))}" for k in extra)
+        for b, f in zip(base, flats, strict=False)
+    ]

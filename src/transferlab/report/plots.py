@@ -24,8 +24,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(table: pd.DataFrame, metric: str, path: Path, column: str = "mean", ylabel: str | None = None,
-                    title: str | None = None) -> Path:
+def learning_curves(
+    table: pd.DataFrame,
+    metric: str,
+    path: Path,
+    column: str = "mean",
+    ylabel: str | None = None,
+    title: str | None = None,
+) -> Path:
     """`column` vs training-set size (log x), one line per method, shaded 95 % CI band where n >= 2."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = _colors(table.method.unique())
@@ -57,8 +63,14 @@ def metric_vs_params(table: pd.DataFrame, metric: str, path: Path) -> Path:
     t = t.assign(area=30 + 150 * rank / max(rank.max(), 1))
     for method, g in t.groupby("method"):
         area = g.area.to_numpy()
-        ax.errorbar(g.trainable.astype(float), g["mean"], yerr=np.nan_to_num(g.ci95.to_numpy(float)), fmt="none",
-                    ecolor=colors[method], alpha=0.5)
+        ax.errorbar(
+            g.trainable.astype(float),
+            g["mean"],
+            yerr=np.nan_to_num(g.ci95.to_numpy(float)),
+            fmt="none",
+            ecolor=colors[method],
+            alpha=0.5,
+        )
         ax.scatter(g.trainable.astype(float), g["mean"], s=area, color=colors[method], label=method, alpha=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
@@ -71,5 +83,6 @@ def metric_vs_params(table: pd.DataFrame, metric: str, path: Path) -> Path:
 
 def time_per_run(table: pd.DataFrame, path: Path) -> Path:
     """Mean wall time of one run vs training-set size, one line per method."""
-    return learning_curves(table, "time", path, column="time_s", ylabel="wall time per run (s)",
-                           title="time per run (mean over seeds)")
+    return learning_curves(
+        table, "time", path, column="time_s", ylabel="wall time per run (s)", title="time per run (mean over seeds)"
+    )

@@ -48,13 +48,20 @@ def selection_md(runs: pd.DataFrame) -> str:
             picks = _picks(g)
             oracle = next((acc for rule, _, _, acc in picks if rule == "oracle"), math.nan)
             for rule, needs_labels, pick, acc in picks:
-                lines.append(f"| {name} | {size:g} | {rule}{' (target labels)' if needs_labels else ''} | {pick} | "
-                             f"{acc:.3f} | {oracle - acc:+.3f} |".replace("+0.000", "0.000"))
+                lines.append(
+                    f"| {name} | {size:g} | {rule}{' (target labels)' if needs_labels else ''} | {pick} | "
+                    f"{acc:.3f} | {oracle - acc:+.3f} |".replace("+0.000", "0.000")
+                )
     if not lines:
         return ""
-    head = ["## Label-free model selection", "",
-            "Per method (and over all configurations), the configuration whose mean score over seeds is best by each "
-            "rule, its mean test metric, and what it loses against the oracle (target val accuracy, which needs "
-            "target labels). Scores: `selection` in results.json.", "",
-            "| method | train size | rule | picks | test metric of the pick | lost vs oracle |", "|---|---|---|---|---|---|"]
+    head = [
+        "## Label-free model selection",
+        "",
+        "Per method (and over all configurations), the configuration whose mean score over seeds is best by each "
+        "rule, its mean test metric, and what it loses against the oracle (target val accuracy, which needs "
+        "target labels). Scores: `selection` in results.json.",
+        "",
+        "| method | train size | rule | picks | test metric of the pick | lost vs oracle |",
+        "|---|---|---|---|---|---|",
+    ]
     return "\n".join(head + lines) + "\n"

@@ -29,19 +29,25 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     for (method, per_class), g in runs.groupby(keys, dropna=False, sort=False):
         ok = g[(g.status == "ok") & g.metric.notna()]
         m = ok.metric.astype(float)
-        rows.append({
-            "method": method, "train_per_class": per_class,
-            "norm": ",".join(sorted(set(g["norm"]))) if "norm" in g else "n/a",
-            "train_size": ok.train_size.mean() if len(ok) else g.train_size.mean(),
-            "n": len(ok), "failed": int((g.status != "ok").sum()),
-            "mean": m.mean() if len(ok) else float("nan"), "ci95": ci95(m),
-            "std": m.std(ddof=1) if len(ok) > 1 else float("nan"),
-            "val_acc": ok.val_acc.astype(float).mean() if len(ok) else float("nan"),
-            "trainable": ok.trainable.max() if len(ok) else None, "total": ok.total.max() if len(ok) else None,
-            "time_s": ok.time_s.mean() if len(ok) else float("nan"),
-            "peak_mem_mb": ok.peak_mem_mb.mean() if len(ok) else float("nan"),
-            **{c.split(":", 1)[1]: ok[c].astype(float).mean() if len(ok) else float("nan") for c in also},
-        })
+        rows.append(
+            {
+                "method": method,
+                "train_per_class": per_class,
+                "norm": ",".join(sorted(set(g["norm"]))) if "norm" in g else "n/a",
+                "train_size": ok.train_size.mean() if len(ok) else g.train_size.mean(),
+                "n": len(ok),
+                "failed": int((g.status != "ok").sum()),
+                "mean": m.mean() if len(ok) else float("nan"),
+                "ci95": ci95(m),
+                "std": m.std(ddof=1) if len(ok) > 1 else float("nan"),
+                "val_acc": ok.val_acc.astype(float).mean() if len(ok) else float("nan"),
+                "trainable": ok.trainable.max() if len(ok) else None,
+                "total": ok.total.max() if len(ok) else None,
+                "time_s": ok.time_s.mean() if len(ok) else float("nan"),
+                "peak_mem_mb": ok.peak_mem_mb.mean() if len(ok) else float("nan"),
+                **{c.split(":", 1)[1]: ok[c].astype(float).mean() if len(ok) else float("nan") for c in also},
+            }
+        )
     table = pd.DataFrame(rows)
     return table.sort_values(["train_size", "method"], na_position="last").reset_index(drop=True)
 
@@ -52,8 +58,16 @@ def winners(table: pd.DataFrame) -> list[dict]:
     for size, g in table[table.n > 0].groupby("train_size", sort=True):
         g = g.sort_values("mean", ascending=False)
         best = g.iloc[0]
-        row = {"train_size": size, "train_per_class": best.train_per_class, "method": best.method,
-               "mean": best["mean"], "ci95": best.ci95, "runner_up": None, "margin": None, "clear": True}
+        row = {
+            "train_size": size,
+            "train_per_class": best.train_per_class,
+            "method": best.method,
+            "mean": best["mean"],
+            "ci95": best.ci95,
+            "runner_up": None,
+            "margin": None,
+            "clear": True,
+        }
         if len(g) > 1:
             second = g.iloc[1]
             margin = best["mean"] - second["mean"]
@@ -69,12 +83,13 @@ def crossings(table: pd.DataFrame) -> list[dict]:
     Returns one dict per crossing: `leader` (ahead after the crossing), `other`, `between` (the two
     sizes that bracket it) and `at` (the interpolated training-set size).
     """
-    curves = {m: g.dropna(subset=["mean"]).set_index("train_size")["mean"].sort_index()
-              for m, g in table.groupby("method")}
+    curves = {
+        m: g.dropna(subset=["mean"]).set_index("train_size")["mean"].sort_index() for m, g in table.groupby("method")
+    }
     out = []
     names = sorted(curves)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             common = curves[a].index.intersection(curves[b].index)
             diff = (curves[a][common] - curves[b][common]).to_numpy()
             sizes = np.asarray(common, dtype=float)

@@ -38,9 +38,15 @@ class Adapter(PeftStrategy):
         lr, peft_lr, norm: see `PeftStrategy`.
     """
 
-    def __init__(self, placement: str = "houlsby", bottleneck: int = 64, train_norms: bool = False,
-                 lr: float = 1e-3, peft_lr: float | None = None,
-                 norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self,
+        placement: str = "houlsby",
+        bottleneck: int = 64,
+        train_norms: bool = False,
+        lr: float = 1e-3,
+        peft_lr: float | None = None,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if placement not in ("houlsby", "pfeiffer"):
             raise ConfigError(f"strategy.placement='{placement}' must be 'houlsby' or 'pfeiffer'.")
@@ -78,8 +84,15 @@ class Adapter(PeftStrategy):
         out.mkdir(parents=True, exist_ok=True)
         state = {n: p.detach().cpu().contiguous() for n, p in backbone.model.named_parameters() if p.requires_grad}
         save_file(state, str(out / "adapter_model.safetensors"))
-        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(out / "head.safetensors"))
-        cfg = {"type": "bottleneck", "placement": self.placement, "bottleneck": self.bottleneck,
-               "train_norms": self.train_norms, "targets": self.targets}
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(out / "head.safetensors")
+        )
+        cfg = {
+            "type": "bottleneck",
+            "placement": self.placement,
+            "bottleneck": self.bottleneck,
+            "train_norms": self.train_norms,
+            "targets": self.targets,
+        }
         (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
         return out

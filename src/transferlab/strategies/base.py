@@ -32,8 +32,9 @@ class Strategy:
     kinds: tuple[str, ...] = ("image", "text", "causal_lm")
     trains = True  # False for zero-shot
 
-    def __init__(self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0,
-                 norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0, norm: NormPolicy = "frozen"
+    ) -> None:
         if lr <= 0:
             raise ConfigError(f"strategy.lr={lr} must be > 0.")
         if not 0 < backbone_lr_mult <= 1:

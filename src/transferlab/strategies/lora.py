@@ -24,9 +24,17 @@ class Lora(PeftStrategy):
     mergeable = True
     kinds = ("image", "text", "causal_lm")  # image: peft LoRA on the pointwise convs / ViT qkv (timm backbones)
 
-    def __init__(self, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules: list[str] | None = None,
-                 bias: str = "none", lr: float = 1e-3, peft_lr: float | None = None,
-                 norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self,
+        r: int = 8,
+        alpha: int = 16,
+        dropout: float = 0.05,
+        target_modules: list[str] | None = None,
+        bias: str = "none",
+        lr: float = 1e-3,
+        peft_lr: float | None = None,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if r < 1:
             raise ConfigError(f"strategy.r={r} must be >= 1.")
@@ -42,8 +50,16 @@ class Lora(PeftStrategy):
         if targets is None and hasattr(backbone, "lora_target_modules"):
             targets = backbone.lora_target_modules()
         try:
-            return LoraConfig(task_type=backbone.peft_task_type, r=self.r, lora_alpha=self.alpha,
-                              lora_dropout=self.dropout, target_modules=targets, bias=self.bias)
+            return LoraConfig(
+                task_type=backbone.peft_task_type,
+                r=self.r,
+                lora_alpha=self.alpha,
+                lora_dropout=self.dropout,
+                target_modules=targets,
+                bias=self.bias,
+            )
         except ValueError as e:
-            raise ConfigError(f"strategy={self.name}: {e}. Set strategy.target_modules to module names of "
-                              f"'{backbone.info.name}' (e.g. [query,value] for BERT, [q_proj,v_proj] for Llama).") from e
+            raise ConfigError(
+                f"strategy={self.name}: {e}. Set strategy.target_modules to module names of "
+                f"'{backbone.info.name}' (e.g. [query,value] for BERT, [q_proj,v_proj] for Llama)."
+            ) from e

@@ -13,11 +13,19 @@ class Partial(Strategy):
         lr, backbone_lr_mult, lr_decay, norm: see `Strategy` (default backbone LR = head LR x 0.1).
     """
 
-    def __init__(self, trainable_groups: int = 2, lr: float = 1e-3, backbone_lr_mult: float = 0.1,
-                 lr_decay: float = 1.0, norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self,
+        trainable_groups: int = 2,
+        lr: float = 1e-3,
+        backbone_lr_mult: float = 0.1,
+        lr_decay: float = 1.0,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay, norm=norm)
         if trainable_groups < 1:
-            raise ConfigError(f"strategy.trainable_groups={trainable_groups} must be >= 1 (use feature_extraction for 0).")
+            raise ConfigError(
+                f"strategy.trainable_groups={trainable_groups} must be >= 1 (use feature_extraction for 0)."
+            )
         self.n = trainable_groups
 
     def trainable_groups(self, groups):

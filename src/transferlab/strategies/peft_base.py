@@ -73,8 +73,10 @@ class PeftStrategy(Strategy):
     def check(self, backbone: Backbone) -> None:
         super().check(backbone)
         if not hasattr(backbone, "peft_task_type"):
-            raise ConfigError(f"strategy '{self.name}' needs a transformers backbone (e.g. backbone=minilm or "
-                              f"backbone=smollm2), not '{backbone.info.name}'.")
+            raise ConfigError(
+                f"strategy '{self.name}' needs a transformers backbone (e.g. backbone=minilm or "
+                f"backbone=smollm2), not '{backbone.info.name}'."
+            )
 
     def prepare(self, backbone: Backbone) -> None:
         """Hook before wrapping (QLoRA prepares the 4-bit model here)."""

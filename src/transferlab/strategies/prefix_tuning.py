@@ -17,9 +17,15 @@ class PrefixTuning(PeftStrategy):
         lr, peft_lr, norm: see `PeftStrategy`.
     """
 
-    def __init__(self, num_virtual_tokens: int = 20, prefix_projection: bool = False, encoder_hidden_size: int = 512,
-                 lr: float = 1e-3, peft_lr: float | None = None,
-                 norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self,
+        num_virtual_tokens: int = 20,
+        prefix_projection: bool = False,
+        encoder_hidden_size: int = 512,
+        lr: float = 1e-3,
+        peft_lr: float | None = None,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if num_virtual_tokens < 1:
             raise ConfigError(f"strategy.num_virtual_tokens={num_virtual_tokens} must be >= 1.")
@@ -28,5 +34,9 @@ class PrefixTuning(PeftStrategy):
     def peft_config(self, backbone):
         from peft import PrefixTuningConfig
 
-        return PrefixTuningConfig(task_type=backbone.peft_task_type, num_virtual_tokens=self.n,
-                                  prefix_projection=self.projection, encoder_hidden_size=self.hidden)
+        return PrefixTuningConfig(
+            task_type=backbone.peft_task_type,
+            num_virtual_tokens=self.n,
+            prefix_projection=self.projection,
+            encoder_hidden_size=self.hidden,
+        )

@@ -25,9 +25,18 @@ class Progressive(Strategy):
             `lr * backbone_lr_mult * lr_decay**k`.
     """
 
-    def __init__(self, unfreeze_every: int = 1, unfreeze_at: list[int] | None = None, unit: str = "epoch",
-                 max_groups: int | None = None, warmup_steps: int = 0, lr: float = 1e-3,
-                 backbone_lr_mult: float = 0.1, lr_decay: float = 1.0, norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self,
+        unfreeze_every: int = 1,
+        unfreeze_at: list[int] | None = None,
+        unit: str = "epoch",
+        max_groups: int | None = None,
+        warmup_steps: int = 0,
+        lr: float = 1e-3,
+        backbone_lr_mult: float = 0.1,
+        lr_decay: float = 1.0,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         super().__init__(lr=lr, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay, norm=norm)
         if unit not in {"epoch", "step"}:
             raise ConfigError(f"strategy.unit='{unit}' must be 'epoch' or 'step'.")
@@ -50,7 +59,9 @@ class Progressive(Strategy):
         if self.max_groups is not None and self.max_groups > n:
             raise ConfigError(f"strategy.max_groups={self.max_groups} but the backbone has only {n} layer groups.")
         if self.at is not None and len(self.at) > n:
-            raise ConfigError(f"strategy.unfreeze_at lists {len(self.at)} points but the backbone has only {n} layer groups.")
+            raise ConfigError(
+                f"strategy.unfreeze_at lists {len(self.at)} points but the backbone has only {n} layer groups."
+            )
         self.n_groups = min(n, self.max_groups or n)
 
     def target(self, t: int) -> int:

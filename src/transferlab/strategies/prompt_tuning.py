@@ -18,8 +18,14 @@ class PromptTuning(PeftStrategy):
         norm: see `PeftStrategy`.
     """
 
-    def __init__(self, num_virtual_tokens: int = 20, init_text: str | None = None, lr: float = 1e-3,
-                 peft_lr: float | None = 3e-2, norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self,
+        num_virtual_tokens: int = 20,
+        init_text: str | None = None,
+        lr: float = 1e-3,
+        peft_lr: float | None = 3e-2,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
         if num_virtual_tokens < 1:
             raise ConfigError(f"strategy.num_virtual_tokens={num_virtual_tokens} must be >= 1.")
@@ -30,6 +36,10 @@ class PromptTuning(PeftStrategy):
 
         if self.init_text is None:
             return PromptTuningConfig(task_type=backbone.peft_task_type, num_virtual_tokens=self.n)
-        return PromptTuningConfig(task_type=backbone.peft_task_type, num_virtual_tokens=self.n,
-                                  prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=self.init_text,
-                                  tokenizer_name_or_path=backbone.location)
+        return PromptTuningConfig(
+            task_type=backbone.peft_task_type,
+            num_virtual_tokens=self.n,
+            prompt_tuning_init=PromptTuningInit.TEXT,
+            prompt_tuning_init_text=self.init_text,
+            tokenizer_name_or_path=backbone.location,
+        )

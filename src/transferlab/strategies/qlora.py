@@ -29,7 +29,9 @@ class Qlora(Lora):
 
     def __init__(self, quantization: dict | None = None, gradient_checkpointing: bool = False, **lora) -> None:
         super().__init__(**lora)
-        self.quantization = dict(quantization or {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"})
+        self.quantization = dict(
+            quantization or {"quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
+        )
         if self.quantization.get("quant_type", "nf4") not in ("nf4", "fp4"):
             raise ConfigError(f"strategy.quantization.quant_type={self.quantization['quant_type']} must be nf4 or fp4.")
         self.gradient_checkpointing = gradient_checkpointing
@@ -38,7 +40,11 @@ class Qlora(Lora):
         from peft import prepare_model_for_kbit_training
 
         if not backbone.is_quantized():  # built without `quantization` (direct API use): reload in 4 bit
-            log.warning("qlora: reloading '%s' in 4 bit (give the backbone quantization= to load it once)", backbone.info.name)
+            log.warning(
+                "qlora: reloading '%s' in 4 bit (give the backbone quantization= to load it once)", backbone.info.name
+            )
             backbone.load(self.quantization)
             backbone.requires_grad_(False)
-        backbone.model = prepare_model_for_kbit_training(backbone.model, use_gradient_checkpointing=self.gradient_checkpointing)
+        backbone.model = prepare_model_for_kbit_training(
+            backbone.model, use_gradient_checkpointing=self.gradient_checkpointing
+        )

@@ -32,13 +32,20 @@ class ZeroShot(Strategy):
     kinds = ("text", "causal_lm")
     trains = False
 
-    def __init__(self, label_template: str | list[str] = "This review is {label}.",
-                 prompt_template: str = "Review: {text}\nIs this review positive or negative? Answer:",
-                 labels: list[str] | None = None, scale: float = 20.0, norm: NormPolicy = "frozen") -> None:
+    def __init__(
+        self,
+        label_template: str | list[str] = "This review is {label}.",
+        prompt_template: str = "Review: {text}\nIs this review positive or negative? Answer:",
+        labels: list[str] | None = None,
+        scale: float = 20.0,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         super().__init__(norm=norm)
         templates = [label_template] if isinstance(label_template, str) else list(label_template)
         if not templates or any("{label}" not in t for t in templates) or "{text}" not in prompt_template:
-            raise ConfigError("strategy.label_template needs a {label} field and strategy.prompt_template a {text} field.")
+            raise ConfigError(
+                "strategy.label_template needs a {label} field and strategy.prompt_template a {text} field."
+            )
         self.templates, self.prompt_template = templates, prompt_template
         self.labels, self.scale = (list(labels) if labels else None), scale
 
@@ -49,8 +56,10 @@ class ZeroShot(Strategy):
             raise ConfigError("strategy=zero_shot needs class names (from the data) or strategy.labels.")
         linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
         if not linears:
-            raise ConfigError("strategy=zero_shot classifies (data=reviews, text_files ...); it has nothing to do on "
-                              "instruction data: evaluate the untrained model with trainer.max_epochs=0 instead.")
+            raise ConfigError(
+                "strategy=zero_shot classifies (data=reviews, text_files ...); it has nothing to do on "
+                "instruction data: evaluate the untrained model with trainer.max_epochs=0 instead."
+            )
         linear = linears[-1]
         if len(names) != linear.out_features:
             raise ConfigError(f"strategy.labels has {len(names)} names but the data has {linear.out_features} classes.")
@@ -61,9 +70,14 @@ class ZeroShot(Strategy):
                 backbone.template = self.prompt_template
                 weight = backbone.label_token_weights(names)  # (K, H)
             else:
-                weight = torch.stack([  # (K, H): mean of the normalised description embeddings per class
-                    F.normalize(backbone(backbone.tokenize([t.format(label=n) for t in self.templates])), dim=-1).mean(0)
-                    for n in names])
+                weight = torch.stack(
+                    [  # (K, H): mean of the normalised description embeddings per class
+                        F.normalize(
+                            backbone(backbone.tokenize([t.format(label=n) for t in self.templates])), dim=-1
+                        ).mean(0)
+                        for n in names
+                    ]
+                )
                 weight = self.scale * F.normalize(weight, dim=-1)
             linear.weight.copy_(weight)
             linear.bias.zero_()

@@ -42,8 +42,16 @@ class CycleGAN(L.LightningModule):
         batches `{"source": (B, C, S, S), "target": (B, C, S, S)}` in [-1, 1].
     """
 
-    def __init__(self, channels: int = 1, ngf: int = 16, ndf: int = 16, n_blocks: int = 3, lr: float = 2e-4,
-                 cycle_weight: float = 10.0, identity_weight: float = 5.0) -> None:
+    def __init__(
+        self,
+        channels: int = 1,
+        ngf: int = 16,
+        ndf: int = 16,
+        n_blocks: int = 3,
+        lr: float = 2e-4,
+        cycle_weight: float = 10.0,
+        identity_weight: float = 5.0,
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.g_st, self.g_ts = ResnetGenerator(channels, ngf, n_blocks), ResnetGenerator(channels, ngf, n_blocks)
@@ -84,5 +92,7 @@ class CycleGAN(L.LightningModule):
     def configure_optimizers(self):
         gen = list(self.g_st.parameters()) + list(self.g_ts.parameters())
         disc = list(self.d_t.parameters()) + list(self.d_s.parameters())
-        return [torch.optim.Adam(gen, lr=self.lr, betas=(0.5, 0.999)),
-                torch.optim.Adam(disc, lr=self.lr, betas=(0.5, 0.999))]
+        return [
+            torch.optim.Adam(gen, lr=self.lr, betas=(0.5, 0.999)),
+            torch.optim.Adam(disc, lr=self.lr, betas=(0.5, 0.999)),
+        ]

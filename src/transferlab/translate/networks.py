@@ -21,8 +21,13 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,14 +48,25 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, channels: int = 1, ngf: int = 16, n_blocks: int = 3) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, ngf, 7),
+            nn.InstanceNorm2d(ngf),
+            nn.ReLU(True),
+        ]
         for mult in (1, 2):  # S -> S/2 -> S/4
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
-                       nn.InstanceNorm2d(ngf * mult * 2), nn.ReLU(True)]
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+                nn.InstanceNorm2d(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
         layers += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
         for mult in (4, 2):  # S/4 -> S/2 -> S
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                       nn.InstanceNorm2d(ngf * mult // 2), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
+                nn.InstanceNorm2d(ngf * mult // 2),
+                nn.ReLU(True),
+            ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -72,9 +88,14 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, channels: int = 1, ndf: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf, ndf * 2, 4, stride=2, padding=1), nn.InstanceNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf * 2, ndf * 4, 3, padding=1), nn.InstanceNorm2d(ndf * 4), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(channels, ndf, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 4, stride=2, padding=1),
+            nn.InstanceNorm2d(ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, ndf * 4, 3, padding=1),
+            nn.InstanceNorm2d(ndf * 4),
+            nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf * 4, 1, 3),
         )
 

@@ -49,13 +49,15 @@ def check_domains(source: tuple, target: tuple, channels: int | None, image_size
         raise ConfigError(
             f"translate: source images are {hs}x{ws} but target images are {ht}x{wt}, and translate.image_size is "
             "null. A translator maps images of one size: set translate.image_size=32 (or data.image_size=32, which "
-            "it follows) to resize both domains.")
+            "it follows) to resize both domains."
+        )
     if channels is None and cs != ct:
         kind = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
         raise ConfigError(
             f"translate: the source domain is {kind.get(cs, f'{cs}-channel')} but the target is "
             f"{kind.get(ct, f'{ct}-channel')}. Set translate.channels=3 (gray replicated to RGB) or "
-            "translate.channels=1 (RGB to luminance) to translate between them.")
+            "translate.channels=1 (RGB to luminance) to translate between them."
+        )
     if channels is not None and channels not in (1, 3):
         raise ConfigError(f"translate.channels={channels} must be 1, 3 or null (the domains' own).")
     size = image_size or hs
@@ -102,7 +104,11 @@ class _Progress(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step // 2  # two optimizer steps (G, D) per batch
         if step % self.every == 0 or step == self.total:
-            m = {k.split("/")[-1]: f"{float(v):.3f}" for k, v in trainer.callback_metrics.items() if k.startswith("translate/")}
+            m = {
+                k.split("/")[-1]: f"{float(v):.3f}"
+                for k, v in trainer.callback_metrics.items()
+                if k.startswith("translate/")
+            }
             log.info("translator batch %d/%d (%.0f s): %s", step, self.total, time.time() - self.start, m)
 
 
@@ -124,37 +130,73 @@ class CycleGANTranslate:
         grid_examples: source/target examples in the grid image.
     """
 
-    def __init__(self, image_size: int | None = 32, channels: int | None = None, steps: int = 300,
-                 batch_size: int = 32, lr: float = 2e-4, ngf: int = 16, ndf: int = 16, n_blocks: int = 3,
-                 cycle_weight: float = 10.0, identity_weight: float = 5.0, seed: int = 0, ckpt_every: int = 50,
-                 accelerator: str = "auto", cache_dir: str | None = None, grid_examples: int = 10) -> None:
-        ints = {"steps": steps, "batch_size": batch_size, "ngf": ngf, "ndf": ndf, "ckpt_every": ckpt_every,
-                "grid_examples": grid_examples}
+    def __init__(
+        self,
+        image_size: int | None = 32,
+        channels: int | None = None,
+        steps: int = 300,
+        batch_size: int = 32,
+        lr: float = 2e-4,
+        ngf: int = 16,
+        ndf: int = 16,
+        n_blocks: int = 3,
+        cycle_weight: float = 10.0,
+        identity_weight: float = 5.0,
+        seed: int = 0,
+        ckpt_every: int = 50,
+        accelerator: str = "auto",
+        cache_dir: str | None = None,
+        grid_examples: int = 10,
+    ) -> None:
+        ints = {
+            "steps": steps,
+            "batch_size": batch_size,
+            "ngf": ngf,
+            "ndf": ndf,
+            "ckpt_every": ckpt_every,
+            "grid_examples": grid_examples,
+        }
         for name, v in ints.items():
             if int(v) != v or v < 1:
                 raise ConfigError(f"translate.{name}={v} must be an integer >= 1.")
         if lr <= 0 or cycle_weight < 0 or identity_weight < 0 or n_blocks < 0:
-            raise ConfigError(f"translate: lr={lr} must be > 0 and cycle_weight={cycle_weight}, identity_weight="
-                              f"{identity_weight}, n_blocks={n_blocks} >= 0.")
+            raise ConfigError(
+                f"translate: lr={lr} must be > 0 and cycle_weight={cycle_weight}, identity_weight="
+                f"{identity_weight}, n_blocks={n_blocks} >= 0."
+            )
         if image_size is not None and (image_size < 8 or image_size % 4):
             raise ConfigError(f"translate.image_size={image_size} must be >= 8 and divisible by 4 (or null).")
         self.image_size, self.channels, self.steps, self.batch_size = image_size, channels, steps, batch_size
-        self.net = {"ngf": ngf, "ndf": ndf, "n_blocks": n_blocks, "lr": lr, "cycle_weight": cycle_weight,
-                    "identity_weight": identity_weight}
+        self.net = {
+            "ngf": ngf,
+            "ndf": ndf,
+            "n_blocks": n_blocks,
+            "lr": lr,
+            "cycle_weight": cycle_weight,
+            "identity_weight": identity_weight,
+        }
         self.seed, self.ckpt_every, self.accelerator = seed, ckpt_every, accelerator
         self.cache_dir, self.grid_examples = cache_dir, grid_examples
 
     def settings(self, channels: int) -> dict:
         """Everything that determines the translator's weights (part of its cache key)."""
-        return {"image_size": self.image_size, "channels": channels, "steps": self.steps,
-                "batch_size": self.batch_size, "seed": self.seed, **self.net}
+        return {
+            "image_size": self.image_size,
+            "channels": channels,
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            **self.net,
+        }
 
     # -- the stage ----------------------------------------------------------------------------------
     def apply(self, data, out_dir: str | Path) -> dict:
         """Translate `data`'s source domain into target style (in place); returns what happened."""
         if not getattr(data, "has_target_domain", False):
-            raise ConfigError("translate=cyclegan needs a data config with a target domain (e.g. data=mnist_to_digits "
-                              "or data=imagefolder with data.target_root=...); use translate=none for single-domain data.")
+            raise ConfigError(
+                "translate=cyclegan needs a data config with a target domain (e.g. data=mnist_to_digits "
+                "or data=imagefolder with data.target_root=...); use translate=none for single-domain data."
+            )
         src_all, tgt_all = (data.domain_images(w, self.image_size) for w in ("source", "target"))
         channels = check_domains(tuple(src_all.shape), tuple(tgt_all.shape), self.channels, self.image_size)
         src_all, tgt_all = to_channels(src_all, channels), to_channels(tgt_all, channels)
@@ -167,11 +209,19 @@ class CycleGANTranslate:
         translated = translate(model.g_st, src_all)  # (N, C, S, S) in [0, 1]
         data.translated["source"] = translated
         grid = self.write_grid(Path(out_dir) / "translation_grid.png", data, src_all, translated, tgt_all)
-        return {"method": "cyclegan", "key": key, "dir": str(root / key), "grid": str(grid),
-                "source_images": len(src_pool), "target_images": len(tgt_pool), **info}
+        return {
+            "method": "cyclegan",
+            "key": key,
+            "dir": str(root / key),
+            "grid": str(grid),
+            "source_images": len(src_pool),
+            "target_images": len(tgt_pool),
+            **info,
+        }
 
-    def fit_or_load(self, src: torch.Tensor, tgt: torch.Tensor, directory: Path, settings: dict,
-                    callbacks: list | None = None) -> tuple[CycleGAN, dict]:
+    def fit_or_load(
+        self, src: torch.Tensor, tgt: torch.Tensor, directory: Path, settings: dict, callbacks: list | None = None
+    ) -> tuple[CycleGAN, dict]:
         """The trained translator in `directory`: reused when finished, resumed from last.ckpt, or trained."""
         final = directory / "generators.safetensors"
         with torch.random.fork_rng(devices=[]):  # the classifier's random stream is the same, cached or not
@@ -191,26 +241,62 @@ class CycleGANTranslate:
         from transferlab.data.base import EpochShuffle
 
         last = directory / "last.ckpt"
-        resumed_from = torch.load(last, map_location="cpu", weights_only=True)["global_step"] // 2 if last.is_file() else None
+        resumed_from = (
+            torch.load(last, map_location="cpu", weights_only=True)["global_step"] // 2 if last.is_file() else None
+        )
         what = "training" if resumed_from is None else f"resuming at batch {resumed_from}"
         log.info("translator %s (%d batches of %d per domain) in %s", what, self.steps, self.batch_size, directory)
-        loaders = {name: DataLoader(TensorDataset(x * 2 - 1), batch_size=min(self.batch_size, len(x)), drop_last=True,
-                                    sampler=EpochShuffle(len(x), seed=self.seed + i))
-                   for i, (name, x) in enumerate((("source", src), ("target", tgt)))}
-        ckpt = ModelCheckpoint(dirpath=directory, filename="translator-{step}", every_n_train_steps=2 * self.ckpt_every,
-                               save_last=True, save_top_k=1)
-        trainer = L.Trainer(max_steps=2 * self.steps, max_epochs=-1, accelerator=self.accelerator, devices=1,
-                            logger=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0, default_root_dir=directory, plugins=[AtomicCheckpointIO()],
-                            callbacks=[ckpt, ResumeState({"translator": directory.name}),
-                                       _Progress(max(1, self.steps // 10), self.steps), *callbacks])
+        loaders = {
+            name: DataLoader(
+                TensorDataset(x * 2 - 1),
+                batch_size=min(self.batch_size, len(x)),
+                drop_last=True,
+                sampler=EpochShuffle(len(x), seed=self.seed + i),
+            )
+            for i, (name, x) in enumerate((("source", src), ("target", tgt)))
+        }
+        ckpt = ModelCheckpoint(
+            dirpath=directory,
+            filename="translator-{step}",
+            every_n_train_steps=2 * self.ckpt_every,
+            save_last=True,
+            save_top_k=1,
+        )
+        trainer = L.Trainer(
+            max_steps=2 * self.steps,
+            max_epochs=-1,
+            accelerator=self.accelerator,
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=directory,
+            plugins=[AtomicCheckpointIO()],
+            callbacks=[
+                ckpt,
+                ResumeState({"translator": directory.name}),
+                _Progress(max(1, self.steps // 10), self.steps),
+                *callbacks,
+            ],
+        )
         start = time.time()
-        trainer.fit(model, CombinedLoader(loaders, mode="max_size_cycle"), ckpt_path=str(last) if last.is_file() else None)
+        trainer.fit(
+            model, CombinedLoader(loaders, mode="max_size_cycle"), ckpt_path=str(last) if last.is_file() else None
+        )
         model = model.cpu().eval()
-        info = {"reused": False, "resumed_from_batch": resumed_from, "batches": trainer.global_step // 2,
-                "train_time_s": round(time.time() - start, 1), "settings": settings,
-                "final_losses": {k.split("/")[-1]: round(float(v), 4) for k, v in trainer.callback_metrics.items()
-                                 if k.startswith("translate/")}}
+        info = {
+            "reused": False,
+            "resumed_from_batch": resumed_from,
+            "batches": trainer.global_step // 2,
+            "train_time_s": round(time.time() - start, 1),
+            "settings": settings,
+            "final_losses": {
+                k.split("/")[-1]: round(float(v), 4)
+                for k, v in trainer.callback_metrics.items()
+                if k.startswith("translate/")
+            },
+        }
         save_generators(model, directory / "generators.safetensors")
         atomic_write(directory / "translator.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
         return model, info
@@ -247,7 +333,9 @@ def save_generators(model: CycleGAN, path: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith("g_")}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"sha256": _state_checksum(state), "version": VERSION}))
+    atomic_write(
+        path, lambda tmp: save_file(state, str(tmp), metadata={"sha256": _state_checksum(state), "version": VERSION})
+    )
 
 
 def load_generators(model: CycleGAN, path: Path) -> bool:
@@ -266,7 +354,7 @@ def load_generators(model: CycleGAN, path: Path) -> bool:
         if any(k.startswith("g_") for k in missing):
             raise ValueError(f"missing generator weights {missing[:3]}")
         return True
-    except Exception as e:  # noqa: BLE001 (torn, corrupt, tampered or incompatible: train again)
+    except Exception as e:  # (torn, corrupt, tampered or incompatible: train again)
         log.warning("translator file %s can't be used (%s): training the translator again", path, e)
         path.unlink(missing_ok=True)
         return False
