@@ -52,8 +52,8 @@ def plain_loop(steps: int, image_size: int) -> list[float]:
 
 
 def framework(steps: int, image_size: int) -> list[float]:
-    from transferlab.compose import compose
-    from transferlab.train import run
+    from transferlab.config.compose import compose
+    from transferlab.run import run
 
     with tempfile.TemporaryDirectory() as d:
         cfg = compose(

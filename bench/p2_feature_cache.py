@@ -15,8 +15,8 @@ from common import write_section
 
 def sweep(sizes, seeds, epochs, cache: bool, cache_dir: str) -> tuple[int, float, list]:
     from transferlab.backbones.timm import TimmBackbone
-    from transferlab.compose import compose
-    from transferlab.train import run
+    from transferlab.config.compose import compose
+    from transferlab.run import run
 
     counted = {"n": 0}
     original = TimmBackbone.forward

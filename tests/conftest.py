@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-
-from transferlab.compose import compose  # noqa: E402  (shared with bench/ and notebooks)
+from transferlab.config.compose import CONF, compose  # noqa: E402, F401  (CONF: re-exported to the tests)
 
 # Offline first: no test may reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,7 +31,7 @@ FAST = [
 
 def run_config(overrides: list[str], out_dir: Path, fast: bool = True) -> dict:
     """Compose and run in-process; returns the run result (results.json is written to out_dir)."""
-    from transferlab.train import run
+    from transferlab.run import run
 
     cfg = compose((FAST if fast else []) + list(overrides), out_dir)
     return run(cfg)

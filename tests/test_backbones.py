@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from transferlab.backbones.timm import TimmBackbone
 from transferlab.backbones.weights import efficientnet_lite0
+from transferlab.config.instantiate import build as instantiate
 from transferlab.errors import WeightsError
-from transferlab.instantiate import build as instantiate
 
 BACKBONES = sorted(p.stem for p in (CONF / "backbone").glob("*.yaml") if p.stem != "timm")
 

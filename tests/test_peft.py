@@ -14,8 +14,8 @@ import torch
 from conftest import compose, run_config
 from torch import nn
 
+from transferlab.config.instantiate import build
 from transferlab.errors import ConfigError
-from transferlab.instantiate import build
 from transferlab.strategies.peft_base import count_params
 
 # strategy -> largest trainable share allowed on MiniLM (acceptance: LoRA <= 1 %, prompt <= 0.1 %, adapters <= 5 %)
@@ -234,7 +234,7 @@ def test_saved_lora_adapter_reloads_with_plain_peft(tmp_path):
     from transformers import AutoModel
 
     from transferlab.backbones import hf_assets
-    from transferlab.instantiate import build as inst
+    from transferlab.config.instantiate import build as inst
 
     overrides = [
         "backbone=minilm",

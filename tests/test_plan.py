@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT
 from torch import nn
 
-from transferlab.instantiate import build
+from transferlab.config.instantiate import build
 from transferlab.plan import compose, main, plan, predict
 from transferlab.planning import memory
 
@@ -24,7 +24,7 @@ def _real(cfg) -> tuple[dict, nn.Module]:
     data = build(cfg.data)
     data.prepare()
     backbone = build(cfg.backbone)
-    lm = getattr(data, "task", None) == "instruction"
+    lm = data.lm_task
     head = nn.Identity() if lm else nn.Sequential(nn.Dropout(0.0), nn.Linear(backbone.num_features, data.num_classes))
     backbone = strategy.apply(backbone, head, data.classes)
     model = nn.ModuleList([backbone, head])

@@ -28,7 +28,7 @@ def test_optimizer_groups_follow_each_unfreeze_step(run_dir):
     """After every epoch the optimizer holds exactly the trainable parameters, each at its LR."""
     import lightning as L
 
-    from transferlab.callbacks.unfreeze import ProgressiveUnfreezing
+    from transferlab.strategies.unfreeze import ProgressiveUnfreezing
 
     seen = []
 

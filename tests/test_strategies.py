@@ -9,8 +9,8 @@ import pytest
 from conftest import CONF
 from torch import nn
 
+from transferlab.config.instantiate import build
 from transferlab.errors import ConfigError
-from transferlab.instantiate import build
 
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
 CANDIDATE_BACKBONES = [n for n in ("efficientnet_lite0", "minilm") if (CONF / "backbone" / f"{n}.yaml").exists()]

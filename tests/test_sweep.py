@@ -64,7 +64,7 @@ def compose_study(study_dir: Path, name: str, overrides: list[str] | None = None
 
     GlobalHydra.instance().clear()
     search = create_config_search_path(str(study_dir))
-    search.append("main", f"file://{ROOT / 'conf'}", anchor="main")
+    search.append("main", "pkg://transferlab.conf", anchor="main")
     hydra = Hydra.create_main_hydra2(task_name="train", config_search_path=search)
     cfg = hydra.compose_config(name, overrides or [], run_mode=RunMode.MULTIRUN, with_log_configuration=False)
     HydraConfig.instance().set_config(cfg)

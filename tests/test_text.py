@@ -63,7 +63,7 @@ def test_synthetic_instructions_have_correct_answers():
 
 
 def test_reviews_shift_is_a_labelled_to_unlabelled_domain_pair(tmp_path):
-    from transferlab.instantiate import build
+    from transferlab.config.instantiate import build
 
     cfg = compose(["data=reviews_shift", "data.source.n_per_class=30", "data.target.n_per_class=30"], tmp_path)
     data = build(cfg.data).prepare()

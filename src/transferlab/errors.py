@@ -5,7 +5,10 @@ class TransferlabError(Exception):
     """An error caused by the user's configuration, data or environment (not a bug).
 
     `train.py` prints these as one clear message, without a traceback, and exits non-zero.
+    `details` (if any) go into results.json `failure`.
     """
+
+    details: dict | None = None
 
 
 class ConfigError(TransferlabError):

@@ -43,11 +43,12 @@ class Classifier(nn.Module):
         return self.head(feats)  # (B, K)
 
 
-def load_run(run_dir: Path, ckpt: Path | None = None):
+def load_run(run_dir: Path, fmt: str = "safetensors", ckpt: Path | None = None):
     """(result, data, Classifier, merged) of a finished run, LoRA merged; the data has its test split built."""
     from omegaconf import OmegaConf
 
-    from transferlab.train import _build
+    from transferlab.config import rules
+    from transferlab.run import build_model
 
     res_path = run_dir / "results.json"
     if not res_path.is_file():
@@ -60,18 +61,15 @@ def load_run(run_dir: Path, ckpt: Path | None = None):
             f"{'found' if ckpt.is_file() else 'missing at ' + str(ckpt)}. Export a run that finished ok."
         )
     cfg = OmegaConf.create(result["config"])
-    strategy, data, module = _build(cfg, {})
+    built = build_model(cfg)  # no translation stage: the model, not the translated training images
+    strategy, data, module = built.strategy, built.data, built.module
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     backbone = module.backbone
-    merged = bool(getattr(strategy, "mergeable", False))
+    rules.check_export(fmt, strategy, backbone)
+    merged = strategy.mergeable
     if merged:  # LoRA / QLoRA: deploy the merged weights (as export_peft checks)
         backbone.model = backbone.model.merge_and_unload()
-    elif getattr(strategy, "saves_adapter", False):
-        raise ConfigError(
-            f"strategy {strategy.name} can't be merged into the base weights; export its adapter "
-            f"(<run dir>/adapter, peft format) instead."
-        )
     text = backbone.preprocessing.kind != "image"
     return result, data, Classifier(backbone, module.head, text).eval(), merged
 
@@ -146,7 +144,7 @@ def to_onnx(model: Classifier, batches, out: Path, opset: int) -> dict:
 def to_safetensors(model: Classifier, batches, out: Path, result: dict) -> dict:
     from safetensors.torch import load_file, save_file
 
-    from transferlab.train import _build
+    from transferlab.run import build_model
 
     path = out / "model.safetensors"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -160,7 +158,7 @@ def to_safetensors(model: Classifier, batches, out: Path, result: dict) -> dict:
 
     cfg = OmegaConf.create(result["config"])
     cfg.strategy = {"_target_": "transferlab.strategies.full.Full"}  # plain architecture: nothing peft-wrapped
-    _, _, fresh = _build(cfg, {})
+    fresh = build_model(cfg).module
     reloaded = Classifier(fresh.backbone, fresh.head, model.text).eval()
     reloaded.load_state_dict(load_file(str(path)))
     return {
@@ -174,12 +172,9 @@ def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
     from safetensors.torch import save_file
     from transformers import AutoModel
 
-    bb = model.backbone
-    if not hasattr(bb, "tokenizer") or not hasattr(bb.model, "save_pretrained"):
-        raise ConfigError(
-            f"--format hf needs a transformers backbone (e.g. minilm); this run used '{bb.info.name}'. "
-            "Use --format onnx or safetensors."
-        )
+    from transferlab.backbones.hf import pool
+
+    bb = model.backbone  # rules.check_export: a `saves_pretrained` encoder
     bb.model.config.id2label = dict(enumerate(classes))
     bb.model.config.label2id = {c: i for i, c in enumerate(classes)}
     bb.model.save_pretrained(str(out))
@@ -188,7 +183,7 @@ def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
     (out / "transferlab.json").write_text(
         json.dumps(
             {
-                "pooling": getattr(bb, "pooling", "mean"),
+                "pooling": bb.pooling,
                 "classes": classes,
                 "head": "logits = head(pooled last_hidden_state)",
             },
@@ -199,9 +194,7 @@ def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
 
     def logits(ids, mask):
         h = plain(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
-        w = mask.unsqueeze(-1).to(h.dtype)
-        feats = h[:, 0] if getattr(bb, "pooling", "mean") == "cls" else (h * w).sum(1) / w.sum(1).clamp(min=1.0)
-        return model.head(feats)
+        return model.head(pool(h, mask, bb.pooling))
 
     return {
         "files": sorted(p.name for p in out.iterdir()),
@@ -217,7 +210,7 @@ def export(
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt} is not one of {', '.join(FORMATS)}.")
     run_dir = Path(run_dir)
-    result, data, model, merged = load_run(run_dir)
+    result, data, model, merged = load_run(run_dir, fmt)
     out = Path(out or run_dir / "export" / fmt)
     out.mkdir(parents=True, exist_ok=True)
     batches = held_out(data, n)

@@ -23,6 +23,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -127,14 +128,21 @@ def save(path: Path, feats: torch.Tensor, labels: torch.Tensor, stats: CacheStat
         stats.persisted = False
 
 
+@runtime_checkable
+class Fingerprinted(Protocol):
+    """A dataset that can hash exactly what it yields (the feature cache's key)."""
+
+    def fingerprint(self) -> str: ...
+
+
 MAX_PREFIX_GB = 4.0  # prefix outputs larger than this (all images of a domain, fp32) are not cached
 
 
 def frozen_prefix(strategy, backbone) -> int | None:
     """Leading layer groups that stay frozen for the whole run; None = the whole backbone."""
     if not any(p.requires_grad for p in backbone.parameters()):
-        return None if getattr(strategy, "backbone_always_frozen", False) or not strategy.trains else 0
-    if getattr(strategy, "callbacks", None) and strategy.callbacks():  # e.g. a progressive unfreezing schedule
+        return None if strategy.backbone_always_frozen or not strategy.trains else 0
+    if strategy.callbacks():  # e.g. a progressive unfreezing schedule
         return 0
     k = 0
     for group in backbone.layer_groups():
@@ -149,16 +157,16 @@ def why_not(strategy, module, data) -> str:
     k = frozen_prefix(strategy, module.backbone)
     if k == 0:
         return "the backbone has trainable parameters"
-    if k is not None and (not hasattr(module.backbone, "split") or module.backbone.split(k) is None):
+    if k is not None and module.backbone.split(k) is None:
         return (
             f"the frozen part ({k} layer groups) of '{module.backbone.info.name}' is not a prefix the cache can cut "
             "(supported: timm EfficientNets and ResNets)"
         )
     if module.augment is not None or module.tta is not None:
         return "augmentation changes the backbone's inputs"
-    if getattr(module.strategy, "norm", "train") == "adabn" or getattr(module.adaptation, "reestimates_bn", False):
+    if module.strategy.norm == "adabn" or (module.adaptation is not None and module.adaptation.reestimates_bn):
         return "AdaBN re-estimates batch-norm statistics after training: cached features would be stale"
-    if not all(hasattr(ds, "fingerprint") for ds in data.datasets.values()):
+    if not all(isinstance(ds, Fingerprinted) for ds in data.datasets.values()):
         return "the datasets can't fingerprint their content"
     return ""
 
@@ -192,6 +200,7 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
             stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
             return stats
     model_key = weights_hash(prefix) + ("" if k is None else f"|prefix:{k}")
+    cached: dict[str, FeatureDataset] = {}
     for which, dom in data.domains.items():
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
         key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|float32".encode()).hexdigest()[:40]
@@ -207,9 +216,7 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
         feats, labels = hit
         for split in ("train", "val", "test"):
             idx = torch.from_numpy(np.asarray(getattr(dom, split), dtype=np.int64))
-            data.datasets[f"{which}/{split}"] = FeatureDataset(feats[idx], labels[idx])
-    module.features_cached = True
-    # None: the cache holds the backbone's features. Kept out of `_modules`: the suffix shares the
-    # backbone's parameters and must not appear twice in the state dict.
-    module.__dict__["_cached_suffix"] = suffix
+            cached[f"{which}/{split}"] = FeatureDataset(feats[idx], labels[idx])
+    data.use_datasets(cached)
+    module.use_cached_features(suffix)  # None: the cache holds the backbone's features
     return stats

@@ -9,7 +9,7 @@ greedy decoding would answer correctly).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -32,6 +32,8 @@ def response_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
 
 
 class InstructionModule(L.LightningModule):
+    supports_feature_cache: ClassVar[bool] = False  # an LM loss over every token: nothing to cache
+
     """Causal-LM fine-tuning on prompt/response batches (see `data.instructions`).
 
     Args:
@@ -50,6 +52,7 @@ class InstructionModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.backbone, self.head, self.strategy = backbone, torch.nn.Identity(), strategy
+        self.adaptation, self.features_cached = None, False  # the TransferModule fields readers ask for
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self._sums: dict[str, torch.Tensor] = {}
 

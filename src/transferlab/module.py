@@ -7,7 +7,7 @@ It knows no variant by name: everything specific is injected. Metrics are named 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -21,6 +21,8 @@ from transferlab.strategies.base import Strategy
 
 
 class TransferModule(L.LightningModule):
+    supports_feature_cache: ClassVar[bool] = True  # features.cache_features may switch it to cached batches
+
     """Classification by `head(backbone(inputs))`, trained as the strategy says.
 
     Args:
@@ -62,7 +64,8 @@ class TransferModule(L.LightningModule):
         super().__init__()
         self.backbone, self.head, self.adaptation = backbone, head, adaptation
         self.augment, self.tta = augment, tta
-        self.features_cached = False  # set by transferlab.features: batches then hold backbone features
+        self.features_cached = False  # use_cached_features(): batches then hold backbone (prefix) features
+        self._cached_suffix: nn.Module | None = None
         self.strategy, self.optimizer_fn, self.scheduler_fn = strategy, optimizer, scheduler
         self.eval_names = eval_names or [""]
         self.da_forward, self.adaptation_lr_mult = da_forward, adaptation_lr_mult
@@ -84,8 +87,15 @@ class TransferModule(L.LightningModule):
         cached frozen prefix, its outputs, which the trainable suffix of the backbone finishes)."""
         if not self.features_cached:
             return self.backbone(inputs)
-        suffix = self.__dict__.get("_cached_suffix")
+        suffix = self.__dict__["_cached_suffix"]
         return inputs if suffix is None else suffix(inputs)
+
+    def use_cached_features(self, suffix: nn.Module | None) -> None:
+        """Batches now hold cached backbone features (`suffix` None) or a frozen prefix's outputs, which
+        `suffix` (the backbone's trainable rest) finishes. The suffix shares the backbone's parameters, so
+        it is kept out of `_modules`: it must not appear twice in the state dict."""
+        self.features_cached = True
+        self.__dict__["_cached_suffix"] = suffix
 
     def train(self, mode: bool = True):
         super().train(mode)

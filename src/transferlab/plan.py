@@ -1,6 +1,6 @@
 """`python -m transferlab.plan <overrides>`: parameters and memory of a configured run, from the architecture alone.
 
-Composes the same conf/ tree as train.py, builds the backbone on the meta device (no weights read),
+Composes the same transferlab/conf tree as train.py, builds the backbone on the meta device (no weights read),
 applies the configured strategy exactly as training does, and prints parameters, bytes for weights
 (by dtype; 4 bit with its constants for QLoRA), gradients, optimizer states, traced activations (with
 and without activation checkpointing), the total and which GPUs it fits.
@@ -23,14 +23,15 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from transferlab.config import rules
+from transferlab.config.compose import CONF
+from transferlab.config.instantiate import build as instantiate
 from transferlab.errors import ConfigError, TransferlabError
-from transferlab.instantiate import build as instantiate
 from transferlab.planning import activations, memory
 from transferlab.planning.arch import build_meta_backbone
 from transferlab.planning.table import GPU_RUNTIME, GPUS_GB, render, why_not
 
 CPU_RUNTIME_MB = 1130.0  # RSS of python + torch 2.14 + lightning + transformers + peft imports (measured, CPU build)
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _act_bytes(cfg: DictConfig, backbone, strategy) -> int:
@@ -38,8 +39,7 @@ def _act_bytes(cfg: DictConfig, backbone, strategy) -> int:
     precision = str(cfg.get("hardware", {}).get("precision", "32-true"))
     if "16" in precision:
         return 2
-    quant = getattr(strategy, "quantization", None)
-    dtype = (quant or {}).get("compute_dtype") or getattr(backbone, "dtype", "float32")
+    dtype = (strategy.quantization or {}).get("compute_dtype") or backbone.dtype
     return torch.empty(0, dtype=getattr(torch, str(dtype))).element_size()
 
 
@@ -47,9 +47,8 @@ def _data_shape(cfg: DictConfig) -> tuple[int, list | None, bool, int | None, st
     """(batch size, class names, instruction task?, image size, modality) from the data config (cheap `prepare`)."""
     data = instantiate(cfg.data)
     data.prepare()
-    lm = getattr(data, "task", None) == "instruction"
-    classes = None if lm else list(getattr(data, "classes", None) or range(data.num_classes))
-    return int(cfg.data.batch_size), classes, lm, cfg.data.get("image_size"), getattr(data, "modality", "image")
+    classes = None if data.lm_task else list(data.classes or range(data.num_classes))
+    return int(cfg.data.batch_size), classes, data.lm_task, cfg.data.get("image_size"), data.modality
 
 
 def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -> dict:
@@ -57,15 +56,11 @@ def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -
     strategy = instantiate(cfg.strategy)
     batch, classes, lm, image_size, modality = _data_shape(cfg)
     backbone = build_meta_backbone(cfg.backbone, arch)
-    if backbone.preprocessing.kind != modality:
-        raise ConfigError(
-            f"backbone '{backbone.info.name}' takes {backbone.preprocessing.kind} inputs but the data is "
-            f"{modality} data: pick a matching pair (e.g. backbone=minilm data=reviews)."
-        )
+    rules.check_modality(backbone.info.kind, modality, backbone.info.name, rules.choice("data", None))
     with torch.device("meta"):
         head = nn.Identity() if lm else nn.Sequential(nn.Dropout(0.0), nn.Linear(backbone.num_features, len(classes)))
     notes = []
-    if getattr(strategy, "init_text", None):  # text-initialised prompts need the tokenizer: same count without
+    if strategy.init_text:  # text-initialised prompts need the tokenizer: same count without
         strategy.init_text = None
         notes.append("prompt planned with random init (init_text needs the tokenizer; same parameter count)")
     if strategy.trains:
@@ -75,7 +70,7 @@ def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -
         backbone.requires_grad_(False)
         head.requires_grad_(False)
     model = nn.ModuleList([backbone, head])
-    quant = getattr(backbone, "quantization", None) if backbone.quantized else None
+    quant = backbone.quantization if backbone.quantized else None
     out = {
         "backbone": backbone.info.name,
         "model_type": backbone.info.extra.get("model_type", backbone.info.name),
@@ -97,7 +92,7 @@ def plan(cfg: DictConfig, arch: str | None = None, seq_len: int | None = None) -
     if strategy.trains and any(p.requires_grad for p in model.parameters()):
         step = activations.training_step(backbone, head, batch, seq_len or 0, image_size, lm)
         acts = activations.trace(step, backbone, act_bytes)
-    ckpt = bool(getattr(strategy, "gradient_checkpointing", False))
+    ckpt = bool(strategy.gradient_checkpointing)
     out.update(act_bytes=act_bytes, activations=acts, checkpointing=ckpt)
     out["formula"] = _formula(backbone, batch, seq_len, act_bytes) if backbone.info.kind != "image" else None
     used = acts["checkpointed"] if ckpt else acts["total"]
@@ -173,7 +168,7 @@ def seen_seq_len(data, batches: int = 8) -> int | None:
 
 
 def compose(overrides: list[str]) -> tuple[DictConfig, dict]:
-    """Compose conf/ with `overrides`; `plan.KEY=VALUE` overrides are the planner's own options."""
+    """Compose transferlab/conf with `overrides`; `plan.KEY=VALUE` overrides are the planner's own options."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -24,7 +24,7 @@ log = logging.getLogger("transferlab")
 RUN_DIR = "<run_dir>"
 # Keys that steer the sweep machinery, not the experiment: never part of a job's identity.
 IGNORED_KEYS = ("rerun",)
-# Top-level keys a study file may add to the base config (conf/config.yaml): its own knobs.
+# Top-level keys a study file may add to the base config (transferlab/conf/config.yaml): its own knobs.
 STUDY_KEYS = {"defaults", "hydra", "sweep_name", "scale", "grid", "objective", "rerun"}
 # Config nodes without `_target_` that run() passes as keyword arguments to a constructor.
 NODE_TARGETS = {"trainer": "lightning.pytorch.Trainer"}
@@ -155,7 +155,7 @@ def check_study(cfg) -> None:
     A key is known when the base config has it or the node's constructor takes it (e.g. any
     `lightning.Trainer` argument under `trainer`). A typo such as `trainer.max_epoch` would
     otherwise reach every job as a late TypeError.
-    Top-level study knobs (`STUDY_KEYS`) are allowed. No-op for runs of conf/config.yaml itself.
+    Top-level study knobs (`STUDY_KEYS`) are allowed. No-op for runs of transferlab/conf/config.yaml itself.
     """
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
@@ -176,7 +176,8 @@ def check_study(cfg) -> None:
     unknown += _unknown_keys({k: v for k, v in study.items() if k in base}, base)
     if unknown:
         raise ConfigError(
-            f"study file {path} sets {', '.join(unknown)}: neither keys of the composed config (conf/config.yaml "
+            f"study file {path} sets {', '.join(unknown)}: neither keys of the composed config "
+            f"(transferlab/conf/config.yaml "
             f"with {', '.join(choices)}) nor arguments of their constructors. Fix the spelling (e.g. "
             f"trainer.max_epochs); a study's own top-level knobs are {', '.join(sorted(STUDY_KEYS))}."
         )

@@ -16,10 +16,10 @@ every BN layer anyway.
 
 from __future__ import annotations
 
-from torch import nn
+from transferlab.adaptation.base import AdaptationLoss
 
 
-class AdaBN(nn.Module):
+class AdaBN(AdaptationLoss):
     """Target-domain batch-norm statistics after training.
 
     Args:
@@ -28,7 +28,6 @@ class AdaBN(nn.Module):
     """
 
     needs_target = False  # no target batches while training: the target is only seen by the re-estimation
-    needs_logits = False
     reestimates_bn = True
 
     def __init__(self, num_features: int = 0, num_classes: int = 0, layers: str = "batch_stat") -> None:
@@ -37,7 +36,7 @@ class AdaBN(nn.Module):
             from transferlab.errors import ConfigError
 
             raise ConfigError(f"adaptation.layers='{layers}' must be 'batch_stat' or 'all'.")
-        self.layers = layers
+        self.bn_layers = layers
 
     def forward(self, f_s, f_t, logits_s=None, logits_t=None):  # pragma: no cover - never called (no target batches)
         raise RuntimeError("AdaBN has no training loss; the run re-estimates BN statistics after training.")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from transferlab.adaptation.base import AdaptationLoss
 from transferlab.adaptation.dann import domain_labels
 from transferlab.adaptation.discriminator import DomainDiscriminator, domain_accuracy
 from transferlab.adaptation.grl import GradientReversal
@@ -23,7 +23,7 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs.clamp_min(1e-8))).sum(1)
 
 
-class CDAN(nn.Module):
+class CDAN(AdaptationLoss):
     """Conditional domain-adversarial loss (multilinear conditioning, optional entropy weighting).
 
     Args:
@@ -40,7 +40,6 @@ class CDAN(nn.Module):
         f_s `(B, F)`, f_t `(B, F)`, logits_s `(B, K)`, logits_t `(B, K)` -> scalar loss.
     """
 
-    needs_target = True
     needs_logits = True  # conditions on class predictions: needs a trained head
 
     def __init__(
@@ -92,6 +91,6 @@ class CDAN(nn.Module):
         return self.weight * loss, {"cdan_loss": loss.detach(), "domain_acc": domain_accuracy(d, is_source)}
 
     def callbacks(self) -> list:
-        from transferlab.callbacks.grl import GRLSchedule
+        from transferlab.adaptation.grl_schedule import GRLSchedule
 
         return [GRLSchedule(self.grl, gamma=self.gamma, max_coeff=self.max_coeff)]

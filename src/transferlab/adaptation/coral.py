@@ -6,7 +6,8 @@ L_coral = ‖C_s - C_t‖_F² / (4 d²), C the unbiased feature covariance of ea
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from transferlab.adaptation.base import AdaptationLoss
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -22,7 +23,7 @@ def coral_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
     return diff.pow(2).sum() / (4 * d * d)
 
 
-class CORAL(nn.Module):
+class CORAL(AdaptationLoss):
     """Deep CORAL loss on backbone features (no discriminator).
 
     Args:
@@ -32,9 +33,6 @@ class CORAL(nn.Module):
     Shape:
         f_s `(B_s, F)`, f_t `(B_t, F)` -> scalar loss.
     """
-
-    needs_target = True
-    needs_logits = False
 
     def __init__(self, num_features: int = 0, num_classes: int = 0, weight: float = 1.0) -> None:
         super().__init__()

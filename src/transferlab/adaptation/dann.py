@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from transferlab.adaptation.base import AdaptationLoss
 from transferlab.adaptation.discriminator import DomainDiscriminator, domain_accuracy
 from transferlab.adaptation.grl import GradientReversal
 
@@ -24,7 +24,7 @@ def domain_labels(n_s: int, n_t: int, like: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.ones(n_s, device=like.device), torch.zeros(n_t, device=like.device)])
 
 
-class DANN(nn.Module):
+class DANN(AdaptationLoss):
     """Domain-adversarial loss on features with its own discriminator.
 
     Args:
@@ -38,9 +38,6 @@ class DANN(nn.Module):
     Shape:
         f_s `(B_s, F)`, f_t `(B_t, F)` -> scalar loss.
     """
-
-    needs_target = True
-    needs_logits = False
 
     def __init__(
         self,
@@ -69,6 +66,6 @@ class DANN(nn.Module):
         return self.weight * loss, {"dann_loss": loss.detach(), "domain_acc": domain_accuracy(d, is_source)}
 
     def callbacks(self) -> list:
-        from transferlab.callbacks.grl import GRLSchedule
+        from transferlab.adaptation.grl_schedule import GRLSchedule
 
         return [GRLSchedule(self.grl, gamma=self.gamma, max_coeff=self.max_coeff)]

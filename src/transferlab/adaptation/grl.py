@@ -1,7 +1,7 @@
 """Gradient reversal layer (Ganin & Lempitsky 2015): identity forward, gradient times -λ backward.
 
 The coefficient λ lives in a buffer (so it is in `state_dict`) and is set every step by
-`transferlab.callbacks.grl.GRLSchedule` from `trainer.global_step`, so a resumed run continues
+`transferlab.adaptation.grl_schedule.GRLSchedule` from `trainer.global_step`, so a resumed run continues
 the same schedule.
 """
 

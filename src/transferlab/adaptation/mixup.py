@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from transferlab.adaptation.base import AdaptationLoss
 from transferlab.adaptation.dann import domain_labels
 from transferlab.adaptation.discriminator import DomainDiscriminator, domain_accuracy
 from transferlab.adaptation.grl import GradientReversal
 from transferlab.errors import ConfigError
 
 
-class DomainMixup(nn.Module):
+class DomainMixup(AdaptationLoss):
     """Adversarial loss on source, target and Beta(α, α)-mixed features with soft domain labels.
 
     Args:
@@ -34,9 +34,6 @@ class DomainMixup(nn.Module):
     Shape:
         f_s `(B_s, F)`, f_t `(B_t, F)` -> scalar loss.
     """
-
-    needs_target = True
-    needs_logits = False
 
     def __init__(
         self,
@@ -72,6 +69,6 @@ class DomainMixup(nn.Module):
         return self.weight * loss, {"mixup_loss": loss.detach(), "domain_acc": acc}
 
     def callbacks(self) -> list:
-        from transferlab.callbacks.grl import GRLSchedule
+        from transferlab.adaptation.grl_schedule import GRLSchedule
 
         return [GRLSchedule(self.grl, gamma=self.gamma, max_coeff=self.max_coeff)]

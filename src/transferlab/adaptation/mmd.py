@@ -9,7 +9,8 @@ al. 2012) uses disjoint quadruples (s_2i, s_2i+1, t_2i, t_2i+1) and is unbiased.
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from transferlab.adaptation.base import AdaptationLoss
 
 
 def _bandwidths(sq_dists: torch.Tensor, num_kernels: int, mul: float) -> list[torch.Tensor]:
@@ -41,7 +42,7 @@ def mmd2(
     return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
 
 
-class MMD(nn.Module):
+class MMD(AdaptationLoss):
     """DAN's MK-MMD loss on backbone features (no discriminator).
 
     Args:
@@ -54,9 +55,6 @@ class MMD(nn.Module):
     Shape:
         f_s `(B_s, F)`, f_t `(B_t, F)` -> scalar loss.
     """
-
-    needs_target = True
-    needs_logits = False
 
     def __init__(
         self,

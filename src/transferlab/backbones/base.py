@@ -8,6 +8,7 @@ and carries metadata: where its weights came from, their licence and the preproc
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -59,11 +60,34 @@ class LayerGroup:
 
 
 class Backbone(nn.Module):
-    """Base for backbones: subclasses set `num_features`, `info`, `preprocessing`, `forward`."""
+    """Base for backbones: subclasses set `num_features`, `info`, `preprocessing`, `forward`.
 
+    Capabilities are declared here with their "can't" default; a backbone that has one overrides it,
+    and the run, planner, feature cache and export ask these names (never `getattr` on a guess):
+
+    - `kind` (class): the inputs it takes, "image" | "text" | "causal_lm"; checked against the strategy
+      and data before anything is built (`transferlab.config.rules`).
+    - `split(n_groups)`: `(prefix, suffix)` for the feature cache's frozen prefix, or None.
+    - `has_lm_head` (class): `lm(input_ids, attention_mask, labels)` exists (a causal LM).
+    - `saves_pretrained` (class): exports as a transformers model folder (`save_pretrained` + tokenizer).
+    - `pooling`: how token features become one vector ("mean" | "cls"), for encoders; None otherwise.
+    - `tokenizer`, `dtype`, `quantization`: text models' tokenizer, weight dtype name, 4-bit settings.
+    """
+
+    kind: ClassVar[str] = "image"
+    saves_pretrained: ClassVar[bool] = False
+    has_lm_head: ClassVar[bool] = False  # `lm(...)`: a language-modelling head (instruction tuning needs it)
     num_features: int
     info: BackboneInfo
     preprocessing: Preprocessing
+    pooling: str | None = None
+    tokenizer: Any = None
+    dtype: str = "float32"
+    quantization: dict | None = None
+
+    def split(self, n_groups: int) -> tuple[nn.Module, nn.Module] | None:
+        """`(prefix, suffix)` with `suffix(prefix(x)) == self(x)`, cut after `n_groups` layer groups; None: can't."""
+        return None
 
     def layer_groups(self) -> list[LayerGroup]:  # pragma: no cover - contract
         """Parameter groups ordered input -> output, covering every parameter exactly once."""

@@ -203,6 +203,8 @@ class HFEncoder(HFBackbone):
         input `{"input_ids": (B, T), "attention_mask": (B, T)}` -> output `(B, hidden_size)`.
     """
 
+    saves_pretrained = True  # `save_pretrained` folder + tokenizer + head (transferlab.export --format hf)
+
     def __init__(self, pooling: str = "mean", **kwargs) -> None:
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"backbone.pooling='{pooling}' must be 'mean' or 'cls'.")
@@ -213,10 +215,18 @@ class HFEncoder(HFBackbone):
         mask = inputs["attention_mask"]  # (B, T)
         h = self.model(input_ids=inputs["input_ids"], attention_mask=mask).last_hidden_state
         h = h[:, -mask.shape[1] :]  # (B, T, H): drop soft-prompt positions (prompt tuning prepends them)
-        if self.pooling == "cls":
-            return h[:, 0]
-        w = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-        return (h * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B, H)
+        return pool(h, mask, self.pooling)
+
+
+def pool(h: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Token states `(B, T, H)` -> one vector per text `(B, H)`: [CLS] state or mean over real tokens.
+
+    The one pooling rule of encoders, shared by the backbone, the exported model and the planner.
+    """
+    if pooling == "cls":
+        return h[:, 0]
+    w = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+    return (h * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
 class HFCausalLM(HFBackbone):
@@ -228,6 +238,7 @@ class HFCausalLM(HFBackbone):
     """
 
     kind = "causal_lm"
+    has_lm_head = True
     auto_class = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
 

@@ -83,6 +83,15 @@ def _promote_initializers(gm: nn.Module) -> int:
     return n
 
 
+def _licence(license: str | None, license_source: str | None, meta: dict, file: Path) -> tuple[str | None, str | None]:
+    """(licence, where it came from): as given, else the ONNX metadata, else a LICENSE file beside the model."""
+    if license is None and meta.get("license"):
+        return meta["license"], "ONNX metadata_props"
+    if license is None and (found := licence.from_folder(file.parent)):
+        return found, f"LICENSE file beside {file.name}"
+    return license, license_source
+
+
 class OnnxBackbone(Backbone):
     """An ONNX model converted to an `fx.GraphModule` (onnx2torch) and cut at its features.
 
@@ -149,11 +158,7 @@ class OnnxBackbone(Backbone):
         size = tuple(input_size) if input_size else (c or 3, h or 224, w or 224)
         self.num_features, self.pool = self._probe(size)
         self.num_groups = num_groups
-        lic, lsrc = license, license_source
-        if lic is None and meta.get("license"):
-            lic, lsrc = meta["license"], "ONNX metadata_props"
-        if lic is None and (found := licence.from_folder(file.parent)):
-            lic, lsrc = found, f"LICENSE file beside {file.name}"
+        lic, lsrc = _licence(license, license_source, meta, file)
         extra = {
             "input": input_name,
             "cut_at": self.cut_at,

@@ -135,6 +135,9 @@ class NanGuard(L.Callback):
             },
         )
 
+    def result_section(self) -> dict:
+        return self.report()
+
     def report(self) -> dict:
         """What goes into results.json (`nan_guard`)."""
         return {"nan_guard": {"policy": self.policy, "skipped_steps": list(self.skipped)}}

@@ -41,6 +41,9 @@ class StepTimer(L.Callback):
             self.steps.append(time.perf_counter() - self._t)
             self._t = None
 
+    def result_section(self) -> dict:
+        return {"timing": self.summary()}
+
     def summary(self) -> dict:
         timed = self.steps[self.skip :] or self.steps
         return {

@@ -12,7 +12,7 @@ carried only so they can be evaluated; training never reads them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -72,7 +72,12 @@ class ClassificationData(L.LightningDataModule):
         with_target: feed unlabelled target batches during training (domain adaptation).
     """
 
-    has_target_domain = False
+    # Declared capabilities (subclasses override; the run, planner and rules ask these names):
+    modality: ClassVar[str] = "image"  # the inputs it yields: "image" | "text" (checked against the backbone)
+    lm_task: ClassVar[bool] = False  # True: a language-modelling objective (instruction tuning), no class logits
+    has_target_domain = False  # set per instance by domain-pair datamodules
+    bad_count = 0  # undecodable files dropped (`data.bad_files=skip`)
+    truncation: dict | None = None  # text longer than the backbone's max_length (set at build)
 
     def __init__(
         self,
@@ -104,7 +109,6 @@ class ClassificationData(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
         self.preprocessing = None
         self.collate_fn = None
-        self.translated: dict[str, torch.Tensor] = {}  # domain -> `(N, C, S, S)` images from a translator
 
     # -- to implement -------------------------------------------------------------------------
     def load_domain(self, which: str) -> Domain:
@@ -114,31 +118,6 @@ class ClassificationData(L.LightningDataModule):
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
         """A dataset over `indices` of domain `which` yielding `{"inputs", "labels"}` items."""
         raise NotImplementedError
-
-    def domain_images(self, which: str, size: int | None = None) -> torch.Tensor:
-        """Every image of domain `which` as `(N, C, S, S)` float in [0, 1] (pixel-level adaptation).
-
-        `size` resizes them; null keeps their native size. Image datamodules override this.
-        """
-        raise DataError(
-            f"{type(self).__name__} can't hand its images to a translator (translate=...): "
-            "pixel-level adaptation needs image data (data=mnist_to_digits, digits_to_mnist, imagefolder)."
-        )
-
-    def translated_dataset(self, which: str, indices: np.ndarray) -> Dataset:
-        """The translated images of `which` at `indices`, resized and normalised for the backbone.
-
-        Image datamodules return this from `make_dataset` for a translated domain, so every reader
-        (splits, the feature cache) sees the translation.
-        """
-        from transferlab.data.images import NormalizedImages, resize_tensor
-
-        pre = self.preprocessing
-        images = resize_tensor(
-            self.translated[which][torch.from_numpy(np.asarray(indices, dtype=np.int64))],
-            getattr(self, "image_size", None) or pre.input_size[-1],
-        )
-        return NormalizedImages(images, torch.from_numpy(self.domains[which].labels[indices]), pre.mean, pre.std)
 
     # -- splits -----------------------------------------------------------------------------------
     def prepare(self) -> ClassificationData:
@@ -192,6 +171,13 @@ class ClassificationData(L.LightningDataModule):
             self.datasets[f"{which}/train"] = self.make_dataset(which, dom.train, train=True)
             for split in ("val", "test"):
                 self.datasets[f"{which}/{split}"] = self.make_dataset(which, getattr(dom, split), train=False)
+
+    def use_datasets(self, datasets: dict[str, Dataset]) -> None:
+        """Replace built datasets by key (e.g. the feature cache's precomputed features); same splits."""
+        unknown = set(datasets) - set(self.datasets)
+        if unknown:
+            raise KeyError(f"no built datasets {sorted(unknown)} to replace (have {sorted(self.datasets)})")
+        self.datasets.update(datasets)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.datasets:

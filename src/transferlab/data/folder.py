@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from transferlab.data.base import ClassificationData, Domain
+from transferlab.data.base import Domain
 from transferlab.data.geometry import Geometry, domain_geometry
+from transferlab.data.images import ImageData
 from transferlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class FolderImages(Dataset):
         return {"inputs": x, "labels": self.labels[i]}
 
 
-class ImageFolderData(ClassificationData):
+class ImageFolderData(ImageData):
     """Images from `root` (and optionally `target_root` for a domain pair).
 
     Args:

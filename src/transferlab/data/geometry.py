@@ -74,8 +74,6 @@ class Geometry:
         if self.pad:
             x = F.pad(x, (self.pad,) * 4, value=self.fill)
         if self.resize is not None:
-            from transferlab.data.images import resize_tensor
-
             x = resize_tensor(x, self.resize)
         return x.contiguous()
 
@@ -92,3 +90,10 @@ def domain_geometry(node: dict | None) -> dict[str, Geometry]:
     if unknown:
         raise DataError(f"data.geometry has unknown domain(s) {sorted(unknown)}; use source and target.")
     return {which: Geometry.from_config(node.get(which), which) for which in ("source", "target")}
+
+
+def resize_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`(N, C, H, W)` -> `(N, C, size, size)`, bilinear with antialiasing when shrinking."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x.contiguous()
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)

@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from transferlab.data.base import ClassificationData, Domain
-from transferlab.data.geometry import domain_geometry
+from transferlab.data.geometry import domain_geometry, resize_tensor
 from transferlab.data.sources import ArraySource
 
 
@@ -45,14 +44,40 @@ class NormalizedImages(Dataset):
         return {"inputs": (x - self.mean) / self.std, "labels": self.labels[i]}
 
 
-def resize_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
-    """`(N, C, H, W)` -> `(N, C, size, size)`, bilinear with antialiasing when shrinking."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x.contiguous()
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+class ImageData(ClassificationData):
+    """Image datamodules: can hand every image of a domain to a translator and train on its output.
+
+    Subclasses implement `domain_images`; `make_dataset` returns `translated_dataset` for a domain
+    that `set_translated` replaced, so every reader (splits, the feature cache) sees the translation.
+    """
+
+    image_size: int | None = None
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.translated: dict[str, torch.Tensor] = {}  # domain -> `(N, C, S, S)` images from a translator
+
+    def domain_images(self, which: str, size: int | None = None) -> torch.Tensor:
+        """Every image of domain `which` as `(N, C, S, S)` float in [0, 1]; `size` resizes (null: native)."""
+        raise NotImplementedError
+
+    def set_translated(self, which: str, images: torch.Tensor) -> None:
+        """Replace domain `which`'s images by `images` (pixel-level adaptation), before `build`."""
+        if self.datasets:
+            raise RuntimeError("set_translated must run before build(): the datasets already exist")
+        self.translated[which] = images
+
+    def translated_dataset(self, which: str, indices: np.ndarray) -> Dataset:
+        """The translated images of `which` at `indices`, resized and normalised for the backbone."""
+        pre = self.preprocessing
+        images = resize_tensor(
+            self.translated[which][torch.from_numpy(np.asarray(indices, dtype=np.int64))],
+            self.image_size or pre.input_size[-1],
+        )
+        return NormalizedImages(images, torch.from_numpy(self.domains[which].labels[indices]), pre.mean, pre.std)
 
 
-class ArrayImageData(ClassificationData):
+class ArrayImageData(ImageData):
     """Bundled array datasets: one domain (`target: null`) or a source -> target pair.
 
     Args:

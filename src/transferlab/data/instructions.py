@@ -111,7 +111,7 @@ class InstructionData(ClassificationData):
         **kwargs: see `ClassificationData` (`train_per_class` = pairs per task family).
     """
 
-    task = "instruction"
+    lm_task = True  # instruction tuning: a language-modelling loss, no classification head
     modality = "text"
 
     def __init__(self, source, max_length: int = 256, chat_template: bool = True, **kwargs) -> None:

@@ -121,7 +121,7 @@ def build_meta_backbone(node: DictConfig, arch: str | None = None):
     target = node.get("_target_", "")
     cls = get_class(target)
     if target.endswith("TimmBackbone"):
-        from transferlab.instantiate import build
+        from transferlab.config.instantiate import build
 
         with torch.device("meta"):
             bb = build(node, pretrained=False, weights=None)

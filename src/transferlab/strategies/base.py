@@ -7,11 +7,25 @@ parameter exactly once and no frozen one. Each group carries its own `lr` and a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from torch import nn
 
 from transferlab.backbones.base import Backbone, LayerGroup
 from transferlab.errors import ConfigError
 from transferlab.norm import NormPolicy, check_policy
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """What a strategy declares about itself (read by the rules, the feature cache, the export, the tests)."""
+
+    kinds: tuple[str, ...]  # backbone kinds it can adapt
+    trains: bool  # False: zero-shot
+    backbone_always_frozen: bool  # its backbone features never change (cacheable whole)
+    saves_adapter: bool  # writes a peft adapter after training
+    mergeable: bool  # the adapter merges into the base weights (exportable as one model)
 
 
 class Strategy:
@@ -29,8 +43,21 @@ class Strategy:
         kinds: backbone kinds this strategy can adapt ("image", "text", "causal_lm").
     """
 
-    kinds: tuple[str, ...] = ("image", "text", "causal_lm")
-    trains = True  # False for zero-shot
+    kinds: ClassVar[tuple[str, ...]] = ("image", "text", "causal_lm")
+    trains: ClassVar[bool] = True  # False for zero-shot
+    backbone_always_frozen: ClassVar[bool] = False  # True: backbone features never change (feature cache)
+    saves_adapter: ClassVar[bool] = False  # True: a peft adapter is saved after training
+    mergeable: ClassVar[bool] = False  # True: the adapter merges into the base weights
+    # Optional settings a strategy may carry (declared so that readers need no getattr):
+    quantization: dict | None = None  # QLoRA: 4-bit loading of the backbone
+    gradient_checkpointing: bool = False
+    init_text: str | None = None  # prompt tuning: initialise the prompt from this text
+    labels: list[str] | None = None  # zero-shot: class names to score
+
+    @classmethod
+    def spec(cls) -> StrategySpec:
+        """The frozen declaration of this strategy class."""
+        return StrategySpec(cls.kinds, cls.trains, cls.backbone_always_frozen, cls.saves_adapter, cls.mergeable)
 
     def __init__(
         self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0, norm: NormPolicy = "frozen"

@@ -50,8 +50,24 @@ class Progressive(Strategy):
             raise ConfigError(f"strategy.warmup_steps={warmup_steps} must be >= 0.")
         self.every, self.at, self.unit = unfreeze_every, list(unfreeze_at) if unfreeze_at else None, unit
         self.max_groups, self.warmup_steps = max_groups, warmup_steps
-        self.unfrozen = 0  # groups from the top currently trainable (set by the callback)
+        self._unfrozen = 0  # groups from the top currently trainable (advanced by the schedule's callback)
         self.n_groups = 0
+
+    @property
+    def unfrozen(self) -> int:
+        """Layer groups from the top that are trainable now."""
+        return self._unfrozen
+
+    def join_next(self) -> int:
+        """One more group joins; returns its depth from the top (0 = the group next to the head)."""
+        if self._unfrozen >= self.n_groups:
+            raise RuntimeError(f"all {self.n_groups} scheduled layer groups are already unfrozen")
+        self._unfrozen += 1
+        return self._unfrozen - 1
+
+    def restore(self, unfrozen: int) -> None:
+        """Resume: the number of groups that had joined when the checkpoint was written."""
+        self._unfrozen = unfrozen
 
     def check(self, backbone) -> None:
         super().check(backbone)
@@ -89,6 +105,6 @@ class Progressive(Strategy):
         return groups
 
     def callbacks(self) -> list:
-        from transferlab.callbacks.unfreeze import ProgressiveUnfreezing
+        from transferlab.strategies.unfreeze import ProgressiveUnfreezing
 
         return [ProgressiveUnfreezing(self)]

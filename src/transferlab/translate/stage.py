@@ -18,7 +18,6 @@ Everything downstream (any backbone, strategy, adaptation=dann/cdan/...) trains 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -28,73 +27,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, DataError
 from transferlab.paths import atomic_write, cache_dir
 from transferlab.translate.cyclegan import CycleGAN
+from transferlab.translate.domains import check_domains, pool_indices, to_channels
+from transferlab.translate.store import content_key, load_generators, save_generators, translate
 
 log = logging.getLogger("transferlab")
-VERSION = "cyclegan-1"  # bump when the networks or losses change: old translators are then not reused
-
-
-def check_domains(source: tuple, target: tuple, channels: int | None, image_size: int | None) -> int:
-    """The channel count to translate at; raises `ConfigError` for domains that can't be paired as set.
-
-    Args:
-        source, target: `(N, C, H, W)` shapes of the two domains' images (native size if `image_size` is null).
-        channels: translate.channels (null = the domains must agree).
-        image_size: translate.image_size (null = the domains must have the same size).
-    """
-    (cs, hs, ws), (ct, ht, wt) = source[1:], target[1:]
-    if image_size is None and (hs, ws) != (ht, wt):
-        raise ConfigError(
-            f"translate: source images are {hs}x{ws} but target images are {ht}x{wt}, and translate.image_size is "
-            "null. A translator maps images of one size: set translate.image_size=32 (or data.image_size=32, which "
-            "it follows) to resize both domains."
-        )
-    if channels is None and cs != ct:
-        kind = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
-        raise ConfigError(
-            f"translate: the source domain is {kind.get(cs, f'{cs}-channel')} but the target is "
-            f"{kind.get(ct, f'{ct}-channel')}. Set translate.channels=3 (gray replicated to RGB) or "
-            "translate.channels=1 (RGB to luminance) to translate between them."
-        )
-    if channels is not None and channels not in (1, 3):
-        raise ConfigError(f"translate.channels={channels} must be 1, 3 or null (the domains' own).")
-    size = image_size or hs
-    if size % 4:
-        raise ConfigError(f"translate.image_size={size} must be divisible by 4 (the generator downsamples twice).")
-    return channels or cs
-
-
-def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """`(N, C, S, S)` -> `(N, channels, S, S)`: gray replicated, or RGB to ITU-R 601 luminance."""
-    if x.shape[1] == channels:
-        return x
-    if channels == 3:
-        return x.expand(-1, 3, -1, -1).contiguous()
-    return (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-
-
-def pool_indices(dom) -> np.ndarray:
-    """Every index of a domain outside its val/test splits (independent of train_per_class and seed)."""
-    held = np.concatenate([np.asarray(dom.val, dtype=np.int64), np.asarray(dom.test, dtype=np.int64)])
-    return np.setdiff1d(np.arange(len(dom.labels)), held)
-
-
-def content_key(source: torch.Tensor, target: torch.Tensor, settings: dict) -> str:
-    h = hashlib.sha256(json.dumps({"version": VERSION, **settings}, sort_keys=True).encode())
-    for x in (source, target):
-        h.update(f"{tuple(x.shape)}|{x.dtype}".encode())
-        h.update(x.contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]
-
-
-def _state_checksum(state: dict) -> str:
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class _Progress(L.Callback):
@@ -192,10 +131,17 @@ class CycleGANTranslate:
     # -- the stage ----------------------------------------------------------------------------------
     def apply(self, data, out_dir: str | Path) -> dict:
         """Translate `data`'s source domain into target style (in place); returns what happened."""
-        if not getattr(data, "has_target_domain", False):
+        if not data.has_target_domain:
             raise ConfigError(
                 "translate=cyclegan needs a data config with a target domain (e.g. data=mnist_to_digits "
                 "or data=imagefolder with data.target_root=...); use translate=none for single-domain data."
+            )
+        from transferlab.data.images import ImageData
+
+        if not isinstance(data, ImageData):
+            raise DataError(
+                f"{type(data).__name__} can't hand its images to a translator (translate=...): pixel-level "
+                "adaptation needs image data (data=mnist_to_digits, digits_to_mnist, imagefolder)."
             )
         src_all, tgt_all = (data.domain_images(w, self.image_size) for w in ("source", "target"))
         channels = check_domains(tuple(src_all.shape), tuple(tgt_all.shape), self.channels, self.image_size)
@@ -207,7 +153,7 @@ class CycleGANTranslate:
         root = Path(self.cache_dir).expanduser() if self.cache_dir else cache_dir("translators")
         model, info = self.fit_or_load(src_pool, tgt_pool, root / key, settings)
         translated = translate(model.g_st, src_all)  # (N, C, S, S) in [0, 1]
-        data.translated["source"] = translated
+        data.set_translated("source", translated)
         grid = self.write_grid(Path(out_dir) / "translation_grid.png", data, src_all, translated, tgt_all)
         return {
             "method": "cyclegan",
@@ -232,21 +178,13 @@ class CycleGANTranslate:
                 return model, {**json.loads((directory / "translator.json").read_text()), "reused": True}
             return self._fit(model, src, tgt, directory, settings, callbacks or [])
 
-    def _fit(self, model, src, tgt, directory: Path, settings: dict, callbacks: list) -> tuple[CycleGAN, dict]:
-        from lightning.pytorch.callbacks import ModelCheckpoint
-        from lightning.pytorch.utilities import CombinedLoader
+    def _loaders(self, src: torch.Tensor, tgt: torch.Tensor) -> dict:
+        """One shuffled loader per domain, images scaled to [-1, 1]."""
         from torch.utils.data import DataLoader, TensorDataset
 
-        from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
         from transferlab.data.base import EpochShuffle
 
-        last = directory / "last.ckpt"
-        resumed_from = (
-            torch.load(last, map_location="cpu", weights_only=True)["global_step"] // 2 if last.is_file() else None
-        )
-        what = "training" if resumed_from is None else f"resuming at batch {resumed_from}"
-        log.info("translator %s (%d batches of %d per domain) in %s", what, self.steps, self.batch_size, directory)
-        loaders = {
+        return {
             name: DataLoader(
                 TensorDataset(x * 2 - 1),
                 batch_size=min(self.batch_size, len(x)),
@@ -255,6 +193,12 @@ class CycleGANTranslate:
             )
             for i, (name, x) in enumerate((("source", src), ("target", tgt)))
         }
+
+    def _trainer(self, directory: Path, callbacks: list) -> L.Trainer:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
+
         ckpt = ModelCheckpoint(
             dirpath=directory,
             filename="translator-{step}",
@@ -262,7 +206,7 @@ class CycleGANTranslate:
             save_last=True,
             save_top_k=1,
         )
-        trainer = L.Trainer(
+        return L.Trainer(
             max_steps=2 * self.steps,
             max_epochs=-1,
             accelerator=self.accelerator,
@@ -280,10 +224,20 @@ class CycleGANTranslate:
                 *callbacks,
             ],
         )
-        start = time.time()
-        trainer.fit(
-            model, CombinedLoader(loaders, mode="max_size_cycle"), ckpt_path=str(last) if last.is_file() else None
+
+    def _fit(self, model, src, tgt, directory: Path, settings: dict, callbacks: list) -> tuple[CycleGAN, dict]:
+        from lightning.pytorch.utilities import CombinedLoader
+
+        last = directory / "last.ckpt"
+        resumed_from = (
+            torch.load(last, map_location="cpu", weights_only=True)["global_step"] // 2 if last.is_file() else None
         )
+        what = "training" if resumed_from is None else f"resuming at batch {resumed_from}"
+        log.info("translator %s (%d batches of %d per domain) in %s", what, self.steps, self.batch_size, directory)
+        trainer = self._trainer(directory, callbacks)
+        start = time.time()
+        loaders = CombinedLoader(self._loaders(src, tgt), mode="max_size_cycle")
+        trainer.fit(model, loaders, ckpt_path=str(last) if last.is_file() else None)
         model = model.cpu().eval()
         info = {
             "reused": False,
@@ -319,42 +273,3 @@ class CycleGANTranslate:
         s, t = pick("source", "test"), pick("target", "train")
         n = min(len(s), len(t))
         return write_grid(path, [src_all[s[:n]], translated[s[:n]], tgt_all[t[:n]]])
-
-
-@torch.no_grad()
-def translate(generator: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """`(N, C, S, S)` in [0, 1] -> G(images) in [0, 1], on the CPU."""
-    generator = generator.cpu().eval()
-    out = [(generator(images[i : i + batch_size] * 2 - 1) + 1) / 2 for i in range(0, len(images), batch_size)]
-    return torch.cat(out).clamp_(0, 1)
-
-
-def save_generators(model: CycleGAN, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith("g_")}
-    atomic_write(
-        path, lambda tmp: save_file(state, str(tmp), metadata={"sha256": _state_checksum(state), "version": VERSION})
-    )
-
-
-def load_generators(model: CycleGAN, path: Path) -> bool:
-    """Load a finished translator's generators; False when absent, corrupt or from another version."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return False
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-        if meta.get("sha256") != _state_checksum(state) or meta.get("version") != VERSION:
-            raise ValueError("checksum or version mismatch")
-        missing = model.load_state_dict(state, strict=False).missing_keys
-        if any(k.startswith("g_") for k in missing):
-            raise ValueError(f"missing generator weights {missing[:3]}")
-        return True
-    except Exception as e:  # (torn, corrupt, tampered or incompatible: train again)
-        log.warning("translator file %s can't be used (%s): training the translator again", path, e)
-        path.unlink(missing_ok=True)
-        return False

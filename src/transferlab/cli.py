@@ -1,0 +1,32 @@
+"""Console entry points: `transferlab-train` (= `python train.py` in a checkout).
+
+The config tree ships inside the package (`transferlab/conf`), so a non-editable install runs from any
+folder. Only Hydra and OmegaConf are imported here; the run imports torch/lightning when it needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="pkg://transferlab.conf", config_name="config")
+def _hydra_main(cfg: DictConfig):
+    from transferlab.run.entry import main as run_main  # lazy: keeps --help and config errors fast
+
+    return run_main(cfg)
+
+
+def train() -> None:
+    """Train one run (or a sweep with -m); see README.md."""
+    try:
+        _hydra_main()
+    except SystemExit as e:
+        if e.code == 1:  # Hydra refused the command line: suggest the key a mistyped override meant
+            from transferlab.config import override_hints
+
+            for line in override_hints(sys.argv[1:]):
+                print(line, file=sys.stderr)
+        raise

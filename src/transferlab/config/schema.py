@@ -1,0 +1,226 @@
+"""Schema checks of the composed config: every `_target_` node against its target's signature.
+
+Run before anything is built (the idea of torchtune's `config/_validate.py`): unknown keys (with a
+did-you-mean), values of the wrong type, required values left out; `trainer` and `hardware` against
+`lightning.Trainer`; and ranges that no constructor checks early (`RANGES`). Returns problems as
+strings; `transferlab.config.validate` reports them together in one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import types
+import typing
+from typing import Any, Literal, Union
+
+_HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+
+
+def _nonneg(v) -> bool:
+    return v >= 0
+
+
+# Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
+RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "trainer.max_epochs": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
+    "trainer.max_steps": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
+    "trainer.accumulate_grad_batches": (lambda v: v >= 1, ">= 1"),
+    "trainer.log_every_n_steps": (lambda v: v >= 1, ">= 1"),
+    "trainer.limit_train_batches": (_nonneg, ">= 0 (a fraction <= 1.0 or a batch count)"),
+    "trainer.limit_val_batches": (_nonneg, ">= 0 (a fraction <= 1.0 or a batch count)"),
+    "trainer.limit_test_batches": (_nonneg, ">= 0 (a fraction <= 1.0 or a batch count)"),
+    "trainer.gradient_clip_val": (_nonneg, ">= 0 (or null)"),
+    "optimizer.lr": (lambda v: v > 0, "> 0"),
+    "optimizer.weight_decay": (_nonneg, ">= 0"),
+    "data.max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "head.bottleneck": (lambda v: isinstance(v, int) and v >= 0, "a width >= 1 (e.g. 256), or 0/null for none"),
+    "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
+    "da.lr_mult": (lambda v: v > 0, "> 0"),
+}
+
+
+# -- targets ----------------------------------------------------------------------------------
+def _target_nodes(node: Any, path: str):
+    """(dotted path, dict) of every node with a `_target_`, outermost first."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield path, node
+        for k, v in node.items():
+            yield from _target_nodes(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _target_nodes(v, f"{path}[{i}]")
+
+
+def _locate(target: str):
+    from hydra.utils import get_object
+
+    return get_object(target)
+
+
+def signature(fn) -> tuple[dict[str, inspect.Parameter], bool, dict]:
+    """(named parameters, accepts any keyword?, type hints) of a callable or a class's `__init__` chain.
+
+    A class whose `__init__` takes `**kwargs` is followed up its MRO (`HFEncoder(pooling, **kwargs)` ->
+    `HFBackbone.__init__`), as those keywords end up there; only the first signature's required
+    parameters count as required.
+    """
+    params: dict[str, inspect.Parameter] = {}
+    hints: dict = {}
+    funcs = [c.__init__ for c in fn.__mro__ if "__init__" in vars(c)] if isinstance(fn, type) else [fn]
+    open_kw = True
+    for f in funcs:
+        f = inspect.unwrap(f)
+        try:
+            sig = inspect.signature(f)
+        except (TypeError, ValueError):
+            return params, True, hints
+        with contextlib.suppress(Exception):  # unresolvable forward references: no type checks
+            hints = {**typing.get_type_hints(f), **hints}
+        names = list(sig.parameters.items())[1:] if isinstance(fn, type) else list(sig.parameters.items())
+        for name, p in names:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):  # a base's required ones come from the subclass
+                params.setdefault(name, p if not params else p.replace(default=None))
+        open_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        if not open_kw:
+            break
+    return params, open_kw, hints
+
+
+def _unknown(full: str, key: str, params: dict, where: str) -> str:
+    close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.6)
+    prefix = full[: -len(key)]
+    hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+    return f"{full} is not a parameter of {where}.{hint} Valid keys: {', '.join(sorted(params))}."
+
+
+def check_node(path: str, node: dict) -> list[str]:
+    """Problems of one `_target_` node: unknown keys, wrong types, required values left out."""
+    target = node["_target_"]
+    try:
+        fn = _locate(target)
+    except Exception as e:  # any import failure is reported as the config's problem
+        return [f"{path}._target_='{target}' can't be imported ({type(e).__name__}: {e})."]
+    params, open_kw, hints = signature(fn)
+    problems = []
+    for key, value in node.items():
+        if key in _HYDRA_KEYS:
+            continue
+        full = f"{path}.{key}" if path else key
+        if key not in params:
+            if not open_kw:
+                problems.append(_unknown(full, key, params, target))
+            continue
+        if isinstance(value, dict) and "_target_" in value:
+            continue  # an object built by its own node
+        if key in hints and not fits(value, hints[key]):
+            problems.append(
+                f"{full}={value!r} should be {type_name(hints[key])} ({target} takes "
+                f"`{key}: {type_name(hints[key])}`).{_did_you_mean_choice(value, hints[key])}"
+            )
+    if not node.get("_partial_") and "_args_" not in node:
+        for name, p in params.items():
+            if p.default is p.empty and name not in node:
+                problems.append(f"{path}.{name} is required by {target} but not set.")
+    return problems
+
+
+def _did_you_mean_choice(value: Any, tp: Any) -> str:
+    """ " Did you mean 'frozen'?" for a misspelt string where a `Literal[...]` of strings is expected."""
+    import difflib
+
+    choices = [a for a in typing.get_args(tp) if isinstance(a, str)] if typing.get_origin(tp) is Literal else []
+    close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def fits(value: Any, tp: Any) -> bool:
+    """Whether a plain config value can be passed where `tp` is annotated (lenient for non-plain types)."""
+    origin = typing.get_origin(tp)
+    if tp is Any or isinstance(tp, (str, typing.TypeVar)):
+        return True
+    if origin in (Union, types.UnionType):
+        return any(fits(value, a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp in (list, tuple) or origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if tp is dict or origin is dict:
+        return isinstance(value, dict)
+    return value is not None  # a class, callable, path ...: not checked beyond "given"
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_trainer(tree: dict) -> list[str]:
+    """`trainer.*` and `hardware.*` become `lightning.Trainer` keywords."""
+    import lightning as L
+
+    params, _, hints = signature(L.Trainer)
+    problems = []
+    for group in ("trainer", "hardware"):
+        for key, value in (tree.get(group) or {}).items():
+            full = f"{group}.{key}"
+            if key not in params:
+                problems.append(_unknown(full, key, params, "lightning.Trainer"))
+            elif not (isinstance(value, dict) and "_target_" in value) and key in hints and not fits(value, hints[key]):
+                problems.append(f"{full}={value!r} should be {type_name(hints[key])}.")
+    return problems
+
+
+def _check_ranges(tree: dict) -> list[str]:
+    problems = []
+    for key, (ok, expected) in RANGES.items():
+        value = tree
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        try:
+            good = not isinstance(value, bool) and ok(value)
+        except TypeError:  # a string where a number belongs (type checks name the key too)
+            good = False
+        if not good:
+            problems.append(f"{key}={value!r} must be {expected}.")
+    return problems
+
+
+def problems(tree: dict) -> list[str]:
+    """Every schema problem of the resolved config tree (one per key), as messages."""
+    found: list[str] = []
+    for path, node in _target_nodes(tree, ""):
+        found += check_node(path, node)
+    found += _check_trainer(tree)
+    named = {p.split("=", 1)[0] for p in found}
+    return found + [p for p in _check_ranges(tree) if p.split("=", 1)[0] not in named]
+
+
+def target_class(node: Any) -> type | None:
+    """The class a config node's `_target_` names (None: no target, or a function)."""
+    if not isinstance(node, dict) or "_target_" not in node:
+        return None
+    obj = _locate(node["_target_"])
+    return obj if isinstance(obj, type) else None

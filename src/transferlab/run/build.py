@@ -1,0 +1,147 @@
+"""Building a run's parts, cheapest checks first: data, backbone, and the model around them.
+
+`build_model(cfg)` is the public way to get the LightningModule of a config (the run, `export` and
+tools use it); each step returns its own section of results.json instead of writing into a shared
+dict. Nothing here trains.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.config import rules
+from transferlab.config.instantiate import build as instantiate
+from transferlab.config.schema import target_class
+
+log = logging.getLogger("transferlab")
+
+
+@dataclass
+class Built:
+    """What `build_model` returns: the parts of a run and the result sections building them produced."""
+
+    strategy: Any
+    data: Any
+    module: Any
+    sections: dict = field(default_factory=dict)
+
+
+def build_data(cfg: DictConfig) -> tuple[Any, Any, dict]:
+    """(strategy, data, section): hyper-parameter checks, then labels/splits/sizes; no weights loaded."""
+    strategy = instantiate(cfg.strategy)  # its own hyper-parameter checks before anything loads
+    adaptation_cls = target_class(OmegaConf.to_container(cfg.adaptation)) if cfg.get("adaptation") else None
+    with_target = bool(adaptation_cls is not None and adaptation_cls.needs_target)
+    data = instantiate(cfg.data, with_target=with_target)
+    rules.check_parts(str(cfg.get("objective") or ""), strategy, data, adaptation_cls)
+    data.prepare()  # labels, splits, sizes -> early DataError
+    rules.check_classes(strategy, data)
+    section: dict = {"train_size": data.train_size}
+    if data.bad_count:  # data.bad_files=skip: undecodable files dropped (with a warning)
+        section["skipped_files"] = data.bad_count
+    return strategy, data, section
+
+
+def build_backbone(cfg: DictConfig) -> tuple[Any, dict]:
+    """(backbone, section): weights loaded and their licence resolved (`check_inputs` enforces it)."""
+    import torch
+
+    from transferlab import licence
+
+    with torch.random.fork_rng(devices=[]):  # a first-use weight conversion must not shift the head's init
+        backbone = instantiate(cfg.backbone)
+    lic = licence.resolve(cfg.backbone.get("license"), backbone.info, cfg.backbone.get("model_id"))
+    return backbone, {"backbone": {**backbone.info.to_dict(), "license": lic["license"]}, "license": lic}
+
+
+def check_inputs(cfg: DictConfig, backbone, data, license: dict) -> dict:
+    """Licence policy, then the data built for the backbone's inputs; returns the `truncation` section."""
+    from transferlab import licence
+
+    licence.enforce(cfg.get("license_policy"), license, backbone.info.name)  # before any training
+    rules.check_modality(backbone.info.kind, data.modality, backbone.info.name, rules.choice("data"))
+    data.build(backbone.preprocessing)
+    return {"truncation": data.truncation} if data.truncation else {}  # texts longer than max_length
+
+
+def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
+    """(LightningModule, section): the strategy applied, head and adaptation attached, norm policy set."""
+    from torch import nn
+
+    from transferlab.norm import check_batch_size, describe
+
+    if data.lm_task:  # instruction tuning: LM loss, no classification head
+        from transferlab.lm_module import InstructionModule
+
+        backbone = strategy.apply(backbone, nn.Identity(), data.classes)
+        if strategy.norm == "adabn":
+            log.warning("strategy.norm=adabn: a causal LM has no batch-norm layers; nothing will be re-estimated")
+        module = InstructionModule(backbone, strategy, instantiate(cfg.optimizer), _scheduler(cfg))
+        return module, {"norm": {**describe(backbone, strategy.norm), "reestimate": False}}
+    from transferlab.head import Head
+    from transferlab.module import TransferModule
+
+    head = Head(backbone.num_features, data.num_classes, cfg.head.dropout, cfg.head.get("bottleneck"))
+    backbone = strategy.apply(backbone, head, data.classes)
+    if backbone.info.source == "random-init" and any(not p.requires_grad for p in backbone.parameters()):
+        log.warning(
+            "backbone '%s' is randomly initialised (no pretrained weights) but strategy %s freezes part of it: "
+            "those layers stay random. Train it whole (strategy=full) unless that is the point.",
+            backbone.info.name,
+            strategy.name,
+        )
+    may_train = [p for g in strategy.may_train_groups(backbone) for p in g.parameters()]
+    check_batch_size(strategy.norm, backbone, may_train, min(data.batch_size, data.train_size))
+    adaptation, section = _adaptation(cfg, head, data)
+    rules.check_model(backbone, head, adaptation, data)
+    reestimate = strategy.norm == "adabn" or (adaptation is not None and adaptation.reestimates_bn)
+    section["norm"] = {**describe(backbone, strategy.norm), "reestimate": reestimate}
+    module = TransferModule(
+        backbone,
+        head,
+        strategy,
+        data.num_classes,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=_scheduler(cfg),
+        adaptation=adaptation,
+        augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+        tta=instantiate(cfg.tta) if cfg.get("tta") else None,
+        eval_names=data.eval_names,
+        da_forward=cfg.da.forward,
+        adaptation_lr_mult=cfg.da.lr_mult,
+    )
+    return module, section
+
+
+def _scheduler(cfg: DictConfig):
+    return instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+
+
+def _adaptation(cfg: DictConfig, head, data) -> tuple[Any, dict]:
+    """The adaptation loss sized for the head (None without `adaptation=`) and its result sections."""
+    if not cfg.get("adaptation"):
+        return None, {}
+    adaptation = instantiate(cfg.adaptation)(num_features=head.out_features, num_classes=data.num_classes)
+    aligns = "bottleneck" if head.has_bottleneck else "backbone features"
+    return adaptation, {
+        "adaptation_params": OmegaConf.to_container(cfg.adaptation, resolve=True),
+        "da": {"aligns": aligns, "width": head.out_features, **OmegaConf.to_container(cfg.da, resolve=True)},
+    }
+
+
+def build_model(cfg: DictConfig, translate_dir: str | None = None) -> Built:
+    """The strategy, datamodule and LightningModule of `cfg` (weights loaded, nothing trained).
+
+    `translate_dir`: run the pixel-level translation stage (`translate=...`) with its outputs there;
+    None skips it (an export or a tool needs the model, not the translated training images).
+    """
+    strategy, data, sections = build_data(cfg)
+    if translate_dir is not None and cfg.get("translate"):  # source images -> target style, before any dataset
+        sections["translate"] = instantiate(cfg.translate).apply(data, translate_dir)
+    backbone, section = build_backbone(cfg)
+    sections |= section | check_inputs(cfg, backbone, data, section["license"])
+    module, section = build_module(cfg, strategy, data, backbone)
+    return Built(strategy, data, module, sections | section)

@@ -1,0 +1,163 @@
+"""One run as a recipe of explicit stages; every run writes results.json, also when it fails.
+
+    validate -> data -> translate -> backbone -> inputs -> build -> cache -> fit -> adabn -> test
+             -> export-adapters -> report-result
+
+Each stage is a function of what it needs (`transferlab.run.build`, `transferlab.run.stages`) that
+returns its own section of the result; `Recipe` calls them in order, assembles the sections and
+remembers which stage was running, so a failure says where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab import redact, results
+from transferlab.config import rules
+from transferlab.errors import TransferlabError
+
+log = logging.getLogger("transferlab")
+
+
+class Recipe:
+    """The stages of one run from a composed config; `run()` returns the assembled result."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg, self.stage = cfg, "validate"
+        self.result: dict = {
+            "status": "running",
+            "strategy": rules.choice("strategy", "") or cfg.strategy.get("_target_", "").rsplit(".", 1)[-1],
+            "adaptation": rules.choice("adaptation", None),
+            "data": rules.choice("data", None),
+            "seed": cfg.seed,
+            "train_per_class": cfg.data.get("train_per_class"),
+            "config": config_tree(cfg),
+        }
+
+    def _enter(self, stage: str) -> None:
+        self.stage = stage
+
+    def _add(self, section: dict | None) -> None:
+        self.result.update(section or {})
+
+    def build(self):
+        """Stages data .. build: (strategy, data, module), each section added as it completes."""
+        from transferlab.run import build
+
+        cfg = self.cfg
+        self._enter("data")
+        strategy, data, section = build.build_data(cfg)
+        self._add(section)
+        if cfg.get("translate"):  # pixel-level adaptation: source images -> target style
+            self._enter("translate")
+            self._add({"translate": build.instantiate(cfg.translate).apply(data, cfg.paths.output_dir)})
+        self._enter("backbone")
+        backbone, section = build.build_backbone(cfg)
+        self._add(section)
+        self._add(build.check_inputs(cfg, backbone, data, section["license"]))
+        self._enter("build")
+        module, section = build.build_module(cfg, strategy, data, backbone)
+        self._add(section)
+        return strategy, data, module
+
+    def train_and_test(self, strategy, data, module) -> None:
+        """Stages cache .. export-adapters."""
+        from transferlab.run import stages
+        from transferlab.strategies.peft_base import count_params
+
+        cfg = self.cfg
+        self._add({"shift_before": stages.shift(cfg, module, data)})
+        self._enter("cache")
+        self._add(stages.feature_cache(cfg, strategy, module, data))
+        self._add({"params": count_params(module)})  # on the (peft-)wrapped model; 4-bit at logical size
+        trainer, loggers, callbacks = stages.make_trainer(cfg, strategy, module, data, self.result["backbone"]["name"])
+        if self.result.get("translate"):
+            from transferlab.translate.grid import log_grid
+
+            log_grid(loggers, self.result["translate"]["grid"])
+        try:
+            self._enter("fit")
+            if strategy.trains:
+                trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+            if self.result["norm"]["reestimate"]:
+                self._enter("adabn")
+                which = module.adaptation.bn_layers if module.adaptation is not None else "batch_stat"
+                self.result["norm"]["adabn"] = stages.adabn(module, data, trainer, strategy.norm, which)
+            elif strategy.trains:
+                stages.validate_final(trainer, module, data)
+            self._enter("test")
+            self._add(stages.test(cfg, trainer, module, data))
+            self._add({"shift_after": stages.shift(cfg, module, data) or self.result["shift_before"]})
+            self._add(stages.callback_sections(callbacks))
+            self._enter("export-adapters")
+            self._add(stages.adapters(strategy, module, data, trainer, cfg.paths.output_dir))
+        finally:
+            stages.finish_loggers(loggers)
+
+    def run(self) -> dict:
+        start = time.time()
+        try:
+            from transferlab.config import validate
+
+            validate(self.cfg)  # before anything heavy is imported
+            import lightning as L
+
+            from transferlab.run.preflight import check_ckpt_path, quiet_lightning
+
+            quiet_lightning()
+            check_ckpt_path(self.cfg)
+            L.seed_everything(self.cfg.seed, workers=True, verbose=False)
+            self.train_and_test(*self.build())
+            self.result["status"] = "ok"
+        except BaseException as e:
+            reason = str(e) or ("interrupted (signal or Ctrl-C)" if not isinstance(e, Exception) else "no message")
+            self._add({"status": "failed", "error": f"{type(e).__name__}: {reason}", "failure": failure(e, self.stage)})
+            raise
+        finally:
+            self._enter("report-result")
+            self._add({"time_s": round(time.time() - start, 2), "peak_mem_mb": round(results.peak_memory_mb(), 1)})
+            report(self.result, Path(self.cfg.paths.output_dir))
+        return self.result
+
+
+def report(result: dict, out_dir: Path) -> None:
+    """Write results.json (rank 0) and print its summary."""
+    if results.is_rank_zero():
+        path = results.write(result, out_dir)
+        print(f"\ntransferlab result ({path}):\n{redact.scrub_text(results.summary(result))}", file=sys.stderr)
+
+
+def config_tree(cfg: DictConfig) -> dict:
+    """The resolved config as plain containers (unresolved where it can't resolve: validate() says why)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except Exception:  # e.g. a missing ${oc.env:...}; reported by validate()
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def failure(e: BaseException, stage: str | None) -> dict:
+    """results.json `failure`: where it stopped and why (config / data / weights / training / interrupted)."""
+    details = dict((e.details if isinstance(e, TransferlabError) else None) or {})
+    if not isinstance(e, Exception):
+        reason = "interrupted"
+    elif isinstance(e, TransferlabError):
+        reason = type(e).__name__.removesuffix("Error").lower()
+    else:
+        reason = "unexpected"
+    return {"stage": stage, "reason": details.pop("reason", reason), **details}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one experiment from a composed config and return its result (also written to disk).
+
+    The config is validated first (`transferlab.config.validate`): nothing is loaded for a config that
+    can't run. Secret-named config values are masked in results, logger params and logs.
+    """
+    redact.register(config_tree(cfg))
+    redact.install_log_filter()
+    return Recipe(cfg).run()

@@ -1,0 +1,165 @@
+"""The stages of a run after building: cache, trainer, fit, AdaBN, test, adapters.
+
+Each takes what it needs and returns its own section of results.json; `transferlab.run.recipe`
+calls them in order and assembles the result.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab import redact, results
+from transferlab.config.instantiate import build as instantiate
+
+
+def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
+    """Swap in cached backbone (prefix) features where exact; `feature_cache` says whether and why not."""
+    if not (cfg.cache.features and module.supports_feature_cache):
+        return {}
+    import torch
+
+    from transferlab.features import cache_features, why_not
+
+    reason = why_not(strategy, module, data)
+    with torch.random.fork_rng(devices=[]):  # caching (its DataLoaders draw seeds) must not shift the run's RNG
+        stats = None if reason else cache_features(module, data, cfg.cache.dir).to_dict()
+    reason = reason or stats["reason"]
+    return {"feature_cache": {"used": False, "reason": reason} if reason else {"used": True, **stats}}
+
+
+def shift(cfg: DictConfig, module, data) -> dict | None:
+    """Domain-shift diagnostics (proxy A-distance, MMD) on the backbone's current features."""
+    if not (cfg.diagnostics.enabled and data.has_target_domain and not module.features_cached):
+        return None
+    import torch
+
+    from transferlab.adaptation.diagnostics import shift_report
+
+    with torch.random.fork_rng(devices=[]):  # measuring must not change the run's random stream
+        return shift_report(module.backbone, data, cfg.diagnostics.max_samples, cfg.diagnostics.split)
+
+
+def _instantiate_dict(node) -> list:
+    return [instantiate(v) for v in (node or {}).values() if v is not None and "_target_" in v]
+
+
+def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str):
+    """(trainer, loggers, callbacks): config callbacks + the strategy's + the adaptation's + resume state."""
+    import lightning as L
+
+    from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
+
+    loggers = _instantiate_dict(cfg.get("logger"))
+    for lg in loggers:
+        lg.log_hyperparams(redact.scrub(OmegaConf.to_container(cfg, resolve=True)))
+    stamp = {"backbone": backbone_name, "strategy": strategy.name, "classes": list(data.classes or [])}
+    callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp)]
+    if module.adaptation is not None:
+        callbacks += module.adaptation.callbacks()
+    if not loggers:  # LearningRateMonitor needs a logger
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
+    hw = OmegaConf.to_container(cfg.hardware, resolve=True)
+    trainer = L.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **{k: instantiate(v) if isinstance(v, dict) else v for k, v in hw.items()},
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=cfg.paths.output_dir,
+        plugins=[AtomicCheckpointIO()],
+    )
+    return trainer, loggers, callbacks
+
+
+def adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
+    """Re-estimate BN statistics on unlabelled data of the evaluation domain (target train split for a domain
+    pair, else the train split), then validate again so the val metrics describe the adapted model."""
+    from torch.utils.data import DataLoader
+
+    from transferlab.norm import batch_stat_layers, reestimate
+
+    which = "target" if "target" in data.domains else "source"
+    loader = DataLoader(
+        data.datasets[f"{which}/train"], batch_size=data.eval_batch_size, shuffle=False, collate_fn=data.collate_fn
+    )
+    layers = None if which_layers == "all" else batch_stat_layers(module.backbone, norm)
+    stats = {"domain": which, "which": which_layers, **reestimate(module.backbone, loader, module.device, layers)}
+    if stats["layers"] and data.val_dataloader():
+        trainer.validate(module, datamodule=data, verbose=False)
+    return stats
+
+
+def validate_final(trainer, module, data) -> None:
+    """Fit ended without validation metrics (e.g. max_steps mid-epoch): validate the final model."""
+    if not any(k.startswith("val/") for k in trainer.callback_metrics) and data.fractions[0] > 0:
+        trainer.validate(module, datamodule=data, verbose=False)
+
+
+def test(cfg: DictConfig, trainer, module, data) -> dict:
+    """Test metrics (with the final val metrics), the planner's prediction, training counters."""
+    from transferlab.plan import predict
+
+    metrics = dict(trainer.callback_metrics)
+    plan = predict(cfg, module, data)  # predicted memory, next to the measured peak_mem_mb
+    trainer.test(module, datamodule=data, verbose=False)
+    metrics.update(trainer.callback_metrics)
+    clean = results.clean_metrics(metrics)
+    return {
+        "plan": plan,
+        "metrics": clean,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
+        "selection": selection(clean, data),
+    }
+
+
+def selection(metrics: dict, data) -> dict | None:
+    """results.json `selection`: what each model-selection rule sees, for a domain pair (else None).
+
+    Label-free validators of the unlabelled target val predictions and the source val accuracy may
+    choose hyper-parameters in unsupervised DA; `oracle` (target val accuracy) needs target labels and
+    is reported only to measure what a label-free choice costs.
+    """
+    if "target" not in data.domains:
+        return None
+    from transferlab.adaptation.selection import VALIDATORS
+
+    rules = {"source_val_acc": {"metric": "val/source_acc", "better": "higher", "needs_target_labels": False}}
+    rules |= {
+        name: {"metric": f"val/target_{name}", "better": better, "needs_target_labels": False}
+        for name, (_, better, _) in VALIDATORS.items()
+    }
+    rules["oracle"] = {"metric": "val/target_acc", "better": "higher", "needs_target_labels": True}
+    return {name: {**rule, "value": metrics.get(rule["metric"])} for name, rule in rules.items()}
+
+
+def callback_sections(callbacks: list) -> dict:
+    """Sections callbacks add after testing (`timing`, `nan_guard`, ...), one level merged."""
+    from transferlab.callbacks import ReportsResult
+
+    out: dict = {}
+    for cb in callbacks:
+        if isinstance(cb, ReportsResult):
+            for key, value in cb.result_section().items():
+                out[key] = (
+                    {**out[key], **value} if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+                )
+    return out
+
+
+def adapters(strategy, module, data, trainer, out_dir: str) -> dict:
+    """A PEFT strategy's adapter in peft format, plus the merged model re-evaluated (rank 0)."""
+    if not (strategy.saves_adapter and strategy.trains and trainer.is_global_zero):
+        return {}
+    from transferlab.export_peft import export_adapter
+
+    return {"adapter": export_adapter(strategy, module, data, out_dir)}
+
+
+def finish_loggers(loggers: list) -> None:
+    import lightning as L
+
+    for lg in loggers:
+        lg.finalize("success")
+        if isinstance(lg, L.pytorch.loggers.WandbLogger):
+            lg.experiment.finish()

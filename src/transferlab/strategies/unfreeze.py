@@ -1,0 +1,122 @@
+"""ProgressiveUnfreezing: the schedule of `strategies.progressive.Progressive`, resume- and DDP-safe.
+
+Unlike Lightning's BaseFinetuning (issues #6891, #8502, #20340), the unfrozen set is a function of
+`trainer.current_epoch` / `trainer.global_step`, and the count is restored *before* the optimizer is
+built, so a resumed run has the same parameter groups, learning rates and frozen layers.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import lightning as L
+import torch
+
+
+class Schedule(Protocol):
+    """What the callback drives: `Progressive` hands itself over (no import of it here, no circle)."""
+
+    unit: str
+    warmup_steps: int
+
+    @property
+    def unfrozen(self) -> int: ...
+
+    def target(self, t: int) -> int: ...
+
+    def join_next(self) -> int: ...
+
+    def restore(self, unfrozen: int) -> None: ...
+
+    def group_lr(self, depth_from_top: int) -> float: ...
+
+
+class ProgressiveUnfreezing(L.Callback):
+    """Unfreezes layer groups top-down on the strategy's schedule and adds them to the optimizer.
+
+    Logs `train/unfrozen_groups` and `train/lr/<group>` for every optimizer group.
+    """
+
+    def __init__(self, strategy: Schedule) -> None:
+        self.strategy = strategy
+        self.joined_at: dict[int, int] = {}  # group depth from the top -> global step it joined
+
+    # -- state: restored before configure_optimizers (Lightning restores callbacks first) --------
+    def state_dict(self) -> dict:
+        return {"unfrozen": self.strategy.unfrozen, "joined_at": dict(self.joined_at)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.strategy.restore(int(state["unfrozen"]))
+        self.joined_at = {int(k): int(v) for k, v in state["joined_at"].items()}
+
+    def _layer_groups(self, pl_module):
+        return pl_module.backbone.layer_groups()
+
+    def _apply_freeze(self, pl_module) -> None:
+        groups = self._layer_groups(pl_module)
+        for i, g in enumerate(groups):
+            trainable = len(groups) - 1 - i < self.strategy.unfrozen
+            for p in g.parameters():
+                p.requires_grad_(trainable)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        if isinstance(trainer.strategy, DDPStrategy) and trainer.world_size > 1:
+            # DDP registers only parameters that require grad when it wraps the model; later-unfrozen
+            # groups would never be all-reduced. Register all of them, let DDP skip the frozen ones.
+            trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
+            pl_module.backbone.requires_grad_(True)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._apply_freeze(pl_module)  # after the DDP wrap; the schedule's state is restored by now
+
+    # -- the schedule -----------------------------------------------------------------------------
+    def _advance(self, trainer, pl_module, t: int) -> bool:
+        target = self.strategy.target(t)
+        if target <= self.strategy.unfrozen:
+            return False
+        optimizer = trainer.optimizers[0]
+        groups = self._layer_groups(pl_module)
+        while self.strategy.unfrozen < target:
+            k = self.strategy.join_next()  # depth from the top of the group that joins now
+            g = groups[len(groups) - 1 - k]
+            for p in g.parameters():
+                p.requires_grad_(True)
+            lr = 0.0 if self.strategy.warmup_steps else self.strategy.group_lr(k)
+            optimizer.add_param_group(
+                {
+                    "name": f"backbone.{g.name}",
+                    "params": g.parameters(),
+                    "lr": lr,
+                    "initial_lr": self.strategy.group_lr(k),
+                }
+            )
+            self.joined_at[k] = trainer.global_step
+        pl_module.train()  # newly trainable groups leave eval mode
+        return True
+
+    def _warmup(self, trainer, pl_module) -> None:
+        """Linear LR ramp of each joined group over `warmup_steps`, derived from the global step."""
+        if not self.strategy.warmup_steps:
+            return
+        groups = self._layer_groups(pl_module)
+        by_name = {g.get("name"): g for g in trainer.optimizers[0].param_groups}
+        for k, joined in self.joined_at.items():
+            group = by_name[f"backbone.{groups[len(groups) - 1 - k].name}"]
+            ramp = min(1.0, (trainer.global_step - joined + 1) / self.strategy.warmup_steps)
+            group["lr"] = self.strategy.group_lr(k) * ramp
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.strategy.unit == "epoch":
+            self._advance(trainer, pl_module, trainer.current_epoch)
+        pl_module.log("train/unfrozen_groups", float(self.strategy.unfrozen), on_step=False, on_epoch=True)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.strategy.unit == "step":
+            self._advance(trainer, pl_module, trainer.global_step)
+        self._warmup(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        for group in trainer.optimizers[0].param_groups:
+            pl_module.log(f"train/lr/{group.get('name', '?')}", torch.tensor(group["lr"]), on_epoch=True)
