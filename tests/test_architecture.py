@@ -18,7 +18,7 @@ MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60
 # The central modules: the run, the planner, the config checks, the feature cache, the export. They ask what
 # classes declare; the few getattr/hasattr left read optional attributes of foreign objects (torch dtypes, a
 # transformers config, user-given `_target_` classes).
-CENTRAL = ["run/*.py", "plan.py", "config/*.py", "features.py", "export.py"]
+CENTRAL = ["run/*.py", "plan.py", "config/*.py", "model/features.py", "export.py"]
 MAX_DUCK_TYPING = 10
 
 

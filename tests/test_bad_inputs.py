@@ -795,7 +795,7 @@ def test_secrets_never_reach_saved_files(tmp_path: Path, monkeypatch) -> None:
 def test_secret_in_a_log_record_is_masked(monkeypatch) -> None:
     import io
 
-    from transferlab.redact import RedactFilter
+    from transferlab.infra.redact import RedactFilter
 
     token = "hf_" + "Zz9" * 12
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", token)

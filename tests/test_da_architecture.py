@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import run_config
 
 from transferlab.errors import ConfigError
-from transferlab.head import Head
+from transferlab.model.head import Head
 
 DA = ["data=mnist_to_digits", "data.train_per_class=5", "data.batch_size=8", "trainer.limit_train_batches=3"]
 

@@ -212,7 +212,7 @@ def test_imported_backbone_trains_above_chance(hub, strategy, hub_repo, lite0_on
 
 # -- licence policy ---------------------------------------------------------------------------------
 def test_licence_categories():
-    from transferlab.licence import category
+    from transferlab.infra.licence import category
 
     assert category("Apache-2.0") == category("MIT") == "permissive"
     assert (

@@ -16,8 +16,8 @@ from conftest import run_config
 
 from transferlab.backbones.base import Backbone, BackboneInfo, LayerGroup, Preprocessing
 from transferlab.errors import ConfigError, DataError
-from transferlab.module import TransferModule
-from transferlab.norm import bn_layers, check_batch_size, reestimate
+from transferlab.model.module import TransferModule
+from transferlab.model.norm import bn_layers, check_batch_size, reestimate
 from transferlab.strategies.partial import Partial
 from transferlab.strategies.progressive import Progressive
 

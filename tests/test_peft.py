@@ -157,7 +157,7 @@ def test_lora_on_an_image_backbone_adapts_the_pointwise_convs(tmp_path):
 
 
 def test_response_metrics():
-    from transferlab.lm_module import response_metrics
+    from transferlab.model.lm_module import response_metrics
 
     labels = torch.tensor([[-100, -100, 5, 6], [-100, 7, 8, -100]])  # (B, T)
     logits = torch.zeros(2, 4, 10)

@@ -15,7 +15,7 @@ from transferlab.data import synthetic_text as st
 from transferlab.data.instructions import InstructionCollate, synthetic_instructions
 from transferlab.data.text import TextClassificationData, synthetic_reviews, text_file
 from transferlab.errors import ConfigError, DataError, WeightsError
-from transferlab.schedules import linear_warmup, linear_warmup_factor
+from transferlab.model.schedules import linear_warmup, linear_warmup_factor
 
 TEXT_FAST = [
     "backbone=minilm",
@@ -203,7 +203,7 @@ def test_linear_warmup_then_linear_decay():
 def test_bert_recipe_composes(tmp_path):
     cfg = compose(["experiment=bert_recipe"], tmp_path)
     assert cfg.optimizer.lr == cfg.strategy.lr == 2e-5 and cfg.trainer.max_epochs == 3 and cfg.data.batch_size == 32
-    assert cfg.scheduler._target_ == "transferlab.schedules.linear_warmup" and cfg.scheduler.warmup == 0.1
+    assert cfg.scheduler._target_ == "transferlab.model.schedules.linear_warmup" and cfg.scheduler.warmup == 0.1
     assert cfg.callbacks.lr_monitor.logging_interval == "step"
     assert compose(["experiment=bert_recipe", "backbone=bert_base"], tmp_path).backbone.name == "bert_base"
 

@@ -2,7 +2,7 @@
 
 No loss and no extra parameters: the network trains on the source as usual, then every batch-norm
 layer's running statistics are re-estimated on unlabelled target images, so each layer normalises
-target activations with target statistics. The re-estimation itself is `transferlab.norm.reestimate`,
+target activations with target statistics. The re-estimation itself is `transferlab.model.norm.reestimate`,
 shared with `strategy.norm=adabn`; this module only tells the run to do it (and that no target
 batches are needed while training). Training uses whatever `strategy.norm` says, so
 `adaptation=adabn` next to `adaptation=none` with the same policy is the controlled comparison.

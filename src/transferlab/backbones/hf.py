@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from transferlab import hub
 from transferlab.backbones.base import Backbone, BackboneInfo, LayerGroup, Preprocessing
 from transferlab.backbones.weights import WeightsFile
 from transferlab.errors import ConfigError, WeightsError
+from transferlab.infra import hub
 
 _BLOCK = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
 _EMBED = re.compile(r"embed|\.wte\.|\.wpe\.|prompt_encoder|prefix_encoder")

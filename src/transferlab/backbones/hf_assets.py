@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transferlab.backbones.weights import WeightsFile
 from transferlab.errors import WeightsError
-from transferlab.paths import atomic_write, cache_dir
+from transferlab.infra.paths import atomic_write, cache_dir
 
 
 def _version(dist: str) -> str:

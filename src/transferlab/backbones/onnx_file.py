@@ -20,10 +20,10 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from transferlab import hub, licence
 from transferlab.backbones.base import Backbone, BackboneInfo, LayerGroup, Preprocessing
 from transferlab.errors import ConfigError, WeightsError
-from transferlab.paths import cache_dir
+from transferlab.infra import hub, licence
+from transferlab.infra.paths import cache_dir
 
 
 def _locate(path: str | None, url: str | None, name: str) -> tuple[Path, str]:

@@ -20,10 +20,10 @@ import tarfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from transferlab import hub, licence
 from transferlab.backbones.onnx_file import OnnxBackbone
 from transferlab.errors import ConfigError, WeightsError
-from transferlab.paths import atomic_write, cache_dir
+from transferlab.infra import hub, licence
+from transferlab.infra.paths import atomic_write, cache_dir
 
 
 def _download(handle: str, name: str) -> Path:

@@ -8,10 +8,10 @@ import timm
 import torch
 from timm.models import adapt_input_conv, group_parameters
 
-from transferlab import hub
 from transferlab.backbones.base import Backbone, BackboneInfo, LayerGroup, Preprocessing
 from transferlab.backbones.weights import WeightsFile, load_state_dict
 from transferlab.errors import ConfigError, WeightsError
+from transferlab.infra import hub
 
 
 class TimmBackbone(Backbone):

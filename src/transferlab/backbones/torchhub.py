@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transferlab import hub, licence
 from transferlab.backbones.base import Backbone, BackboneInfo, LayerGroup, Preprocessing
 from transferlab.errors import ConfigError, WeightsError
+from transferlab.infra import hub, licence
 
 HEAD_NAMES = ("fc", "classifier", "head", "heads", "last_linear")
 GITHUB = "github.com"

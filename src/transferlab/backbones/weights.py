@@ -7,7 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 from transferlab.errors import WeightsError
-from transferlab.paths import atomic_write, cache_dir
+from transferlab.infra.paths import atomic_write, cache_dir
 
 
 @dataclass(frozen=True)

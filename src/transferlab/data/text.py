@@ -100,7 +100,7 @@ def hf_dataset(
     limit: int | None = None,
 ) -> TextSource:
     """A Hugging Face `datasets` dataset by name (needs the Hub, or the datasets cache)."""
-    from transferlab import hub
+    from transferlab.infra import hub
 
     hub.require_hub(f"dataset '{name}'", name, fix="Offline, export it to a CSV/JSONL file and use data=text_files.")
     import datasets

@@ -49,7 +49,7 @@ def build_backbone(cfg: DictConfig) -> tuple[Any, dict]:
     """(backbone, section): weights loaded and their licence resolved (`check_inputs` enforces it)."""
     import torch
 
-    from transferlab import licence
+    from transferlab.infra import licence
 
     with torch.random.fork_rng(devices=[]):  # a first-use weight conversion must not shift the head's init
         backbone = instantiate(cfg.backbone)
@@ -59,7 +59,7 @@ def build_backbone(cfg: DictConfig) -> tuple[Any, dict]:
 
 def check_inputs(cfg: DictConfig, backbone, data, license: dict) -> dict:
     """Licence policy, then the data built for the backbone's inputs; returns the `truncation` section."""
-    from transferlab import licence
+    from transferlab.infra import licence
 
     licence.enforce(cfg.get("license_policy"), license, backbone.info.name)  # before any training
     rules.check_modality(backbone.info.kind, data.modality, backbone.info.name, rules.choice("data"))
@@ -71,18 +71,18 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     """(LightningModule, section): the strategy applied, head and adaptation attached, norm policy set."""
     from torch import nn
 
-    from transferlab.norm import check_batch_size, describe
+    from transferlab.model.norm import check_batch_size, describe
 
     if data.lm_task:  # instruction tuning: LM loss, no classification head
-        from transferlab.lm_module import InstructionModule
+        from transferlab.model.lm_module import InstructionModule
 
         backbone = strategy.apply(backbone, nn.Identity(), data.classes)
         if strategy.norm == "adabn":
             log.warning("strategy.norm=adabn: a causal LM has no batch-norm layers; nothing will be re-estimated")
         module = InstructionModule(backbone, strategy, instantiate(cfg.optimizer), _scheduler(cfg))
         return module, {"norm": {**describe(backbone, strategy.norm), "reestimate": False}}
-    from transferlab.head import Head
-    from transferlab.module import TransferModule
+    from transferlab.model.head import Head
+    from transferlab.model.module import TransferModule
 
     head = Head(backbone.num_features, data.num_classes, cfg.head.dropout, cfg.head.get("bottleneck"))
     backbone = strategy.apply(backbone, head, data.classes)

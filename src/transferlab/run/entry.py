@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from transferlab import redact
 from transferlab.errors import TransferlabError
+from transferlab.infra import redact
 from transferlab.run.recipe import config_tree, run
 
 log = logging.getLogger("transferlab")

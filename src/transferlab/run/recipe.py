@@ -17,9 +17,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import redact, results
 from transferlab.config import rules
 from transferlab.errors import TransferlabError
+from transferlab.infra import redact, results
 
 log = logging.getLogger("transferlab")
 

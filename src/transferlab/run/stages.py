@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab import redact, results
 from transferlab.config.instantiate import build as instantiate
+from transferlab.infra import redact, results
 
 
 def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
@@ -18,7 +18,7 @@ def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
         return {}
     import torch
 
-    from transferlab.features import cache_features, why_not
+    from transferlab.model.features import cache_features, why_not
 
     reason = why_not(strategy, module, data)
     with torch.random.fork_rng(devices=[]):  # caching (its DataLoaders draw seeds) must not shift the run's RNG
@@ -75,7 +75,7 @@ def adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
     pair, else the train split), then validate again so the val metrics describe the adapted model."""
     from torch.utils.data import DataLoader
 
-    from transferlab.norm import batch_stat_layers, reestimate
+    from transferlab.model.norm import batch_stat_layers, reestimate
 
     which = "target" if "target" in data.domains else "source"
     loader = DataLoader(

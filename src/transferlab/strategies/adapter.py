@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from transferlab.errors import ConfigError
-from transferlab.norm import NormPolicy
+from transferlab.model.norm import NormPolicy
 from transferlab.strategies.bottleneck import Adapted, BottleneckAdapter
 from transferlab.strategies.peft_base import PeftStrategy
 

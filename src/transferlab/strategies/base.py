@@ -14,7 +14,7 @@ from torch import nn
 
 from transferlab.backbones.base import Backbone, LayerGroup
 from transferlab.errors import ConfigError
-from transferlab.norm import NormPolicy, check_policy
+from transferlab.model.norm import NormPolicy, check_policy
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Strategy:
             the group next to the head) trains at `lr * backbone_lr_mult * lr_decay**k`
             (1.0 = one backbone rate; ~0.75 = layer-wise decay for transformers, LLRD).
         norm: normalisation policy for batch-norm layers, "train" | "frozen" | "adabn"
-            (see `transferlab.norm`; every strategy takes it, one implementation).
+            (see `transferlab.model.norm`; every strategy takes it, one implementation).
         kinds: backbone kinds this strategy can adapt ("image", "text", "causal_lm").
     """
 

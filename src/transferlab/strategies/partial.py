@@ -1,7 +1,7 @@
 """Partial fine-tuning: the last N layer groups and the head train; earlier groups stay frozen."""
 
 from transferlab.errors import ConfigError
-from transferlab.norm import NormPolicy
+from transferlab.model.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from transferlab.backbones.base import Backbone
 from transferlab.errors import ConfigError
-from transferlab.norm import NormPolicy
+from transferlab.model.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 
@@ -49,7 +49,7 @@ class PeftStrategy(Strategy):
     Args:
         lr: learning rate of the head.
         peft_lr: learning rate of the peft parameters (null = `lr`); soft prompts like a larger one.
-        norm: batch-norm policy (`transferlab.norm`); the base model is frozen, so only `adabn` changes
+        norm: batch-norm policy (`transferlab.model.norm`); the base model is frozen, so only `adabn` changes
             anything, and only on backbones with BN layers (LoRA on a CNN).
     """
 

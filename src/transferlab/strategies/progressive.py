@@ -8,7 +8,7 @@ rebuilt with the same parameter groups before its state is loaded.
 from __future__ import annotations
 
 from transferlab.errors import ConfigError
-from transferlab.norm import NormPolicy
+from transferlab.model.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from transferlab.errors import ConfigError
-from transferlab.norm import NormPolicy
+from transferlab.model.norm import NormPolicy
 from transferlab.strategies.peft_base import PeftStrategy
 
 

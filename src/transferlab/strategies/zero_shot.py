@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlab.errors import ConfigError
-from transferlab.norm import NormPolicy
+from transferlab.model.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 
@@ -26,7 +26,7 @@ class ZeroShot(Strategy):
         prompt_template: causal-LM input template with a `{text}` field; the next token is the label.
         labels: words naming the classes in class order; null = the data's class names.
         scale: logit scale of the encoder's cosine similarities (sets the loss, not the accuracy).
-        norm: batch-norm policy (`transferlab.norm`); with no training only `adabn` acts.
+        norm: batch-norm policy (`transferlab.model.norm`); with no training only `adabn` acts.
     """
 
     kinds = ("text", "causal_lm")

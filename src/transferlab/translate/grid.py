@@ -18,7 +18,7 @@ def write_grid(path: Path, rows: list[torch.Tensor], scale: int = 3) -> Path:
     from PIL import Image
     from torchvision.utils import make_grid
 
-    from transferlab.paths import atomic_write
+    from transferlab.infra.paths import atomic_write
 
     x = torch.cat(rows).clamp(0, 1)  # (R * N, C, S, S)
     x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")

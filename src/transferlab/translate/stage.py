@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from transferlab.errors import ConfigError, DataError
-from transferlab.paths import atomic_write, cache_dir
+from transferlab.infra.paths import atomic_write, cache_dir
 from transferlab.translate.cyclegan import CycleGAN
 from transferlab.translate.domains import check_domains, pool_indices, to_channels
 from transferlab.translate.store import content_key, load_generators, save_generators, translate

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from transferlab.paths import atomic_write
+from transferlab.infra.paths import atomic_write
 from transferlab.translate.cyclegan import CycleGAN
 
 log = logging.getLogger("transferlab")

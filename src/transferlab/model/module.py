@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from transferlab.backbones.base import Backbone
-from transferlab.norm import apply_policy
+from transferlab.model.norm import apply_policy
 from transferlab.strategies.base import Strategy
 
 

@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from transferlab.paths import atomic_write, cache_dir
+from transferlab.infra.paths import atomic_write, cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -111,7 +111,7 @@ def from_package(dist: str) -> str | None:
 
 def from_hf_card(model_id: str) -> str | None:
     """`license` of a Hugging Face model card: from the local cache, or the Hub when it is reachable."""
-    from transferlab import hub
+    from transferlab.infra import hub
 
     try:
         if hub.offline_forced() or not hub.reachable():

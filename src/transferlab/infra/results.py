@@ -8,7 +8,7 @@ import os
 import resource
 from pathlib import Path
 
-from transferlab.paths import atomic_write
+from transferlab.infra.paths import atomic_write
 
 
 def is_rank_zero() -> bool:
@@ -35,7 +35,7 @@ def clean_metrics(metrics: dict) -> dict:
 
 def write(result: dict, out_dir: Path) -> Path:
     """results.json, atomically, with secrets (tokens, API keys) masked."""
-    from transferlab.redact import scrub
+    from transferlab.infra.redact import scrub
 
     path = Path(out_dir) / "results.json"
     clean = scrub(json.loads(json.dumps(result, default=str)))
