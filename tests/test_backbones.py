@@ -85,6 +85,13 @@ def test_grayscale_stem_is_summed_rgb_weights():
     assert gray.preprocessing.in_chans == 1 and len(gray.preprocessing.mean) == 1
 
 
+@pytest.mark.parametrize("model_name", ["mobilenetv3_small_100", "mobilenetv3_small_100.lamb_in1k", "resnet18"])
+def test_timm_num_features_is_the_output_width(model_name):
+    """MobileNetV3's head has a hidden layer after pooling: features are head_hidden_size (1024), not 576."""
+    bb = TimmBackbone(model_name, pretrained=False)
+    assert bb(torch.zeros(2, 3, 64, 64)).shape == (2, bb.num_features)
+
+
 def test_local_weights_file_roundtrip(tmp_path):
     from safetensors.torch import save_file
 

@@ -48,7 +48,7 @@ class TimmBackbone(Backbone):
         model_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
-        if model_name not in timm.list_models():
+        if model_name.split(".")[0] not in timm.list_models():  # `arch` or `arch.pretrained_tag`
             close = timm.list_models(f"*{model_name.split('_')[0]}*")[:8]
             raise ConfigError(f"unknown timm model '{model_name}'. Similar names: {close or 'none'}.")
         kwargs = dict(num_classes=0, in_chans=in_chans, **(model_kwargs or {}))
@@ -72,7 +72,9 @@ class TimmBackbone(Backbone):
             if pretrained:
                 source = self._load_file(weights, in_chans)
         pcfg = self.model.pretrained_cfg
-        self.num_features = self.model.num_features
+        # With num_classes=0 a timm model returns its pre-logits: `head_hidden_size` wide where the head has a
+        # hidden layer after pooling (MobileNetV3: 576 pooled -> 1024), else `num_features`.
+        self.num_features = getattr(self.model, "head_hidden_size", None) or self.model.num_features
         lic = license or getattr(weights, "license", None) or pcfg.get("license")
         self.info = BackboneInfo(name=name or model_name, source=source, license=lic, kind="image")
         size = pcfg.get("input_size", (3, 224, 224))
