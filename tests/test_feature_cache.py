@@ -90,9 +90,9 @@ def test_corrupt_file_is_discarded_and_recomputed(tmp_path, caplog):
     good = run_config([*ARGS, f"cache.dir={cache}"], tmp_path / "a")
     (file,) = cache.glob("*.safetensors")
     intact = file.read_bytes()
-    for damaged in (intact[:-100], intact[:-5] + bytes([intact[-5] ^ 0xFF]) + intact[-4:]):  # torn; one flipped byte
-        file.write_bytes(damaged)
-        again = run_config([*ARGS, f"cache.dir={cache}"], tmp_path / "b")
+    for i, damaged in enumerate((intact[:-100], intact[:-5] + bytes([intact[-5] ^ 0xFF]) + intact[-4:])):
+        file.write_bytes(damaged)  # torn; one flipped byte
+        again = run_config([*ARGS, f"cache.dir={cache}"], tmp_path / f"b{i}")
         assert again["feature_cache"]["corrupt"] == 1 and again["feature_cache"]["misses"] == 1
         assert metrics(again) == pytest.approx(metrics(good), abs=1e-6)
         assert file.read_bytes() == intact  # recomputed and rewritten

@@ -21,6 +21,20 @@ def _hydra_main(cfg: DictConfig):
 
 def train() -> None:
     """Train one run (or a sweep with -m); see README.md."""
+    import os
+
+    from transferlab.config import check_argv
+    from transferlab.errors import ConfigError
+    from transferlab.run.rundir import guard_argv
+
+    # torch's C++ warnings (c10d's connection retries print a C++ backtrace each): errors only, unless set
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    try:
+        check_argv(sys.argv[1:])  # spellings Hydra would answer with a traceback
+        guard_argv(sys.argv[1:])  # before Hydra writes .hydra/ into an explicit run dir
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
         _hydra_main()
     except SystemExit as e:

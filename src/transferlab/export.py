@@ -1,18 +1,13 @@
 """Hand a fine-tuned run to deployment: `python -m transferlab.export <run dir> --format onnx|safetensors|hf`.
 
-The run is rebuilt from its `results.json` config and `checkpoints/last.ckpt` (LoRA merged into the
-base weights first, with peft's `merge_and_unload`), then written as
+The run is rebuilt from its `results.json` config and `checkpoints/last.ckpt` (LoRA merged first, peft's
+`merge_and_unload`), then written as `onnx` (`model.onnx`, opset 17, dynamic batch/sequence axes; checked
+against onnxruntime), `safetensors` (backbone + head, config/classes/licence in its metadata; checked by
+loading it into a freshly built model) or `hf` (a `save_pretrained` folder for plain `transformers.AutoModel`
++ tokenizer, `head.safetensors`, `transferlab.json` with the pooling; checked by recomputing the logits).
 
-- `onnx`: `model.onnx` (opset 17 by default, dynamic batch axis; also the sequence axis for text),
-  checked against onnxruntime on held-out test inputs: the max abs difference of the logits is reported;
-- `safetensors`: `model.safetensors` (backbone + head, with the config, classes and licence in its
-  metadata), checked by loading it into a freshly built model;
-- `hf`: for transformers backbones, a `save_pretrained` folder that plain `transformers.AutoModel`
-  loads (+ tokenizer, `head.safetensors`, `transferlab.json` saying how features are pooled), checked
-  by recomputing the logits from plain transformers.
-
-Every export writes `export.json` (format, files, opset, inputs compared, max abs diff, tolerance) and
-exits 1 when the check misses the tolerance.
+Each check compares logits on held-out test inputs, relative to their scale (max |logit|, at least 1), and
+predictions must agree except near-ties. `export.json` records it; exit 1 says what differs.
 """
 
 from __future__ import annotations
@@ -89,8 +84,32 @@ def held_out(data, n: int) -> list[tuple]:
 
 
 @torch.no_grad()
-def _max_diff(fn_a, fn_b, batches) -> float:
-    return max(float((torch.as_tensor(fn_a(*b)) - torch.as_tensor(fn_b(*b))).abs().max()) for b in batches)
+def _parity(reference, exported, batches) -> dict:
+    """How the exported model's logits compare with the reference's on `batches`.
+
+    `rel_diff` is the max abs difference over the logits' scale (max |logit|, at least 1), so the
+    tolerance means the same for logits of size 1 and of size 50. `margins` keeps, for every prediction
+    that differs, the reference's top-2 margin relative to that scale: `export` counts it as a real
+    change (a flip) when the margin is wider than twice the tolerance, else as a near-tie.
+    """
+    diff, scale, n, margins = 0.0, 0.0, 0, []
+    for b in batches:
+        ref, out = torch.as_tensor(reference(*b)).float(), torch.as_tensor(exported(*b)).float()  # (B, K)
+        top2 = ref.topk(min(2, ref.shape[1]), dim=1).values
+        differ = ref.argmax(1) != out.argmax(1)
+        margins += (top2[differ, 0] - top2[differ, -1]).tolist()
+        diff = max(diff, float((ref - out).abs().max()))
+        scale, n = max(scale, float(ref.abs().max())), n + len(ref)
+    rel = [m / max(scale, 1.0) for m in margins]
+    return {"max_abs_diff": diff, "logit_scale": scale, "rel_diff": diff / max(scale, 1.0),
+            "predictions_differ": len(margins), "n_compared": n, "_margins": rel}  # fmt: skip
+
+
+def flips(info: dict, tol: float) -> int:
+    """Predictions that changed although the reference's margin was wider than twice the tolerance."""
+    if "_margins" not in info:  # as written to export.json
+        return int(info.get("flips", 0))
+    return sum(m > 2 * tol for m in info["_margins"])
 
 
 def _onnx2torch_compat() -> None:
@@ -136,7 +155,7 @@ def to_onnx(model: Classifier, batches, out: Path, opset: int) -> dict:
         "opset": opset,
         "inputs": names,
         "dynamic_axes": {k: axes for k in names},
-        "max_abs_diff": _max_diff(model, run, batches),
+        **_parity(model, run, batches),
         "compared_with": "onnxruntime CPUExecutionProvider",
     }
 
@@ -163,7 +182,7 @@ def to_safetensors(model: Classifier, batches, out: Path, result: dict) -> dict:
     reloaded.load_state_dict(load_file(str(path)))
     return {
         "files": [path.name],
-        "max_abs_diff": _max_diff(model, reloaded, batches),
+        **_parity(model, reloaded, batches),
         "compared_with": "a freshly built model loading model.safetensors",
     }
 
@@ -198,9 +217,22 @@ def to_hf(model: Classifier, batches, out: Path, classes: list[str]) -> dict:
 
     return {
         "files": sorted(p.name for p in out.iterdir()),
-        "max_abs_diff": _max_diff(model, logits, batches),
+        **_parity(model, logits, batches),
         "compared_with": "plain transformers.AutoModel.from_pretrained(<out>) + head.safetensors",
     }
+
+
+def mismatch(info: dict, tol: float) -> str:
+    """What differs when the parity check fails, in one line."""
+    parts = []
+    if info["rel_diff"] > tol:
+        parts.append(
+            f"logits differ by up to {info['max_abs_diff']:.2e} ({info['rel_diff']:.2e} of their scale "
+            f"{info['logit_scale']:.3g}; tolerance {tol:g})"
+        )
+    if flips(info, tol):
+        parts.append(f"{flips(info, tol)} of {info['n_compared']} predictions change (not near-ties)")
+    return "; ".join(parts)
 
 
 def export(
@@ -225,11 +257,13 @@ def export(
         out=str(out),
         n_inputs=sum(len(b[0]) for b in batches),
         tol=tol,
-        within_tol=info["max_abs_diff"] <= tol,
+        flips=flips(info, tol),
+        within_tol=info["rel_diff"] <= tol and flips(info, tol) == 0,
         backbone=result.get("backbone", {}).get("name"),
         license=result.get("license"),
         lora_merged=merged,
     )
+    info.pop("_margins", None)
     (out / "export.json").write_text(json.dumps(info, indent=2))
     return info
 
@@ -241,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <run dir>/export/<format>)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("-n", type=int, default=100, help="held-out test inputs compared (default 100)")
-    p.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed (default 1e-4)")
+    p.add_argument(
+        "--tol", type=float, default=1e-4, help="max logit difference allowed, relative to max(1, max |logit|)"
+    )
     a = p.parse_args(argv)
     try:
         info = export(a.run_dir, a.format, a.out, a.opset, a.n, a.tol)
@@ -252,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{a.format}: {info['out']} ({', '.join(info['files'])}); max abs diff {info['max_abs_diff']:.2e} on "
         f"{info['n_inputs']} held-out inputs vs {info['compared_with']}"
         + (f"; opset {info['opset']}" if "opset" in info else "")
-        + ("" if info["within_tol"] else f" > tol {a.tol}")
+        + ("" if info["within_tol"] else f"; FAILED: {mismatch(info, a.tol)}")
     )
     return 0 if info["within_tol"] else 1
 

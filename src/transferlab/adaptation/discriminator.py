@@ -23,6 +23,10 @@ class DomainDiscriminator(nn.Module):
 
     def __init__(self, in_features: int, hidden: int = 1024, dropout: float = 0.5) -> None:
         super().__init__()
+        if not isinstance(hidden, int) or not 1 <= hidden <= 65536:
+            from transferlab.errors import ConfigError
+
+            raise ConfigError(f"adaptation.hidden={hidden!r} must be a discriminator width in [1, 65536] (e.g. 1024).")
         self.net = nn.Sequential(
             nn.Linear(in_features, hidden),
             nn.BatchNorm1d(hidden),

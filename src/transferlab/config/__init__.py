@@ -7,6 +7,6 @@
 Only Hydra/OmegaConf are imported here: a config error is answered before torch is imported.
 """
 
-from transferlab.config.validate import override_hints, validate
+from transferlab.config.validate import check_argv, override_hints, validate
 
-__all__ = ["override_hints", "validate"]
+__all__ = ["check_argv", "override_hints", "validate"]

@@ -11,6 +11,17 @@ from typing import Any
 from transferlab.errors import TransferlabError
 
 
+def _config_error(e: Exception, cause: BaseException | None):
+    """A library's refusal of the values it was built with, as one ConfigError naming the config key."""
+    from transferlab.errors import ConfigError
+
+    text = str(e)
+    key = text.split("full_key:", 1)[1].split()[0] if "full_key:" in text else None
+    why = f"{type(cause).__name__}: {cause}" if cause is not None else text.splitlines()[0]
+    where = f"the config at `{key}`" if key else "a config node"
+    return ConfigError(f"{where} could not be built ({why}). Fix the values under {key or 'that node'}.")
+
+
 def build(node: Any, *args: Any, **kwargs: Any) -> Any:
     """Instantiate `node`; re-raise a `TransferlabError` cause as itself."""
     from hydra.errors import InstantiationException
@@ -24,4 +35,4 @@ def build(node: Any, *args: Any, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if isinstance(cause, TransferlabError):
             raise cause from None
-        raise
+        raise _config_error(e, cause) from e

@@ -112,6 +112,52 @@ def check_config(tree: dict) -> None:
         check_da_forward(str((tree.get("da") or {}).get("forward", "separate")), data.modality)
 
 
+def _arch(node: dict) -> dict | None:
+    """The transformers architecture (config.json) the planner knows for an HF backbone node, else None."""
+    from omegaconf import OmegaConf
+
+    from transferlab.planning.arch import arch_source, load_arch
+
+    try:
+        return load_arch(arch_source(OmegaConf.create(node), None))
+    except ConfigError:  # not shipped and no local folder (a hub id): the strategy checks after loading
+        return None
+
+
+def check_sizes(tree: dict) -> None:
+    """Strategy hyper-parameters the model can't take, from the architecture alone (no weights read):
+    a LoRA rank as wide as the adapted layers, more soft-prompt tokens than the context holds."""
+    from transferlab.backbones.hf import HFBackbone
+    from transferlab.config.schema import target_class
+
+    node, strat = tree.get("backbone") or {}, tree.get("strategy") or {}
+    if not _declared(target_class(node), HFBackbone) or ("r" not in strat and "num_virtual_tokens" not in strat):
+        return
+    arch = _arch(node)
+    if arch is None or "hidden_size" not in arch:
+        return
+    name, hidden = node.get("name") or choice("backbone"), int(arch["hidden_size"])
+    heads = int(arch.get("num_attention_heads") or 1)
+    kv = int(arch.get("num_key_value_heads") or heads) * (hidden // heads)  # k/v projections (grouped-query)
+    width = min(hidden, kv)
+    if isinstance(strat.get("r"), int) and strat["r"] >= width:
+        raise ConfigError(
+            f"strategy.r={strat['r']} is not a low rank for '{name}': its adapted layers are {width} wide "
+            f"(hidden_size {hidden}{f', k/v projections {kv}' if kv != hidden else ''}). Use strategy.r < {width} "
+            "(LoRA typically 4-64)."
+        )
+    context = arch.get("max_position_embeddings") or arch.get("n_positions")
+    n = strat.get("num_virtual_tokens")
+    length = (tree.get("data") or {}).get("max_length") or node.get("max_length")
+    prompt = "PromptTuning" in str(strat.get("_target_", ""))
+    if prompt and isinstance(n, int) and context and length and n + int(length) > int(context):
+        raise ConfigError(
+            f"strategy.num_virtual_tokens={n} plus the texts' max_length={length} exceed the {context}-token "
+            f"context of '{name}': the soft prompt is prepended to every input. Use num_virtual_tokens <= "
+            f"{int(context) - int(length)} or a shorter max_length."
+        )
+
+
 def check_accelerator(tree: dict) -> None:
     """A GPU hardware config on a machine without CUDA."""
     accelerator = str((tree.get("hardware") or {}).get("accelerator", "auto"))

@@ -22,6 +22,11 @@ def _nonneg(v) -> bool:
     return v >= 0
 
 
+def _limit(v) -> bool:
+    """Lightning's limit_*_batches: a fraction of the loader (<= 1.0) or a whole number of batches."""
+    return v >= 0 and (isinstance(v, int) or v <= 1.0)
+
+
 # Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
@@ -30,16 +35,33 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trainer.max_steps": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
     "trainer.accumulate_grad_batches": (lambda v: v >= 1, ">= 1"),
     "trainer.log_every_n_steps": (lambda v: v >= 1, ">= 1"),
-    "trainer.limit_train_batches": (_nonneg, ">= 0 (a fraction <= 1.0 or a batch count)"),
-    "trainer.limit_val_batches": (_nonneg, ">= 0 (a fraction <= 1.0 or a batch count)"),
-    "trainer.limit_test_batches": (_nonneg, ">= 0 (a fraction <= 1.0 or a batch count)"),
+    "trainer.limit_train_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
+    "trainer.limit_val_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
+    "trainer.limit_test_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
     "trainer.gradient_clip_val": (_nonneg, ">= 0 (or null)"),
     "optimizer.lr": (lambda v: v > 0, "> 0"),
     "optimizer.weight_decay": (_nonneg, ">= 0"),
     "data.max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "head.bottleneck": (lambda v: isinstance(v, int) and v >= 0, "a width >= 1 (e.g. 256), or 0/null for none"),
+    "head.bottleneck": (
+        lambda v: isinstance(v, int) and 0 <= v <= 65536,
+        "a width in [1, 65536] (e.g. 256), or 0/null for none",
+    ),
     "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
     "da.lr_mult": (lambda v: v > 0, "> 0"),
+    "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "data.num_workers": (lambda v: isinstance(v, int) and 0 <= v <= 256, "a worker count in [0, 256]"),
+    "data.batch_size": (lambda v: isinstance(v, int) and v <= 2**20, "a batch size <= 1048576"),
+    "data.seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "data.image_size": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a side length in [1, 4096] (or null)"),
+    "hardware.devices": (
+        lambda v: v in (-1, "auto") or (isinstance(v, int) and 1 <= v <= 1024) or isinstance(v, (list, str)),
+        "a device count in [1, 1024], -1 / auto (all), or a list of device ids",
+    ),
+    "hardware.num_nodes": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a node count in [1, 4096]"),
+    "hardware.accelerator": (
+        lambda v: isinstance(v, dict) or v in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+        "one of auto, cpu, gpu, cuda, mps, tpu",
+    ),
 }
 
 
@@ -188,6 +210,18 @@ def _check_trainer(tree: dict) -> list[str]:
                 problems.append(_unknown(full, key, params, "lightning.Trainer"))
             elif not (isinstance(value, dict) and "_target_" in value) and key in hints and not fits(value, hints[key]):
                 problems.append(f"{full}={value!r} should be {type_name(hints[key])}.")
+    trainer = tree.get("trainer") or {}
+    unbounded = trainer.get("max_steps", -1) == -1 and not trainer.get("max_time")
+    if unbounded and trainer.get("max_epochs") in (-1, None):
+        meaning = (
+            "never ends (Lightning trains forever)"
+            if trainer.get("max_epochs") == -1
+            else ("means Lightning's default of 1000 epochs")
+        )
+        problems.append(
+            f"trainer.max_epochs={trainer.get('max_epochs')} with trainer.max_steps=-1 {meaning}: bound the run "
+            "with a number for trainer.max_epochs or trainer.max_steps, or +trainer.max_time=DD:HH:MM:SS."
+        )
     return problems
 
 
@@ -208,9 +242,49 @@ def _check_ranges(tree: dict) -> list[str]:
     return problems
 
 
+# Slots that hold something to build (a mapping with `_target_`) or nothing (null), never a scalar.
+BUILT = ("optimizer", "scheduler", "augment", "tta", "translate", "adaptation", "data.source", "data.target",
+         "backbone.weights", "backbone.path")  # fmt: skip
+SECTIONS = ("callbacks", "logger")  # each of their entries is built (or null)
+FLAGS = ("plan.enabled", "diagnostics.enabled", "cache.features", "overwrite")
+PATHS = ("cache.dir", "ckpt_path", "data.root", "data.target_root", "translate.cache_dir")  # a path or null
+
+
+def _at(tree: dict, key: str):
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def _check_shapes(tree: dict) -> list[str]:
+    """Scalars where something is built, and on/off flags given something else."""
+    found = []
+    slots = [(k, _at(tree, k)) for k in BUILT]
+    slots += [(f"{s}.{k}", v) for s in SECTIONS for k, v in (tree.get(s) or {}).items()]
+    for key, value in slots:
+        if key in ("backbone.path", "backbone.weights") and isinstance(value, str):
+            continue  # a local model folder / weights file
+        if value is not None and not (isinstance(value, dict) and (not value or "_target_" in value)):
+            found.append(f"{key}={value!r} should be a config with a `_target_` (or null).")
+    for path, node in _target_nodes(tree, ""):
+        for flag in ("_partial_", "_recursive_"):
+            if flag in node and not isinstance(node[flag], bool):
+                found.append(f"{path}.{flag}={node[flag]!r} should be true or false.")
+    for key in PATHS:
+        value = _at(tree, key)
+        if value is not None and not isinstance(value, str):
+            found.append(f"{key}={value!r} should be a path (or null).")
+    for key in FLAGS:
+        parent, _, leaf = key.rpartition(".")
+        node = _at(tree, parent) if parent else tree
+        if isinstance(node, dict) and leaf in node and not isinstance(node[leaf], bool):
+            found.append(f"{key}={node[leaf]!r} should be true or false.")
+    return found
+
+
 def problems(tree: dict) -> list[str]:
     """Every schema problem of the resolved config tree (one per key), as messages."""
-    found: list[str] = []
+    found: list[str] = _check_shapes(tree)
     for path, node in _target_nodes(tree, ""):
         found += check_node(path, node)
     found += _check_trainer(tree)

@@ -36,6 +36,7 @@ def validate(cfg: DictConfig) -> None:
     if problems:
         raise ConfigError("invalid config: " + " ".join(problems))
     rules.check_config(tree)
+    rules.check_sizes(tree)
     rules.check_accelerator(tree)
     files.check_backbone_files(tree)
 
@@ -67,3 +68,47 @@ def override_hints(argv: list[str]) -> list[str]:
             if close:
                 hints.append(f"Did you mean {parent}.{close[0]}? ({key} is not a key of the config)")
     return hints
+
+
+# -- the command line, before Hydra composes ------------------------------------------------------------------
+_SCALARS = {"true", "false", "null", "none", "yes", "no", "on", "off"}
+
+
+def _scalar(value: str) -> bool:
+    """A value Hydra parses as a bool / number / null / dict rather than a config name."""
+    v = value.strip()
+    if v.lower() in _SCALARS - {"on", "off"} or v.startswith(("{", "[")):
+        return True
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def check_argv(argv: list[str], conf_dir=None) -> None:
+    """One-line fix-its for overrides Hydra would answer with a traceback: a config group given a bool, a
+    number or a dict (`cache=false`, `logger=False`, `strategy=5`), a section given a scalar (`plan=true`)."""
+    from pathlib import Path
+
+    from transferlab.config.compose import CONF
+
+    conf = Path(conf_dir or CONF)
+    groups = {d.name for d in conf.iterdir() if d.is_dir() and d.name not in ("hydra", "base", "__pycache__")}
+    base = OmegaConf.load(conf / "config.yaml")
+    for arg in argv:
+        if "=" not in arg or arg.startswith(("-", "~")):
+            continue
+        key, value = arg.lstrip("+").split("=", 1)
+        options = sorted(p.stem for p in (conf / key).glob("*.yaml")) if key in groups else []
+        if key in groups and value not in options and _scalar(value):
+            raise ConfigError(
+                f"`{arg}`: {key} is a config group, so its value names one of its files: "
+                f"{', '.join(options)} (e.g. `{key}={options[0]}`)."
+            )
+        section = base.get(key) if key in base else None
+        if isinstance(section, DictConfig) and not value.strip().startswith("{"):
+            keys = ", ".join(f"{key}.{k}" for k in section)
+            close = difflib.get_close_matches("enabled", list(section), n=1) if value.lower() in _SCALARS else []
+            hint = f" (e.g. `{key}.{close[0]}={value}`)" if close else ""
+            raise ConfigError(f"`{arg}`: {key} is a section of settings ({keys}); set one of them{hint}.")

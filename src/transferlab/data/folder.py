@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from transferlab.data.base import Domain
 from transferlab.data.geometry import Geometry, domain_geometry
 from transferlab.data.images import ImageData
+from transferlab.data.splits import folder_splits
 from transferlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,16 @@ class ImageFolderData(ImageData):
             labels.append(y)
         self.files[which] = files
         dom = Domain(root.name, np.concatenate(labels), classes)
-        if "all" not in parts and {"val", "test"} <= set(parts):
-            dom.train, dom.val, dom.test = offsets["train"], offsets["val"], offsets["test"]
+        if "all" not in parts:  # the folder's own splits, as given; a missing one is carved out of train/ only
+            dom.train, dom.val, dom.test = folder_splits(offsets, dom.labels, self.fractions, self.split_seed)
+            given = ", ".join(f"{s}/ ({len(offsets[s])})" for s in splits)
+            carved = [s for s in ("val", "test") if s not in parts]
+            log.info(
+                "data.%s: using the folder's splits %s%s",
+                key,
+                given,
+                f"; {'/'.join(carved)} carved out of train/" if carved else "",
+            )
         return dom
 
     def domain_images(self, which: str, size: int | None = None) -> torch.Tensor:

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 
 from transferlab.errors import DataError
 
+MAX_SIDE = 4096  # pixels: larger frames are a typo (a 10^9-pixel side would overflow the tensor size)
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -54,10 +56,12 @@ class Geometry:
         g = cls(**{k: v for k, v in dict(node).items() if v is not None or k in ("crop", "resize")})
         if g.crop is not None and not 0 < g.crop <= 1:
             raise DataError(f"data.geometry.{which}.crop={g.crop} must be in (0, 1] (the kept fraction of each side).")
-        if not isinstance(g.pad, int) or g.pad < 0:
-            raise DataError(f"data.geometry.{which}.pad={g.pad!r} must be a whole number of pixels >= 0.")
-        if g.resize is not None and (not isinstance(g.resize, int) or g.resize < 1):
-            raise DataError(f"data.geometry.{which}.resize={g.resize!r} must be a side length >= 1 (or null).")
+        if not isinstance(g.pad, int) or not 0 <= g.pad <= MAX_SIDE:
+            raise DataError(f"data.geometry.{which}.pad={g.pad!r} must be a whole number of pixels in [0, {MAX_SIDE}].")
+        if g.resize is not None and (not isinstance(g.resize, int) or not 1 <= g.resize <= MAX_SIDE):
+            raise DataError(
+                f"data.geometry.{which}.resize={g.resize!r} must be a side length in [1, {MAX_SIDE}] (or null)."
+            )
         return g
 
     @property

@@ -20,6 +20,21 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, float], seed: i
     return tuple(np.sort(np.concatenate(part)) for part in (pool, val, test))
 
 
+def folder_splits(offsets: dict[str, np.ndarray], labels: np.ndarray, fractions: tuple[float, float], seed: int):
+    """(train, val, test) for a folder with its own `train/` (and maybe `val/`, `test/`): those are used as
+    given; a missing val or test split is carved out of `train/` alone (stratified, seeded), never out of
+    the user's test set. `offsets`: the indices of each folder's files in `labels`."""
+    train = offsets["train"]
+    val_frac, test_frac = fractions
+    need = (0.0 if "val" in offsets else val_frac, 0.0 if "test" in offsets else test_frac)
+    rest, val, test = stratified_split(labels[train], need, seed)  # positions within train/
+    return (
+        train[rest],
+        offsets["val"] if "val" in offsets else train[val],
+        offsets["test"] if "test" in offsets else train[test],
+    )
+
+
 def subsample(
     pool: np.ndarray,
     labels: np.ndarray,

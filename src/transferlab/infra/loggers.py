@@ -1,10 +1,65 @@
-"""Logger factories that need a decision at run time (W&B online vs offline)."""
+"""Loggers that need a decision at run time: W&B online vs offline, a CSV history that survives a resume."""
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from pathlib import Path
+
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+
+class _HistoryWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv is kept (Lightning deletes it at start).
+
+    `keep_before`: rows at or after this global step came from an attempt that was interrupted after the
+    checkpoint being resumed; they are dropped (the resumed run logs those steps again). None: a new run,
+    the file is started afresh.
+    """
+
+    def __init__(self, log_dir: str, keep_before: int | None) -> None:
+        self._keep_before = keep_before
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        if self._keep_before is None:
+            path.unlink()  # a new run in this dir (the run-dir guard moved any earlier run aside)
+            return
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            keys = list(reader.fieldnames or [])
+            rows = [r for r in reader if r.get("step") in (None, "") or int(float(r["step"])) < self._keep_before]
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = sorted(keys)
+
+
+class HistoryCSVLogger(CSVLogger):
+    """Lightning's `CSVLogger` whose metrics.csv keeps the history before a resume (`ckpt_path=...`).
+
+    The run calls `resume_at(global_step)` before training; without it the logger behaves as Lightning's.
+    """
+
+    _keep_before: int | None = None
+
+    def resume_at(self, global_step: int | None) -> None:
+        self._keep_before = global_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _HistoryWriter(self.log_dir, self._keep_before)
+        return self._experiment
 
 
 def wandb_credentials() -> bool:

@@ -33,11 +33,11 @@ def clean_metrics(metrics: dict) -> dict:
     return out
 
 
-def write(result: dict, out_dir: Path) -> Path:
-    """results.json, atomically, with secrets (tokens, API keys) masked."""
+def write(result: dict, out_dir: Path, name: str = "results.json") -> Path:
+    """results.json (or `name`), atomically, with secrets (tokens, API keys) masked."""
     from transferlab.infra.redact import scrub
 
-    path = Path(out_dir) / "results.json"
+    path = Path(out_dir) / name
     clean = scrub(json.loads(json.dumps(result, default=str)))
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(clean, indent=2)))
     return path
@@ -56,6 +56,8 @@ def _norm_text(norm: dict | None) -> str:
 def summary(result: dict) -> str:
     """A short table for the terminal."""
     rows = [("status", result["status"] + (f" ({result['error']})" if result.get("error") else ""))]
+    if result.get("note"):
+        rows.append(("note", result["note"]))
     bb = result.get("backbone") or {}
     lic = result.get("license") or {}
     rows += [

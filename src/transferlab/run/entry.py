@@ -31,7 +31,9 @@ def main(cfg: DictConfig) -> dict | float | None:
     redact.register(config_tree(cfg))
     redact.install_log_filter()
     redact.scrub_files(Path(HydraConfig.get().runtime.output_dir) / ".hydra")  # Hydra saved the overrides as given
-    if cfg.plan.enabled:  # the planner: architecture only, nothing loaded or trained
+    plan = cfg.get("plan")
+    if isinstance(plan, DictConfig) and plan.get("enabled") is True:  # the planner: nothing loaded or trained
+        # (a plan.enabled that is not a bool is refused by the run's validation, with results.json)
         from transferlab.plan import main as plan_main
 
         sys.exit(plan_main([a for a in HydraConfig.get().overrides.task if not a.startswith("plan.enabled")]))

@@ -29,6 +29,8 @@ class Recipe:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg, self.stage = cfg, "validate"
+        self.resume: dict | None = None  # the checkpoint being resumed: its stamp and global step
+        self.trains = True  # the strategy trains (False: zero-shot)
         self.result: dict = {
             "status": "running",
             "strategy": rules.choice("strategy", "") or cfg.strategy.get("_target_", "").rsplit(".", 1)[-1],
@@ -53,6 +55,11 @@ class Recipe:
         self._enter("data")
         strategy, data, section = build.build_data(cfg)
         self._add(section)
+        if self.resume is not None:  # a resume: the checkpoint must be this run's, before anything heavy
+            from transferlab.run.preflight import check_resume_stamp
+
+            expected = {"backbone": cfg.backbone.get("name"), "strategy": strategy.name, "classes": list(data.classes)}
+            check_resume_stamp(self.resume["stamp"], expected)
         if cfg.get("translate"):  # pixel-level adaptation: source images -> target style
             self._enter("translate")
             self._add({"translate": build.instantiate(cfg.translate).apply(data, cfg.paths.output_dir)})
@@ -70,12 +77,15 @@ class Recipe:
         from transferlab.run import stages
         from transferlab.strategies.peft_base import count_params
 
-        cfg = self.cfg
+        cfg, self.trains = self.cfg, strategy.trains
         self._add({"shift_before": stages.shift(cfg, module, data)})
         self._enter("cache")
         self._add(stages.feature_cache(cfg, strategy, module, data))
         self._add({"params": count_params(module)})  # on the (peft-)wrapped model; 4-bit at logical size
-        trainer, loggers, callbacks = stages.make_trainer(cfg, strategy, module, data, self.result["backbone"]["name"])
+        resume_step = self.resume["global_step"] if self.resume else None
+        trainer, loggers, callbacks = stages.make_trainer(
+            cfg, strategy, module, data, self.result["backbone"]["name"], resume_step
+        )
         if self.result.get("translate"):
             from transferlab.translate.grid import log_grid
 
@@ -110,25 +120,48 @@ class Recipe:
             from transferlab.run.preflight import check_ckpt_path, quiet_lightning
 
             quiet_lightning()
-            check_ckpt_path(self.cfg)
+            self.resume = check_ckpt_path(self.cfg)
             L.seed_everything(self.cfg.seed, workers=True, verbose=False)
             self.train_and_test(*self.build())
-            self.result["status"] = "ok"
-        except BaseException as e:
+            self._add(outcome(self.result, self.cfg, self.trains))
+        except BaseException as caught:
+            from transferlab.run.preflight import explain
+
+            e = explain(caught) or caught
             reason = str(e) or ("interrupted (signal or Ctrl-C)" if not isinstance(e, Exception) else "no message")
             self._add({"status": "failed", "error": f"{type(e).__name__}: {reason}", "failure": failure(e, self.stage)})
+            if isinstance(e, SystemExit) and not e.code:  # Lightning's SIGTERMException exits 0: a scheduler
+                raise SystemExit(143) from e  # (job arrays, `&&` chains) must see the stop as a failure
+            if e is not caught:
+                raise e from caught
             raise
         finally:
             self._enter("report-result")
             self._add({"time_s": round(time.time() - start, 2), "peak_mem_mb": round(results.peak_memory_mb(), 1)})
-            report(self.result, Path(self.cfg.paths.output_dir))
+            report(self.result, Path(self.cfg.paths.output_dir), resume=self.cfg.get("ckpt_path") is not None)
         return self.result
 
 
-def report(result: dict, out_dir: Path) -> None:
-    """Write results.json (rank 0) and print its summary."""
+def outcome(result: dict, cfg: DictConfig, trains: bool) -> dict:
+    """`status`: "ok", or "untrained" for a training strategy that took no optimizer step (a zero budget)."""
+    if not trains or result.get("global_step", 0) > 0:
+        return {"status": "ok"}
+    limits = {k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps", "limit_train_batches")}
+    budget = ", ".join(f"trainer.{k}={v}" for k, v in limits.items())
+    return {
+        "status": "untrained",
+        "note": f"0 optimizer steps ({budget}): the metrics are those of the untrained model",
+    }
+
+
+def report(result: dict, out_dir: Path, resume: bool = False) -> None:
+    """Write results.json (rank 0) and print its summary.
+
+    A failed resume leaves the run's earlier results.json as it was: its failure goes next to it.
+    """
     if results.is_rank_zero():
-        path = results.write(result, out_dir)
+        keep = resume and result["status"] != "ok" and (out_dir / "results.json").is_file()
+        path = results.write(result, out_dir, "results.resume-failed.json" if keep else "results.json")
         print(f"\ntransferlab result ({path}):\n{redact.scrub_text(results.summary(result))}", file=sys.stderr)
 
 
@@ -158,6 +191,9 @@ def run(cfg: DictConfig) -> dict:
     The config is validated first (`transferlab.config.validate`): nothing is loaded for a config that
     can't run. Secret-named config values are masked in results, logger params and logs.
     """
+    from transferlab.run.rundir import guard
+
     redact.register(config_tree(cfg))
     redact.install_log_filter()
+    guard(cfg.paths.output_dir, resume=cfg.get("ckpt_path") is not None, overwrite=bool(cfg.get("overwrite")))
     return Recipe(cfg).run()

@@ -43,14 +43,20 @@ def _instantiate_dict(node) -> list:
     return [instantiate(v) for v in (node or {}).values() if v is not None and "_target_" in v]
 
 
-def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str):
-    """(trainer, loggers, callbacks): config callbacks + the strategy's + the adaptation's + resume state."""
+def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, resume_step: int | None = None):
+    """(trainer, loggers, callbacks): config callbacks + the strategy's + the adaptation's + resume state.
+
+    `resume_step`: the global step of the checkpoint being resumed; loggers that keep a history append to it.
+    """
     import lightning as L
 
     from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
+    from transferlab.infra.loggers import HistoryCSVLogger
 
     loggers = _instantiate_dict(cfg.get("logger"))
     for lg in loggers:
+        if isinstance(lg, HistoryCSVLogger):
+            lg.resume_at(resume_step)
         lg.log_hyperparams(redact.scrub(OmegaConf.to_container(cfg, resolve=True)))
     stamp = {"backbone": backbone_name, "strategy": strategy.name, "classes": list(data.classes or [])}
     callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp)]

@@ -40,8 +40,24 @@ class Lora(PeftStrategy):
             raise ConfigError(f"strategy.r={r} must be >= 1.")
         if not 0 <= dropout < 1:
             raise ConfigError(f"strategy.dropout={dropout} must be in [0, 1).")
+        if bias not in ("none", "all", "lora_only"):
+            raise ConfigError(f"strategy.bias='{bias}' must be 'none', 'all' or 'lora_only' (which biases train).")
         self.r, self.alpha, self.dropout, self.bias = r, alpha, dropout, bias
         self.target_modules = list(target_modules) if target_modules else None
+
+    def _check_rank(self, backbone, targets: list[str]) -> None:
+        """A rank as wide as an adapted layer is no low-rank update (and a huge one exhausts memory)."""
+        widths = [
+            min(getattr(m, "in_features", 0) or m.in_channels, getattr(m, "out_features", 0) or m.out_channels)
+            for n, m in backbone.model.named_modules()
+            if any(n == t or n.endswith("." + t) for t in targets) and hasattr(m, "weight")
+            and (hasattr(m, "in_features") or hasattr(m, "in_channels"))
+        ]  # fmt: skip
+        if widths and self.r >= min(widths):
+            raise ConfigError(
+                f"strategy.r={self.r} is not a low rank for '{backbone.info.name}': its narrowest adapted layer is "
+                f"{min(widths)} wide. Use strategy.r < {min(widths)} (LoRA typically 4-64)."
+            )
 
     def peft_config(self, backbone):
         from peft import LoraConfig
@@ -49,6 +65,8 @@ class Lora(PeftStrategy):
         targets = self.target_modules
         if targets is None and hasattr(backbone, "lora_target_modules"):
             targets = backbone.lora_target_modules()
+        if targets:
+            self._check_rank(backbone, targets)
         try:
             return LoraConfig(
                 task_type=backbone.peft_task_type,
