@@ -67,7 +67,7 @@ def test_resume_appends_to_the_metric_history(tmp_path):
     run_config([*BUDGET, "trainer.max_epochs=2"], part)
     resumed = run_config([*BUDGET, "trainer.max_epochs=3", "ckpt_path=last"], part)
     assert resumed["status"] == "ok"
-    key = lambda rows: sorted((r["step"], r.get("epoch"), tuple(k for k in r if r[k])) for r in rows)  # noqa: E731
+    key = lambda rows: sorted((r["step"], r.get("epoch"), tuple(k for k in r if r[k])) for r in rows)
     assert key(_csv_rows(part)) == key(_csv_rows(whole))  # epochs 0-2 all there, none twice
 
 
@@ -143,8 +143,8 @@ def test_export_parity_is_relative_to_the_logits_scale():
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 10, generator=g) * 40  # logits of size ~100
-    ref = lambda b: x[b]  # noqa: E731
-    close = lambda b: x[b] + 1.13e-4  # noqa: E731  (the partial run's ONNX figure: within 1e-4 relative)
+    ref = lambda b: x[b]
+    close = lambda b: x[b] + 1.13e-4  # (the partial run's ONNX figure: within 1e-4 relative)
     batches = [(torch.arange(32),), (torch.arange(32, 64),)]
     info = _parity(ref, close, batches)
     assert info["max_abs_diff"] == pytest.approx(1.13e-4, rel=0.05) and info["rel_diff"] < 1e-5

@@ -18,6 +18,7 @@ from pathlib import Path
 from transferlab.errors import ConfigError
 
 RESULTS = "results.json"
+WRITES_NOTHING = {"-h", "--help", "--hydra-help", "--info", "-c", "--resolve"}
 REPLACED = "replaced"
 
 
@@ -109,8 +110,10 @@ def _arg(argv: list[str], key: str) -> str | None:
 
 def guard_argv(argv: list[str]) -> None:
     """The console entry's check, before Hydra writes into an explicit `hydra.run.dir` (single runs only)."""
-    if any(a in ("-m", "--multirun") for a in argv) or any(a.startswith("--") for a in argv):
-        return  # sweeps have their own skip/rerun rules; --cfg/--help/... write nothing
+    if any(a in ("-m", "--multirun") for a in argv):
+        return  # sweeps have their own skip/rerun rules
+    if any(a in WRITES_NOTHING or a.startswith(("--cfg", "--shell-completion")) for a in argv):
+        return  # Hydra prints and exits
     run_dir = _arg(argv, "hydra.run.dir")
     if run_dir is None:
         return
