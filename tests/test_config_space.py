@@ -19,6 +19,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -191,14 +192,17 @@ def test_generated_inputs_end_cleanly(tmp_path, capsys):
 
 
 def _cases(n: int, tmp_path: Path, capsys, failures: list) -> None:
-    previous = None
+    previous, keep = None, False
     for i, args in enumerate(cases(n, int(os.environ.get("TRANSFERLAB_CONFIG_SPACE_SEED", "0")))):
         run_dir = tmp_path / f"case{i}"
         problem = _one(args, run_dir, capsys)
         if problem:
             failures.append(f"{' '.join(args)} -> {problem}")
         if i % 10 == 9 and previous is not None and (previous / "results.json").exists():
-            problem = _rerun_refused(previous, capsys)
-            if problem:
-                failures.append(f"re-run into {previous.name}: {problem}")
-        previous = run_dir
+            rerun = _rerun_refused(previous, capsys)
+            if rerun:
+                failures.append(f"re-run into {previous.name}: {rerun}")
+                keep = True
+        if previous is not None and not keep:  # checkpoints add up to GBs over 200 cases: keep only failures
+            shutil.rmtree(previous, ignore_errors=True)
+        previous, keep = run_dir, bool(problem)
