@@ -154,7 +154,7 @@ class DataTraits:
 
 @functools.cache
 def _data_traits(conf: str, name: str) -> DataTraits:
-    from hydra.utils import instantiate
+    from transferlab.config.instantiate import build as instantiate  # drops the declared keys (config.modality)
 
     cfg = compose([f"data={name}"], "unused", conf_dir=conf)
     cfg = compose([f"data={name}", *fill_missing(conf, cfg, Path("unused"))], "unused", conf_dir=conf)

@@ -148,3 +148,36 @@ def test_new_files_are_picked_up(tmp_path):
         else:
             assert data.has_target_domain  # the adaptation got a domain pair
         validate(cfg)
+
+
+@pytest.mark.parametrize("group", ["backbone", "data"])
+def test_declared_modality_matches_the_class(group):
+    """`modality` in a backbone/data YAML (read before anything loads, config.modality) is what its class says."""
+    declared = 0
+    for name in choices(CONF, group):
+        node = compose([f"{group}={name}"], "unused").get(group)
+        if node.get("modality") is None:
+            continue
+        declared += 1
+        actual = backbone_input(CONF, name) if group == "backbone" else data_traits(CONF, name).modality
+        assert node.modality == actual, f"conf/{group}/{name}.yaml declares modality={node.modality}, class: {actual}"
+        if group == "backbone" and node.get("default_data"):
+            assert data_traits(CONF, node.default_data).modality == actual, f"{name}: default_data of another modality"
+    assert declared == len(choices(CONF, group)), f"every shipped {group} YAML declares its modality"
+
+
+def test_a_backbone_without_data_gets_its_default_data():
+    """`backbone=llama7b strategy=lora` (no data=): the backbone's default data; an explicit data= wins."""
+    from transferlab.config.modality import auto_data
+
+    argv, note = auto_data(["strategy=lora", "backbone=llama7b"])
+    assert argv[-1] == "data=instructions" and "data=digits is image data" in note
+    assert auto_data(["backbone=minilm"])[0][-1] == "data=reviews"
+    for same in (
+        ["backbone=llama7b", "data=digits"],
+        ["backbone=resnet50"],
+        ["strategy=lora"],
+        ["backbone=minilm,smollm2"],
+    ):
+        assert auto_data(same) == (same, None)
+    assert auto_data(["--config-dir", "sweeps", "backbone=minilm"])[1] is None  # a study file chooses its own data

@@ -35,6 +35,13 @@ def train() -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    from transferlab.config.modality import ENV, auto_data
+
+    argv, note = auto_data(sys.argv[1:])  # backbone=llama7b and no data=: the backbone's default data
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+        sys.argv[1:] = argv
+        os.environ[ENV] = note
     try:
         _hydra_main()
     except SystemExit as e:

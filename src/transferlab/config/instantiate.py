@@ -23,10 +23,13 @@ def _config_error(e: Exception, cause: BaseException | None):
 
 
 def build(node: Any, *args: Any, **kwargs: Any) -> Any:
-    """Instantiate `node`; re-raise a `TransferlabError` cause as itself."""
+    """Instantiate `node` (without its declared keys); re-raise a `TransferlabError` cause as itself."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    from transferlab.config.modality import strip
+
+    node = strip(node)  # `modality` / `default_data` describe the node; the constructor does not take them
     try:
         return instantiate(node, *args, **kwargs)
     except InstantiationException as e:

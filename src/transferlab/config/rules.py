@@ -53,6 +53,13 @@ def check_modality(kind: str, modality: str, backbone: str, data: str | None) ->
         )
 
 
+def check_declared_modality(tree: dict) -> None:
+    """`backbone.modality` and `data.modality` as the YAMLs declare them (config.modality): no import needed."""
+    backbone, data = tree.get("backbone") or {}, tree.get("data") or {}
+    if backbone.get("modality") and data.get("modality"):
+        check_modality(backbone["modality"], data["modality"], backbone.get("name") or "?", choice("data", None))
+
+
 def check_lm_task(adaptation: bool, strategy_trains: bool, strategy: str, lm_head: bool, backbone: str) -> None:
     """Instruction tuning (a language-modelling loss) needs a causal LM, takes no adaptation, and trains."""
     if not lm_head:

@@ -15,54 +15,10 @@ import types
 import typing
 from typing import Any, Literal, Union
 
+from transferlab.config.modality import DECLARED
+from transferlab.config.ranges import RANGES
+
 _HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-
-
-def _nonneg(v) -> bool:
-    return v >= 0
-
-
-def _limit(v) -> bool:
-    """Lightning's limit_*_batches: a fraction of the loader (<= 1.0) or a whole number of batches."""
-    return v >= 0 and (isinstance(v, int) or v <= 1.0)
-
-
-# Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
-RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
-    "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "trainer.max_epochs": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
-    "trainer.max_steps": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
-    "trainer.accumulate_grad_batches": (lambda v: v >= 1, ">= 1"),
-    "trainer.log_every_n_steps": (lambda v: v >= 1, ">= 1"),
-    "trainer.limit_train_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
-    "trainer.limit_val_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
-    "trainer.limit_test_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
-    "trainer.gradient_clip_val": (_nonneg, ">= 0 (or null)"),
-    "optimizer.lr": (lambda v: v > 0, "> 0"),
-    "optimizer.weight_decay": (_nonneg, ">= 0"),
-    "data.max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "head.bottleneck": (
-        lambda v: isinstance(v, int) and 0 <= v <= 65536,
-        "a width in [1, 65536] (e.g. 256), or 0/null for none",
-    ),
-    "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
-    "da.lr_mult": (lambda v: v > 0, "> 0"),
-    "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    "data.num_workers": (lambda v: isinstance(v, int) and 0 <= v <= 256, "a worker count in [0, 256]"),
-    "data.batch_size": (lambda v: isinstance(v, int) and v <= 2**20, "a batch size <= 1048576"),
-    "data.seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    "data.image_size": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a side length in [1, 4096] (or null)"),
-    "hardware.devices": (
-        lambda v: v in (-1, "auto") or (isinstance(v, int) and 1 <= v <= 1024) or isinstance(v, (list, str)),
-        "a device count in [1, 1024], -1 / auto (all), or a list of device ids",
-    ),
-    "hardware.num_nodes": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a node count in [1, 4096]"),
-    "hardware.accelerator": (
-        lambda v: isinstance(v, dict) or v in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
-        "one of auto, cpu, gpu, cuda, mps, tpu",
-    ),
-}
 
 
 # -- targets ----------------------------------------------------------------------------------
@@ -130,7 +86,7 @@ def check_node(path: str, node: dict) -> list[str]:
     params, open_kw, hints = signature(fn)
     problems = []
     for key, value in node.items():
-        if key in _HYDRA_KEYS:
+        if key in _HYDRA_KEYS or key in DECLARED:  # declarations (config.modality), not constructor arguments
             continue
         full = f"{path}.{key}" if path else key
         if key not in params:
@@ -225,13 +181,13 @@ def _check_trainer(tree: dict) -> list[str]:
     return problems
 
 
-def _check_ranges(tree: dict) -> list[str]:
+def _check_ranges(tree: dict, numbers_only: bool = False) -> list[str]:
     problems = []
     for key, (ok, expected) in RANGES.items():
         value = tree
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
+        if value is None or (numbers_only and (isinstance(value, bool) or not isinstance(value, (int, float)))):
             continue
         try:
             good = not isinstance(value, bool) and ok(value)
@@ -280,6 +236,14 @@ def _check_shapes(tree: dict) -> list[str]:
         if isinstance(node, dict) and leaf in node and not isinstance(node[leaf], bool):
             found.append(f"{key}={node[leaf]!r} should be true or false.")
     return found
+
+
+def static_problems(tree: dict) -> list[str]:
+    """The problems found without importing any target: shapes, and numbers out of their range.
+
+    A non-number where a number belongs is left to `problems`, whose type check names the expected type.
+    """
+    return _check_shapes(tree) + _check_ranges(tree, numbers_only=True)
 
 
 def problems(tree: dict) -> list[str]:

@@ -20,7 +20,9 @@ from transferlab.errors import ConfigError
 def validate(cfg: DictConfig) -> None:
     """Raise `ConfigError` (or `WeightsError` for local model files) for a config that can't run.
 
-    Cheap: imports the targets' modules but builds nothing and reads no weights or data.
+    Cheap: imports the targets' modules but builds nothing and reads no weights or data. The checks that
+    need no import (missing values, declared modalities, shapes, numeric ranges) come first, so the common
+    mistakes are answered before torch is imported (`bench/first_answer.py`).
     """
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -32,6 +34,10 @@ def validate(cfg: DictConfig) -> None:
         tree = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
         raise ConfigError(f"the config can't be resolved: {e}".replace("\n", " ")) from None
+    rules.check_declared_modality(tree)  # declared inputs vs data, before the schema imports any target
+    problems = schema.static_problems(tree)  # what needs no import: answered in well under 2 s
+    if problems:
+        raise ConfigError("invalid config: " + " ".join(problems))
     problems = schema.problems(tree)
     if problems:
         raise ConfigError("invalid config: " + " ".join(problems))

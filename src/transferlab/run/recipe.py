@@ -40,6 +40,10 @@ class Recipe:
             "train_per_class": cfg.data.get("train_per_class"),
             "config": config_tree(cfg),
         }
+        from transferlab.config.modality import note_from_env
+
+        if note_from_env():  # the command named no data: the backbone's default was chosen (config.modality)
+            self.result["data_auto"] = note_from_env()
 
     def _enter(self, stage: str) -> None:
         self.stage = stage
@@ -81,6 +85,7 @@ class Recipe:
         self._add({"shift_before": stages.shift(cfg, module, data)})
         self._enter("cache")
         self._add(stages.feature_cache(cfg, strategy, module, data))
+        stages.say_cache_plan(self.result.get("feature_cache"))
         self._add({"params": count_params(module)})  # on the (peft-)wrapped model; 4-bit at logical size
         resume_step = self.resume["global_step"] if self.resume else None
         trainer, loggers, callbacks = stages.make_trainer(

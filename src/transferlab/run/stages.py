@@ -6,10 +6,14 @@ calls them in order and assembles the result.
 
 from __future__ import annotations
 
+import logging
+
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.config.instantiate import build as instantiate
 from transferlab.infra import redact, results
+
+log = logging.getLogger("transferlab")
 
 
 def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
@@ -25,6 +29,16 @@ def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
         stats = None if reason else cache_features(module, data, cfg.cache.dir).to_dict()
     reason = reason or stats["reason"]
     return {"feature_cache": {"used": False, "reason": reason} if reason else {"used": True, **stats}}
+
+
+def say_cache_plan(section: dict | None) -> None:
+    """One line before training: whether the frozen part's features come from the cache, and why not."""
+    if not section:
+        log.info("feature cache: off (cache=off, or the module computes every forward)")
+    elif section["used"]:
+        log.info("feature cache: used: the frozen backbone runs once per example, not once per step")
+    else:
+        log.info("feature cache: not used (%s)", section["reason"])
 
 
 def shift(cfg: DictConfig, module, data) -> dict | None:

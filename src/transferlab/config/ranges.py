@@ -1,0 +1,61 @@
+"""Numeric ranges of config values, checked from the config alone (no import): `schema` reports them.
+
+Values consumed by code that does not check them itself (Lightning, torch, the head), and a few that the
+strategy checks too, so the mistake is answered before torch is imported. (test, expected) per key.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+
+def _nonneg(v) -> bool:
+    return v >= 0
+
+
+def _limit(v) -> bool:
+    """Lightning's limit_*_batches: a fraction of the loader (<= 1.0) or a whole number of batches."""
+    return v >= 0 and (isinstance(v, int) or v <= 1.0)
+
+
+# Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
+RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "trainer.max_epochs": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
+    "trainer.max_steps": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
+    "trainer.accumulate_grad_batches": (lambda v: v >= 1, ">= 1"),
+    "trainer.log_every_n_steps": (lambda v: v >= 1, ">= 1"),
+    "trainer.limit_train_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
+    "trainer.limit_val_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
+    "trainer.limit_test_batches": (_limit, "a fraction in [0, 1.0] or a whole batch count"),
+    "trainer.gradient_clip_val": (_nonneg, ">= 0 (or null)"),
+    "optimizer.lr": (lambda v: v > 0, "> 0"),
+    # checked again by the strategy's constructor (for code that builds one); here before anything is imported
+    "strategy.lr": (lambda v: v > 0, "> 0"),
+    "strategy.backbone_lr_mult": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "strategy.lr_decay": (lambda v: 0 < v <= 1, "in (0, 1] (1 = no decay; ~0.75 for LLRD)"),
+    "optimizer.weight_decay": (_nonneg, ">= 0"),
+    "data.max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "head.bottleneck": (
+        lambda v: isinstance(v, int) and 0 <= v <= 65536,
+        "a width in [1, 65536] (e.g. 256), or 0/null for none",
+    ),
+    "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
+    "da.lr_mult": (lambda v: v > 0, "> 0"),
+    "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "data.num_workers": (lambda v: isinstance(v, int) and 0 <= v <= 256, "a worker count in [0, 256]"),
+    "data.batch_size": (lambda v: isinstance(v, int) and v <= 2**20, "a batch size <= 1048576"),
+    "data.seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "data.image_size": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a side length in [1, 4096] (or null)"),
+    "hardware.devices": (
+        lambda v: v in (-1, "auto") or (isinstance(v, int) and 1 <= v <= 1024) or isinstance(v, (list, str)),
+        "a device count in [1, 1024], -1 / auto (all), or a list of device ids",
+    ),
+    "hardware.num_nodes": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a node count in [1, 4096]"),
+    "hardware.accelerator": (
+        lambda v: isinstance(v, dict) or v in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+        "one of auto, cpu, gpu, cuda, mps, tpu",
+    ),
+}

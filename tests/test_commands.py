@@ -1,0 +1,84 @@
+"""The commands users type work as typed: a backbone's own data when none is named, the cost said before the work,
+and config mistakes answered before the heavy libraries are imported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import FAST, run_config, train_cli
+
+
+def test_text_backbone_without_data_gets_its_default_data(tmp_path):
+    """`train.py backbone=minilm` (no data=): reviews, said on stderr and recorded; the run trains and tests."""
+    out = tmp_path / "run"
+    p = train_cli(["backbone=minilm", *FAST[:-1], "trainer.max_steps=2", f"hydra.run.dir={out}"])  # no image_size
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "using its default data=reviews" in p.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["status"] == "ok" and res["data"] == "reviews"
+    assert "data=digits is image data" in res["data_auto"]
+    assert "data=reviews" in (out / ".hydra" / "overrides.yaml").read_text()  # what ran is what Hydra recorded
+
+
+def test_hub_llm_without_data_fails_on_its_weights_first(tmp_path):
+    """The headline command offline: instruction data chosen, then the weights message (not a modality error)."""
+    out = tmp_path / "run"
+    p = train_cli(["strategy=lora", "backbone=llama7b", f"hydra.run.dir={out}"], env={"HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 2
+    assert "data=instructions" in p.stderr and "backbone.path=" in p.stderr.splitlines()[-1]
+    res = json.loads((out / "results.json").read_text())
+    assert res["failure"]["reason"] == "weights" and res["data"] == "instructions"
+
+
+def test_explicit_mismatch_is_refused_before_any_import(tmp_path):
+    """An explicit data= wins, and a mismatch is refused from the declared modalities: torch never imported."""
+    from transferlab.config import validate
+    from transferlab.config.compose import compose
+    from transferlab.errors import ConfigError
+
+    cfg = compose(["backbone=llama7b", "data=digits"], tmp_path)
+    with pytest.raises(ConfigError, match="takes text inputs but data=digits is image data"):
+        validate(cfg)
+    code = (
+        "import sys; from transferlab.config import validate; from transferlab.config.compose import compose\n"
+        "for args in (['backbone=llama7b', 'data=digits'], ['strategy.lr=-1'], ['head.dropout=1.5']):\n"
+        "    try: validate(compose(args, '.'))\n"
+        "    except Exception as e: print(type(e).__name__, e)\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))\n"
+    )
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    lines = p.stdout.splitlines()
+    assert lines[:3] == [
+        "ConfigError backbone 'llama7b' takes text inputs but data=digits is image data: pick a matching pair "
+        "(e.g. backbone=minilm data=reviews).",
+        "ConfigError invalid config: strategy.lr=-1 must be > 0.",
+        "ConfigError invalid config: head.dropout=1.5 must be in [0, 1).",
+    ]
+    assert lines[3] == "[]", "validation imported a heavy library before answering"
+
+
+def test_run_says_its_cost_and_records_estimate_vs_actual(tmp_path, caplog):
+    """Planned steps and the cache plan before training, an estimate after a few steps, estimate vs actual after."""
+    caplog.set_level("INFO", logger="transferlab")
+    res = run_config(
+        ["strategy=full", "trainer.max_epochs=2", "trainer.limit_train_batches=4", "callbacks.estimate.after=2"],
+        tmp_path,
+    )
+    text = caplog.text
+    assert "plan: 8 optimizer steps (max_epochs=2, 4 batches per epoch)" in text
+    assert "feature cache: not used" in text and "estimate: ~" in text and "estimate revised after one epoch" in text
+    est = res["estimate"]
+    assert est["planned_steps"] == res["global_step"] == 8
+    assert est["estimated_fit_s"] > 0 and est["first_estimate_s"] > 0 and est["actual_fit_s"] > 0
+    assert json.loads((tmp_path / "results.json").read_text())["estimate"] == est
+
+
+def test_estimate_needs_a_step_to_time(tmp_path):
+    from transferlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="callbacks.estimate.after=0 must be >= 1"):
+        run_config(["callbacks.estimate.after=0"], tmp_path)
