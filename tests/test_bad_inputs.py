@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,7 +69,8 @@ def _png(path: Path, value: int = 128) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("L", (8, 8), value).save(path)
+    ramp = np.add.outer(np.arange(8), np.arange(8)) * 2  # not constant: a blank image is refused (data.sanity)
+    Image.fromarray(np.clip(value + ramp - 14, 0, 255).astype(np.uint8), "L").save(path)
 
 
 def images(n_a: int = 20, n_b: int = 20, broken: int = 0) -> Callable[[Path], None]:
@@ -79,6 +81,50 @@ def images(n_a: int = 20, n_b: int = 20, broken: int = 0) -> Callable[[Path], No
             _png(tmp / "imgs" / "b" / f"{i}.png", 200 - i)
         for i in range(broken):
             (tmp / "imgs" / "a" / f"broken{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+
+    return setup
+
+
+def blank_images(n_a: int, n_b: int) -> Callable[[Path], None]:
+    """Every image one flat grey (a broken export): decodes fine, carries nothing."""
+
+    def setup(tmp: Path) -> None:
+        from PIL import Image
+
+        for c, n in (("a", n_a), ("b", n_b)):
+            for i in range(n):
+                (tmp / "imgs" / c).mkdir(parents=True, exist_ok=True)
+                Image.new("L", (8, 8), 40 + i).save(tmp / "imgs" / c / f"{i}.png")
+
+    return setup
+
+
+def same_images(n_a: int, n_b: int) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        for c, n in (("a", n_a), ("b", n_b)):
+            for i in range(n):
+                _png(tmp / "imgs" / c / f"{i}.png", 100)
+
+    return setup
+
+
+def same_in_class_b(n_a: int, n_b: int) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        for i in range(n_a):
+            _png(tmp / "imgs" / "a" / f"{i}.png", 40 + i)
+        for i in range(n_b):
+            _png(tmp / "imgs" / "b" / f"{i}.png", 200)
+
+    return setup
+
+
+def images_with_blanks(n_a: int, n_b: int, blanks: int) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        from PIL import Image
+
+        images(n_a, n_b)(tmp)
+        for i in range(blanks):
+            Image.new("L", (8, 8), 0).save(tmp / "imgs" / "a" / f"{i}.png")  # replaces a good one
 
     return setup
 
@@ -708,6 +754,56 @@ CASES = [
         setup=images(broken=1),
         fix="the run goes on; results.json `skipped_files` counts them",
         extra={"result": ("skipped_files", 1)},
+    ),
+    Case(
+        "blank_images",
+        IMG,
+        "DataError",
+        "training inputs are constant (blank images",
+        "inputs",
+        setup=blank_images(20, 20),
+        fix="fix or remove the blank files (the message names them)",
+    ),
+    Case(
+        "all_images_identical",
+        IMG,
+        "DataError",
+        "every source training input is identical",
+        "inputs",
+        setup=same_images(20, 20),
+        fix="the files decode to one picture: check the export that wrote them",
+    ),
+    Case(
+        "class_of_one_image",
+        IMG,
+        "DataError",
+        "examples that are all the same input",
+        "inputs",
+        setup=same_in_class_b(20, 20),
+        fix="check that class's files (copies of one image)",
+    ),
+    Case(
+        "some_blank_images",
+        IMG,
+        "warning",
+        "training input(s) are constant",
+        None,
+        "warn",
+        setup=images_with_blanks(20, 20, 2),
+        fix="the run goes on; results.json `input_check.source.constant` counts them",
+        extra={"result": ("input_check", None)},
+    ),
+    Case(
+        "csv_label_gap",
+        [*CSV, *TEXT, "strategy=zero_shot"],
+        "warning",
+        "have no examples of [2]",
+        None,
+        "warn",
+        fast=False,
+        setup=csv("text,label\n" + "".join(f"good thing {i},0\nbad thing {i},1\nodd thing {i},3\n" for i in range(12))),
+        fix="integer labels with a gap: the classes are the values present; check the column",
+        extra={"result": ("train_size", None)},
     ),
     Case(
         "bad_files_policy",

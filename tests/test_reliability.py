@@ -169,7 +169,8 @@ def _folder(root: Path, split: str | None, n: int) -> list[Path]:
         for i in range(n):
             p = (root / split if split else root) / c / f"{split or 'x'}{i}.png"
             p.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("L", (8, 8), base + i).save(p)
+            ramp = np.add.outer(np.arange(8), np.arange(8)) * 2  # not constant (data.sanity refuses blank images)
+            Image.fromarray((base + i + ramp).astype(np.uint8), "L").save(p)
             out.append(p)
     return out
 

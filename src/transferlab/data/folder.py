@@ -51,6 +51,29 @@ def undecodable(files: list[Path]) -> list[tuple[Path, str]]:
     return bad
 
 
+def to_mode(im, mode: str):
+    """A PIL image in `mode` ("L" or "RGB"), high bit depths scaled to 8 bits, not clipped.
+
+    PIL's `convert` clips 16-bit ("I;16", "I") and float ("F") gray images at 255, so a 16-bit scan decodes
+    to a near-white image; here they are scaled by their type's range (16-bit: 65535; float: 1 when the
+    values lie in [0, 1]).
+    """
+    from PIL import Image
+
+    if im.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return im.convert(mode)
+    a = np.asarray(im, dtype=np.float64)
+    peak = float(a.max()) if a.size else 0.0
+    if im.mode.startswith("I;16") or (im.mode == "I" and 255 < peak <= 65535):
+        top = 65535.0
+    elif im.mode == "F" and peak <= 1.0:
+        top = 1.0
+    else:
+        top = max(255.0, peak)
+    a8 = np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(a8, "L").convert(mode)
+
+
 class _Framed:
     """`Geometry` on one `(C, H, W)` image tensor (a torchvision-style transform with a stable repr)."""
 
@@ -112,7 +135,7 @@ class FolderImages(Dataset):
 
         try:
             with Image.open(self.files[i]) as im:
-                x = self.transform(im.convert(self.mode))
+                x = self.transform(to_mode(im, self.mode))
         except OSError as e:
             raise DataError(f"can't decode image '{self.files[i]}' ({e}); remove or replace the file.") from e
         return {"inputs": x, "labels": self.labels[i]}
@@ -225,7 +248,7 @@ class ImageFolderData(ImageData):
                 "needs one size; set translate.image_size (e.g. 64) to resize them."
             )
         prep = T.Compose(([T.Resize(size), T.CenterCrop(size)] if size else []) + [T.ToTensor()])
-        return torch.stack([prep(im.convert(mode)) for im in images])
+        return torch.stack([prep(to_mode(im, mode)) for im in images])
 
     def make_dataset(self, which: str, indices: np.ndarray, train: bool) -> Dataset:
         if which in self.translated:  # translate=...: also what the feature cache reads

@@ -51,15 +51,38 @@ def synthetic_reviews(
     )
 
 
+def _class_names(labels: list, what: str) -> tuple[list[str], dict[str, int]]:
+    """The distinct labels as class names, in numeric order when every label is an integer (0, 1, 2, ..., 10, not
+    0, 1, 10, 2); integer labels with gaps (0, 1, 3) are said: the classes are the values present, so a missing
+    value is no class and indices shift. Returns (class names, {label as written: class index})."""
+    names = {str(y) for y in labels}
+    try:
+        ints = sorted({int(n.strip()) for n in names})
+    except ValueError:
+        ordered = sorted(names)
+        return ordered, {n: i for i, n in enumerate(ordered)}
+    if len(ints) != len(names):  # "1" and "01": keep them apart as written
+        ordered = sorted(names)
+        return ordered, {n: i for i, n in enumerate(ordered)}
+    missing = sorted(set(range(ints[0], ints[-1] + 1)) - set(ints)) if ints else []
+    if missing:
+        log.warning(
+            "%s: integer labels %s..%s have no examples of %s; the classes are the %d values present "
+            "(class index i is the i-th of %s), so check the label column if those should be classes",
+            what, ints[0], ints[-1], missing[:10], len(ints), ints[:10],
+        )  # fmt: skip
+    position = {v: i for i, v in enumerate(ints)}
+    return [str(i) for i in ints], {n: position[int(n.strip())] for n in names}
+
+
 def _from_columns(name: str, texts: list, labels: list, what: str) -> TextSource:
     if not texts:
         raise DataError(f"{what} has no rows.")
     if any(not isinstance(t, str) or not t.strip() for t in texts):
         raise DataError(f"{what} has empty or non-text values in the text column; clean or drop those rows.")
-    classes = sorted({str(y) for y in labels})
+    classes, index = _class_names(labels, what)
     if len(classes) < 2:
         raise DataError(f"{what} has {len(classes)} distinct label(s) ({classes}); classification needs at least 2.")
-    index = {c: i for i, c in enumerate(classes)}
     return TextSource(name, list(texts), np.asarray([index[str(y)] for y in labels], dtype=np.int64), classes)
 
 

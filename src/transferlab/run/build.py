@@ -58,13 +58,19 @@ def build_backbone(cfg: DictConfig) -> tuple[Any, dict]:
 
 
 def check_inputs(cfg: DictConfig, backbone, data, license: dict) -> dict:
-    """Licence policy, then the data built for the backbone's inputs; returns the `truncation` section."""
+    """Licence policy, then the data built for the backbone's inputs and their sanity checked (`data.sanity`);
+    returns the `input_check` and `truncation` sections."""
     from transferlab.infra import licence
 
     licence.enforce(cfg.get("license_policy"), license, backbone.info.name)  # before any training
     rules.check_modality(backbone.info.kind, data.modality, backbone.info.name, rules.choice("data"))
     data.build(backbone.preprocessing)
-    return {"truncation": data.truncation} if data.truncation else {}  # texts longer than max_length
+    from transferlab.data import sanity
+
+    section = sanity.check(data)  # decoded training inputs: blank, all-identical, a class of one input
+    if data.truncation:
+        section["truncation"] = data.truncation  # texts longer than max_length
+    return section
 
 
 def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
