@@ -189,3 +189,101 @@ def test_report_shows_what_each_selection_rule_picks(tmp_path: Path):
     assert "| dann | 2750 | entropy | full+dann adaptation.weight=0.1 | 0.710 | +0.150 |" in text
     assert "| dann | 2750 | snd | full+dann adaptation.weight=1 | 0.860 | 0.000 |" in text
     assert "| dann | 2750 | oracle (target labels) | full+dann adaptation.weight=1 | 0.860 | 0.000 |" in text
+
+
+# -- honesty: a winner only outside the intervals, "1 seed: no CI" ------------------------------------------
+def _title(png: Path) -> str:
+    from PIL import Image
+
+    with Image.open(png) as im:
+        return im.text["Title"]
+
+
+def test_one_seed_says_no_ci_and_declares_no_winner(tmp_path: Path):
+    for strategy, curve in MEANS.items():
+        for per_class, mean in curve.items():
+            write_result(tmp_path, strategy, per_class, 0, mean)
+    text = build_report(tmp_path).read_text()
+    assert "| test/acc mean (1 seed: no CI) |" in text and "±" not in text.split("## Winner")[0].split("|---|")[1]
+    assert "2/class (20): no winner declared (1 seed: no CI): feature_extraction (0.600) has the highest mean" in text
+    assert "**" not in text.split("## Winner")[1].split("## Label-free")[0]  # nothing bold: no claim
+    assert "within the seed noise" in text
+    assert _title(tmp_path / "metric_vs_size.png") == "test/acc vs training-set size (1 seed: no CI)"
+    assert "(1 seed: no CI)" in _title(tmp_path / "metric_vs_params.png")
+
+
+def test_ci_title_with_seeds(sweep: Path):
+    build_report(sweep)
+    assert _title(sweep / "metric_vs_size.png") == "test/acc vs training-set size (mean, 95 % CI over seeds)"
+
+
+def test_winner_only_when_the_intervals_separate(tmp_path: Path):
+    # 8/class: full 0.80 ± 0.25 vs feature_extraction 0.78 ± 0.02: overlapping. 32/class: clear.
+    for seed, (a, b) in enumerate(((0.70, 0.77), (0.80, 0.78), (0.90, 0.79))):
+        write_result(tmp_path, "full", 8, seed, a)
+        write_result(tmp_path, "feature_extraction", 8, seed, b)
+        write_result(tmp_path, "full", 32, seed, 0.95 + seed / 100)
+        write_result(tmp_path, "feature_extraction", 32, seed, 0.80 + seed / 100)
+    text = build_report(tmp_path).read_text()
+    assert (
+        "- 8/class (80): no clear winner: full (0.800 ± 0.248) has the highest mean, ahead of feature_extraction "
+        "by 0.020, within the 95 % intervals of feature_extraction" in text
+    )
+    assert "- 32/class (320): **full** (0.960 ± 0.025), ahead of feature_extraction by 0.150" in text
+
+
+def test_winner_verdicts():
+    from transferlab.report.stats import winners
+
+    rows = [  # (method, size, n, mean, ci95)
+        ("a", 10, 3, 0.9, 0.01),
+        ("b", 10, 3, 0.8, 0.01),
+        ("c", 10, 3, 0.7, 0.5),  # far behind on the mean, but its interval reaches a's
+        ("a", 20, 3, 0.9, 0.01),
+        ("b", 20, 1, 0.8, float("nan")),
+        ("a", 40, 2, 0.9, 0.01),
+    ]
+    table = pd.DataFrame(rows, columns=["method", "train_size", "n", "mean", "ci95"]).assign(train_per_class=None)
+    verdicts = {w["train_size"]: (w["verdict"], w["overlapping"]) for w in winners(table)}
+    assert verdicts == {10: ("overlap", ["c"]), 20: ("no_ci", ["b"]), 40: ("alone", [])}
+
+
+# -- the report pushed to the trackers (real wandb offline, real MLflow sqlite) ------------------------
+def test_report_pushed_to_the_sweeps_wandb_group_offline(tmp_path: Path, capsys):
+    from test_loggers import of_type, wandb_records
+
+    sweep = tmp_path / "sweep"
+    for strategy, curve in MEANS.items():
+        for per_class, mean in curve.items():
+            for seed in (0, 1):
+                write_result(sweep, strategy, per_class, seed, mean + seed / 100, sweep_name="study")
+    assert report_main([str(sweep), "--wandb"]) == 0
+    (run_dir,) = sweep.glob("wandb/offline-run-*")
+    assert f"wandb sync {run_dir}" in capsys.readouterr().err
+    (run,) = of_type(wandb_records(next(run_dir.glob("run-*.wandb"))), "run")
+    assert (run.run_group, run.job_type) == ("study", "report")
+    (table_file,) = run_dir.glob("files/media/table/report/table_*.table.json")
+    table = json.loads(table_file.read_text())
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    assert len(rows) == 6 and {"method", "train_size", "n", "mean", "ci95"} <= set(table["columns"])
+    full32 = next(r for r in rows if r["method"] == "full" and r["train_per_class"] == 32)
+    assert full32["mean"] == pytest.approx(0.925) and full32["n"] == 2
+    assert list(run_dir.glob("files/media/table/report/winners_*.table.json"))
+    assert list(run_dir.glob("files/media/images/report/learning_curves_*.png"))
+    assert (run_dir / "files" / "report.md").read_text() == (sweep / "report.md").read_text()
+    assert len(pd.read_csv(build_report(sweep).with_name("report.csv"))) == 6  # the W&B dir is no job
+
+
+def test_report_logged_to_mlflow(sweep: Path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    assert report_main([str(sweep), "--mlflow"]) == 2  # no store in the sweep dir: said, not created
+    assert "no MLflow store" in capsys.readouterr().err
+    uri = f"sqlite:///{sweep.parent / 'store' / 'mlflow.db'}"
+    (sweep.parent / "store").mkdir()
+    assert report_main([str(sweep), "--mlflow", uri]) == 0
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("transferlab").experiment_id])
+    assert run.info.run_name == "report" and run.info.status == "FINISHED"
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert names == {"report.md", "report.csv", "metric_vs_size.png", "metric_vs_params.png", "time_per_run.png"}

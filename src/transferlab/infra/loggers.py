@@ -1,15 +1,28 @@
-"""Loggers that need a decision at run time: W&B online vs offline, a CSV history that survives a resume."""
+"""Loggers that need a decision at run time, and what every tracker receives when a run ends.
+
+CSV: a history that survives a resume. W&B: online or offline from the credentials, a sweep's jobs in one
+group. MLflow: one sqlite store per sweep (`<sweep dir>/mlflow.db`; single runs: `outputs/mlflow.db`).
+`finish(loggers, result, out_dir)`, once results.json is written: TensorBoard HParams with the final metrics,
+results.json as an MLflow / W&B artefact, each logger closed with the run's status.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
 import netrc
 import os
+import shutil
 from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from transferlab.infra import results
+
+log = logging.getLogger("transferlab")
 
 
 class _HistoryWriter(ExperimentWriter):
@@ -72,6 +85,39 @@ def wandb_credentials() -> bool:
         return False
 
 
+def wandb_offline(offline: bool | None = None) -> bool:
+    """`offline` when given; else offline when WANDB_MODE says so or no API key is configured."""
+    env = os.environ.get("WANDB_MODE", "") in {"offline", "dryrun"}
+    return offline if offline is not None else env or not wandb_credentials()
+
+
+def sync_hint(run) -> str:
+    """The line an offline W&B run prints: where it is and the command that uploads it."""
+    hint = f"W&B run '{run.name or run.id}' is offline (no API key, or WANDB_MODE=offline): nothing is uploaded yet. "
+    return hint + f"Upload it with: wandb sync {Path(run.dir).parent}"
+
+
+def sweep_dir() -> Path | None:
+    """The sweep dir (absolute) of the Hydra multirun this job is part of; None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir).absolute() if hc.mode == RunMode.MULTIRUN else None
+
+
+def sweep_group(path: Path | str) -> str:
+    """The W&B group of a sweep without a `sweep_name`: its dir relative to ./multirun (e.g.
+    `2025-05-01/12-00-00`), else relative to the working dir, else the dir's name."""
+    path = Path(path).absolute()
+    for base in (Path.cwd() / "multirun", Path.cwd()):
+        if path != base and path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return path.name
+
+
 def wandb(
     save_dir: str,
     project: str,
@@ -80,30 +126,173 @@ def wandb(
     tags: list[str] | None = None,
     name: str | None = None,
     offline: bool | None = None,
+    seed: int | None = None,
+    train_per_class: int | None = None,
     **kwargs,
 ):
     """A Lightning `WandbLogger`, offline automatically when there is no API key.
 
-    Offline runs are written under `save_dir/wandb/offline-run-*`; upload them later with
-    `wandb sync <dir>`. `WANDB_MODE` in the environment still wins, as in plain wandb.
+    Offline runs are written under `save_dir/wandb/offline-run-*`; the run logs the `wandb sync <dir>`
+    command that uploads it. `WANDB_MODE` in the environment still wins, as in plain wandb.
 
     Args:
         save_dir: run directory (the Hydra job dir).
-        project, group, job_type, tags, name: W&B run fields (group = sweep name, job_type = strategy).
+        project, job_type, name: W&B run fields (job_type = the strategy).
+        group: W&B group; null: the sweep dir (`sweep_group`) for a multirun's job, none for a single run.
+        tags: extra tags; `seed=<seed>` and `per_class=<n>` are added (and `n=<train size>` when the run ends).
         offline: force offline (True) / online (False); null = decide from credentials.
     """
     from lightning.pytorch.loggers import WandbLogger
 
-    if offline is None:
-        offline = os.environ.get("WANDB_MODE", "") in {"offline", "dryrun"} or not wandb_credentials()
+    offline = wandb_offline(offline)
     os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbLogger(
+    sweep = sweep_dir()
+    extra = [f"seed={seed}"] if seed is not None else []
+    extra += [f"per_class={train_per_class}"] if isinstance(train_per_class, int) else []
+    logger = WandbLogger(
         save_dir=save_dir,
         project=project,
-        group=group,
+        group=group or (sweep_group(sweep) if sweep else None),
         job_type=job_type,
-        tags=list(tags or []),
+        tags=[*(tags or []), *extra],
         name=name,
         offline=offline,
         **kwargs,
     )
+    if offline and results.is_rank_zero():
+        log.info(sync_hint(logger.experiment))
+    return logger
+
+
+def mlflow_store(run_dir: Path | str) -> Path:
+    """The sqlite file a run's MLflow records go to: `<sweep dir>/mlflow.db` for a multirun's job;
+    `outputs/mlflow.db` for a single run in Hydra's default layout (outputs/DATE/TIME); else the run dir's."""
+    sweep = sweep_dir()
+    if sweep is not None:
+        return sweep / "mlflow.db"
+    outputs, run = Path.cwd() / "outputs", Path(run_dir).absolute()
+    return (outputs if run.is_relative_to(outputs) else run) / "mlflow.db"
+
+
+def mlflow(
+    experiment_name: str,
+    run_name: str | None = None,
+    tracking_uri: str | None = None,
+    run_dir: str = ".",
+    tags: dict | None = None,
+    **kwargs,
+):
+    """A Lightning `MLFlowLogger` whose runs share one tracking store per sweep (`mlflow_store`): sqlite (MLflow 3
+    refuses new file stores), schema, experiment and run created under a file lock so that parallel jobs do not
+    race; artefacts in `mlartifacts/` next to it. `mlflow ui --backend-store-uri sqlite:///<db>` shows every job.
+
+    Args:
+        experiment_name: MLflow experiment (the sweep name).
+        run_name: the run's name (the strategy).
+        tracking_uri: any MLflow URI (e.g. a server); null = the sqlite store from `mlflow_store(run_dir)`.
+        run_dir: the run dir (`${paths.output_dir}`).
+        tags: extra run tags; other keyword arguments go to `MLFlowLogger`.
+    """
+    from filelock import FileLock
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    if not tracking_uri:
+        mlflow_store(run_dir).parent.mkdir(parents=True, exist_ok=True)
+        tracking_uri = f"sqlite:///{mlflow_store(run_dir)}"
+    db = Path(tracking_uri.removeprefix("sqlite:///")).absolute() if tracking_uri.startswith("sqlite:///") else None
+    if db is not None:  # artefacts next to the store (MLflow's default: ./mlruns in the working dir)
+        kwargs.setdefault("artifact_location", (db.parent / "mlartifacts").as_uri())
+    with FileLock(f"{db}.lock") if db is not None else contextlib.nullcontext():
+        logger = MLFlowLogger(
+            experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri, tags=tags, **kwargs
+        )
+        if results.is_rank_zero():
+            logger.experiment  # noqa: B018  (creates the store, the experiment and the run, one job at a time)
+    return logger
+
+
+def hparams_of(result: dict) -> dict:
+    """Hyper-parameters to compare runs by (TensorBoard HParams): group choices, seed, training-set size, and
+    the scalar settings of the strategy and the adaptation (lr, r, weight, ...)."""
+    cfg = result.get("config") or {}
+    out = {k: result.get(k) for k in ("strategy", "adaptation", "data", "seed", "train_per_class", "train_size")}
+    out |= {"backbone": (result.get("backbone") or {}).get("name"), "norm": (result.get("norm") or {}).get("policy")}
+    out |= {"batch_size": (cfg.get("data") or {}).get("batch_size"), "status": result.get("status")}
+    for node in ("strategy", "adaptation"):
+        out |= {f"{node}.{k}": v for k, v in (cfg.get(node) or {}).items() if not k.startswith("_")}
+    return {k: v for k, v in out.items() if isinstance(v, (bool, int, float, str))}
+
+
+def final_metrics(result: dict) -> dict[str, float]:
+    """The run's final val/ and test/ metrics (results.json `metrics`)."""
+    metrics = result.get("metrics") or {}
+    return {k: float(v) for k, v in metrics.items() if k.startswith(("val/", "test/")) and isinstance(v, (int, float))}
+
+
+def tensorboard_hparams(logger, result: dict) -> None:
+    """`hparams_of(result)` with the final metrics, also written as scalars at the last step (the HParams tab
+    shows each metric's latest scalar)."""
+    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+
+    if _TENSORBOARD_AVAILABLE:
+        from torch.utils.tensorboard.summary import hparams
+    else:
+        from tensorboardX.summary import hparams
+
+    metrics, step = final_metrics(result), int(result.get("global_step") or 0)
+    if metrics:
+        logger.log_metrics(metrics, step)
+    writer = logger.experiment._get_file_writer()  # as Lightning's log_hyperparams(params, metrics) does
+    for summary in hparams(hparams_of(result), metrics):
+        writer.add_summary(summary, step)
+    writer.flush()
+
+
+def artefact_name(path: Path) -> str:
+    """The name a tracker stores results.json under: `transferlab-results.json`, so that the copies in a sweep
+    dir (offline W&B files, MLflow mlartifacts/) are never read as jobs of their own (`rglob("results.json")`)."""
+    return f"transferlab-{path.name}"
+
+
+def _mlflow_end(logger, result: dict, files: list[Path]) -> None:
+    for f in files:
+        logger.experiment.log_text(logger.run_id, f.read_text(), artefact_name(f))
+    for key in ("status", "train_size"):
+        logger.experiment.set_tag(logger.run_id, key, result.get(key))
+
+
+def _wandb_end(logger, result: dict, files: list[Path]) -> None:
+    run = logger.experiment
+    for f in files:  # a copy: the run dir may be moved aside later (run-dir guard), a link would break
+        shutil.copyfile(f, Path(run.dir) / artefact_name(f))
+        run.save(str(Path(run.dir) / artefact_name(f)), base_path=run.dir, policy="now")
+    run.summary.update({k: result[k] for k in ("status", "train_size", "time_s") if result.get(k) is not None})
+    if result.get("train_size") is not None:
+        run.tags = (*run.tags, f"n={result['train_size']}")
+
+
+def finish(loggers: list, result: dict, out_dir: Path | str) -> None:
+    """End the run's loggers once results.json is written (also after a failure).
+
+    TensorBoard: hyper-parameters with the final metrics (HParams tab). MLflow: results.json as an artefact,
+    status and train_size tags. W&B: results.json in the run's files, status/train_size/time in the summary,
+    an `n=<train size>` tag. Then each logger ends with the run's status (MLflow FINISHED / FAILED, W&B exit
+    code). Copies are named `artefact_name(...)`. A tracker that fails here only logs a warning.
+    """
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    ok = result.get("status") != "failed"
+    files = [p for n in ("results.json", "results.resume-failed.json") if (p := Path(out_dir) / n).is_file()]
+    for lg in loggers:
+        try:
+            if isinstance(lg, TensorBoardLogger) and results.is_rank_zero():
+                tensorboard_hparams(lg, result)
+            elif isinstance(lg, MLFlowLogger) and results.is_rank_zero():
+                _mlflow_end(lg, result, files)
+            elif isinstance(lg, WandbLogger) and results.is_rank_zero():
+                _wandb_end(lg, result, files)
+            lg.finalize("success" if ok else "failed")
+            if isinstance(lg, WandbLogger):
+                lg.experiment.finish(exit_code=0 if ok else 1)
+        except Exception as e:  # a tracker's problem must not turn a finished run into a failed one
+            log.warning("%s could not record the result: %s: %s", type(lg).__name__, type(e).__name__, e)

@@ -142,7 +142,7 @@ def _method_labels(runs: pd.DataFrame) -> list[str]:
         group = [f for f, bb in zip(flats, base, strict=False) if bb == b]
         keys = set().union(*group) - AXIS_KEYS
         extra |= {k for k in keys if len({repr(f.get(k)) for f in group}) > 1}
-    extra = sorted(k for k in extra if not k.startswith("hydra."))
+    extra = sorted(k for k in extra if not k.startswith(("hydra.", "logger.")))  # trackers: not the method
     return [
         b + "".join(f" {k.split('.', 1)[-1] if k.startswith('strategy.') else k}={_short(f.get(k))}" for k in extra)
         for b, f in zip(base, flats, strict=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from transferlab.report.selection import selection_md
-from transferlab.report.stats import crossings, winners
+from transferlab.report.stats import ci_note, crossings, winners
 
 
 def _num(v, fmt: str = "{:.3f}") -> str:
@@ -26,16 +26,23 @@ def _params(n) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k"
 
 
+def _ci(r) -> str:
+    if r["n"] == 1:
+        return " (1 seed: no CI)"
+    return "" if math.isnan(r["ci95"]) else f" ± {r['ci95']:.3f}"
+
+
 def table_md(table: pd.DataFrame, metric: str) -> str:
     also = [c for c in table.columns if c.startswith("test/")]
+    spread = "(1 seed: no CI)" if ci_note(table) == "1 seed: no CI" else "± 95 % CI"
     head = (
-        f"| method | BN policy | train size | seeds ok | {metric} mean ± 95 % CI | "
+        f"| method | BN policy | train size | seeds ok | {metric} mean {spread} | "
         f"{metric.replace('test/', 'val/', 1)} | "
         f"{' | '.join(also + [''])}trainable params | time/run (s) |\n|{'---|' * (8 + len(also))}"
     )
     lines = [head]
     for r in table.to_dict("records"):
-        ci = "" if math.isnan(r["ci95"]) else f" ± {r['ci95']:.3f}"
+        ci = "" if spread.startswith("(1 seed") else _ci(r)
         failed = f" (+{r['failed']} failed)" if r["failed"] else ""
         lines.append(
             f"| {r['method']} | {r.get('norm', 'n/a')} | "
@@ -46,29 +53,50 @@ def table_md(table: pd.DataFrame, metric: str) -> str:
     return "\n".join(lines)
 
 
+def _verdict(w: dict) -> str:
+    size, ci = _size(w["train_per_class"], w["train_size"]), "" if w["n"] < 2 else _ci(w)
+    lead = f"{w['method']} ({w['mean']:.3f}{ci})"
+    if w["verdict"] == "alone":
+        return f"- {size}: {lead}, the only method measured"
+    ahead = f"ahead of {w['runner_up']} by {w['margin']:.3f}"
+    if w["verdict"] == "clear":
+        return f"- {size}: **{w['method']}** ({w['mean']:.3f}{ci}), {ahead} (the 95 % intervals do not overlap)"
+    if w["verdict"] == "no_ci":
+        return f"- {size}: no winner declared (1 seed: no CI): {lead} has the highest mean, {ahead}"
+    within = ", ".join(w["overlapping"])
+    return f"- {size}: no clear winner: {lead} has the highest mean, {ahead}, within the 95 % intervals of {within}"
+
+
 def findings_md(table: pd.DataFrame) -> str:
     lines = ["## Winner per training-set size", ""]
-    for w in winners(table):
-        verdict = ""
-        if w["runner_up"] is not None:
-            verdict = f", ahead of {w['runner_up']} by {w['margin']:.3f}" + (
-                "" if w["clear"] else " (within the 95 % intervals: not a clear win)"
-            )
-        ci = "" if math.isnan(w["ci95"]) else f" ± {w['ci95']:.3f}"
-        lines.append(
-            f"- {_size(w['train_per_class'], w['train_size'])}: **{w['method']}** ({w['mean']:.3f}{ci}){verdict}"
-        )
+    lines += [
+        "A method is declared the winner only when its 95 % interval overlaps no other method's "
+        "(one seed gives no interval, so no winner).",
+        "",
+    ]
+    lines += [_verdict(w) for w in winners(table)]
     cross = crossings(table)
     lines += ["", "## Where the curves cross", ""]
     if not cross:
         lines.append("- No crossings: the ranking of the methods is the same at every size measured.")
     for c in cross:
         lo, hi = c["between"]
+        leader = f"**{c['leader']}**" if c["clear"] else c["leader"]
         lines.append(
-            f"- **{c['leader']}** overtakes {c['other']} between {lo:g} and {hi:g} training examples "
+            f"- {leader} overtakes {c['other']} between {lo:g} and {hi:g} training examples "
             f"(≈ {c['at']:.0f}, log-linear interpolation of the means)"
+            + ("" if c["clear"] else "; the 95 % intervals do not separate them at both ends: within the seed noise")
         )
     return "\n".join(lines)
+
+
+def _spread(table: pd.DataFrame) -> str:
+    note = ci_note(table)
+    if note == "1 seed: no CI":
+        return "one seed per configuration, so means only (1 seed: no CI) and no winner declared"
+    return "mean ± 95 % confidence interval (Student t over seeds)" + (
+        "" if note.startswith("95 % CI over") else '; rows with one seed say "1 seed: no CI"'
+    )
 
 
 def failures_md(runs: pd.DataFrame) -> str:
@@ -97,8 +125,8 @@ def write(runs: pd.DataFrame, table: pd.DataFrame, plots: dict[str, Path], out_d
         f"# Transfer strategies compared: {metric} vs training-set size",
         "",
         f"Source: `{source}`: {len(runs)} jobs ({ok} ok, {len(runs) - ok} failed); task `{runs.data.iloc[0]}`, "
-        f"backbone {backbones}, seeds {seeds}. Target metric **{metric}**; mean ± 95 % confidence interval "
-        "(Student t over seeds). Regenerate with `python -m transferlab.report <sweep dir>`.",
+        f"backbone {backbones}, seeds {seeds}. Target metric **{metric}**; {_spread(table)}. "
+        "Regenerate with `python -m transferlab.report <sweep dir>`.",
         "",
         *(f"![{name}]({p.name})" for name, p in plots.items()),
         "",

@@ -11,17 +11,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from transferlab.report.stats import ci_note  # noqa: E402
+
 
 def _colors(methods) -> dict:
     cmap = plt.get_cmap("tab10")
     return {m: cmap(i % 10) for i, m in enumerate(sorted(methods))}
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, ax, path: Path) -> Path:
+    """Save as PNG with the axes' title also in the file's metadata (PNG `Title`)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Title": ax.get_title()})
     plt.close(fig)
     return path
+
+
+def _spread(table: pd.DataFrame) -> str:
+    return ci_note(table).replace("95 % CI over seeds", "mean, 95 % CI over seeds")
 
 
 def learning_curves(
@@ -32,7 +39,8 @@ def learning_curves(
     ylabel: str | None = None,
     title: str | None = None,
 ) -> Path:
-    """`column` vs training-set size (log x), one line per method, shaded 95 % CI band where n >= 2."""
+    """`column` vs training-set size (log x), one line per method, shaded 95 % CI band where n >= 2; the title
+    says "1 seed: no CI" when no point has a band."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = _colors(table.method.unique())
     for method, g in table.dropna(subset=[column]).groupby("method"):
@@ -48,10 +56,10 @@ def learning_curves(
     ax.minorticks_off()
     ax.set_xlabel("training-set size (labelled examples, log scale)")
     ax.set_ylabel(ylabel or metric)
-    ax.set_title(title or f"{metric} vs training-set size (mean, 95 % CI over seeds)")
+    ax.set_title(title or f"{metric} vs training-set size ({_spread(table)})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save(fig, ax, path)
 
 
 def metric_vs_params(table: pd.DataFrame, metric: str, path: Path) -> Path:
@@ -75,10 +83,10 @@ def metric_vs_params(table: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs trainable parameters (bigger marker = more data)")
+    ax.set_title(f"{metric} vs trainable parameters ({_spread(table)})\nbigger marker = more data", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save(fig, ax, path)
 
 
 def time_per_run(table: pd.DataFrame, path: Path) -> Path:

@@ -52,28 +52,45 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["train_size", "method"], na_position="last").reset_index(drop=True)
 
 
+def separated(a, b) -> bool:
+    """True when two rows' 95 % intervals do not overlap (both need >= 2 seeds: one seed has no interval)."""
+    if a.n < 2 or b.n < 2 or math.isnan(a.ci95) or math.isnan(b.ci95):
+        return False
+    hi, lo = (a, b) if a["mean"] >= b["mean"] else (b, a)
+    return bool(hi["mean"] - hi.ci95 > lo["mean"] + lo.ci95)
+
+
+def ci_note(table: pd.DataFrame) -> str:
+    """How the table's uncertainty is shown: "95 % CI over seeds", "1 seed: no CI", or mixed."""
+    n = table.n[table.n > 0]
+    if n.empty or (n < 2).all():
+        return "1 seed: no CI"
+    return "95 % CI over seeds" if (n >= 2).all() else "95 % CI where >= 2 seeds; 1 seed: no CI"
+
+
 def winners(table: pd.DataFrame) -> list[dict]:
-    """Per training-set size: the best method by mean, the runner-up, and whether their intervals overlap."""
+    """Per training-set size: the best method by mean, the runner-up, and whether the best is a clear winner.
+
+    `verdict`: "clear" (its 95 % interval overlaps no other method's), "overlap" (it does: `overlapping` names
+    them), "no_ci" (one seed somewhere: no interval, no winner), "alone" (the only method at that size).
+    `clear` is True for "clear" only.
+    """
     out = []
     for size, g in table[table.n > 0].groupby("train_size", sort=True):
         g = g.sort_values("mean", ascending=False)
-        best = g.iloc[0]
-        row = {
-            "train_size": size,
-            "train_per_class": best.train_per_class,
-            "method": best.method,
-            "mean": best["mean"],
-            "ci95": best.ci95,
-            "runner_up": None,
-            "margin": None,
-            "clear": True,
-        }
-        if len(g) > 1:
-            second = g.iloc[1]
-            margin = best["mean"] - second["mean"]
-            overlap = np.nan_to_num(best.ci95) + np.nan_to_num(second.ci95)
-            row.update(runner_up=second.method, margin=margin, clear=bool(margin > overlap))
-        out.append(row)
+        best, others = g.iloc[0], [r for _, r in g.iloc[1:].iterrows()]
+        row = {"train_size": size, "train_per_class": best.train_per_class, "method": best.method}
+        row |= {"mean": best["mean"], "ci95": best.ci95, "n": int(best.n), "runner_up": None, "margin": None}
+        overlapping = [o.method for o in others if not separated(best, o)]
+        if not others:
+            verdict = "alone"
+        elif best.n < 2 or any(o.n < 2 for o in others):
+            verdict = "no_ci"
+        else:
+            verdict = "overlap" if overlapping else "clear"
+        if others:
+            row.update(runner_up=others[0].method, margin=best["mean"] - others[0]["mean"])
+        out.append({**row, "verdict": verdict, "clear": verdict == "clear", "overlapping": overlapping})
     return out
 
 
@@ -81,11 +98,11 @@ def crossings(table: pd.DataFrame) -> list[dict]:
     """Where one method's mean curve overtakes another's, located by log-linear interpolation.
 
     Returns one dict per crossing: `leader` (ahead after the crossing), `other`, `between` (the two
-    sizes that bracket it) and `at` (the interpolated training-set size).
+    sizes that bracket it), `at` (the interpolated training-set size) and `clear` (the 95 % intervals
+    separate the two methods at both bracketing sizes: the crossing is beyond the seed noise).
     """
-    curves = {
-        m: g.dropna(subset=["mean"]).set_index("train_size")["mean"].sort_index() for m, g in table.groupby("method")
-    }
+    rows = {m: g.dropna(subset=["mean"]).set_index("train_size").sort_index() for m, g in table.groupby("method")}
+    curves = {m: r["mean"] for m, r in rows.items()}
     out = []
     names = sorted(curves)
     for i, a in enumerate(names):
@@ -99,5 +116,14 @@ def crossings(table: pd.DataFrame) -> list[dict]:
                 t = diff[j] / (diff[j] - diff[j + 1])
                 at = float(np.exp(np.log(sizes[j]) + t * (np.log(sizes[j + 1]) - np.log(sizes[j]))))
                 leader, other = (a, b) if diff[j + 1] > 0 else (b, a)
-                out.append({"leader": leader, "other": other, "between": (sizes[j], sizes[j + 1]), "at": at})
+                ends = [separated(rows[a].loc[sizes[k]], rows[b].loc[sizes[k]]) for k in (j, j + 1)]
+                out.append(
+                    {
+                        "leader": leader,
+                        "other": other,
+                        "between": (sizes[j], sizes[j + 1]),
+                        "at": at,
+                        "clear": all(ends),
+                    }
+                )
     return sorted(out, key=lambda c: c["at"])

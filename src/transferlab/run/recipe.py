@@ -31,6 +31,7 @@ class Recipe:
         self.cfg, self.stage = cfg, "validate"
         self.resume: dict | None = None  # the checkpoint being resumed: its stamp and global step
         self.trains = True  # the strategy trains (False: zero-shot)
+        self.loggers: list = []  # ended after results.json is written (infra.loggers.finish)
         self.result: dict = {
             "status": "running",
             "strategy": rules.choice("strategy", "") or cfg.strategy.get("_target_", "").rsplit(".", 1)[-1],
@@ -70,6 +71,7 @@ class Recipe:
         self._enter("backbone")
         backbone, section = build.build_backbone(cfg)
         self._add(section)
+        self._enter("inputs")  # licence policy, data built for the backbone, decoded inputs' sanity
         self._add(build.check_inputs(cfg, backbone, data, section["license"]))
         self._enter("build")
         module, section = build.build_module(cfg, strategy, data, backbone)
@@ -88,31 +90,28 @@ class Recipe:
         stages.say_cache_plan(self.result.get("feature_cache"))
         self._add({"params": count_params(module)})  # on the (peft-)wrapped model; 4-bit at logical size
         resume_step = self.resume["global_step"] if self.resume else None
-        trainer, loggers, callbacks = stages.make_trainer(
+        trainer, self.loggers, callbacks = stages.make_trainer(
             cfg, strategy, module, data, self.result["backbone"]["name"], resume_step
         )
         if self.result.get("translate"):
             from transferlab.translate.grid import log_grid
 
-            log_grid(loggers, self.result["translate"]["grid"])
-        try:
-            self._enter("fit")
-            if strategy.trains:
-                trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
-            if self.result["norm"]["reestimate"]:
-                self._enter("adabn")
-                which = module.adaptation.bn_layers if module.adaptation is not None else "batch_stat"
-                self.result["norm"]["adabn"] = stages.adabn(module, data, trainer, strategy.norm, which)
-            elif strategy.trains:
-                stages.validate_final(trainer, module, data)
-            self._enter("test")
-            self._add(stages.test(cfg, trainer, module, data))
-            self._add({"shift_after": stages.shift(cfg, module, data) or self.result["shift_before"]})
-            self._add(stages.callback_sections(callbacks))
-            self._enter("export-adapters")
-            self._add(stages.adapters(strategy, module, data, trainer, cfg.paths.output_dir))
-        finally:
-            stages.finish_loggers(loggers)
+            log_grid(self.loggers, self.result["translate"]["grid"])
+        self._enter("fit")
+        if strategy.trains:
+            trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+        if self.result["norm"]["reestimate"]:
+            self._enter("adabn")
+            which = module.adaptation.bn_layers if module.adaptation is not None else "batch_stat"
+            self.result["norm"]["adabn"] = stages.adabn(module, data, trainer, strategy.norm, which)
+        elif strategy.trains:
+            stages.validate_final(trainer, module, data)
+        self._enter("test")
+        self._add(stages.test(cfg, trainer, module, data))
+        self._add({"shift_after": stages.shift(cfg, module, data) or self.result["shift_before"]})
+        self._add(stages.callback_sections(callbacks))
+        self._enter("export-adapters")
+        self._add(stages.adapters(strategy, module, data, trainer, cfg.paths.output_dir))
 
     def run(self) -> dict:
         start = time.time()
@@ -144,6 +143,9 @@ class Recipe:
             self._enter("report-result")
             self._add({"time_s": round(time.time() - start, 2), "peak_mem_mb": round(results.peak_memory_mb(), 1)})
             report(self.result, Path(self.cfg.paths.output_dir), resume=self.cfg.get("ckpt_path") is not None)
+            from transferlab.infra.loggers import finish
+
+            finish(self.loggers, self.result, Path(self.cfg.paths.output_dir))  # trackers get the final result
         return self.result
 
 

@@ -174,12 +174,3 @@ def adapters(strategy, module, data, trainer, out_dir: str) -> dict:
     from transferlab.export_peft import export_adapter
 
     return {"adapter": export_adapter(strategy, module, data, out_dir)}
-
-
-def finish_loggers(loggers: list) -> None:
-    import lightning as L
-
-    for lg in loggers:
-        lg.finalize("success")
-        if isinstance(lg, L.pytorch.loggers.WandbLogger):
-            lg.experiment.finish()
