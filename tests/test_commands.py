@@ -82,3 +82,15 @@ def test_estimate_needs_a_step_to_time(tmp_path):
 
     with pytest.raises(ConfigError, match="callbacks.estimate.after=0 must be >= 1"):
         run_config(["callbacks.estimate.after=0"], tmp_path)
+
+
+def test_several_loggers_by_list_and_bad_spellings_refused():
+    """`logger=[csv,tensorboard]` is Hydra's multi-select (logger files are namespaced); a misspelt item or a
+    scalar for a group gets the one-line fix-it."""
+    from transferlab.config import check_argv
+    from transferlab.errors import ConfigError
+
+    check_argv(["logger=[csv,tensorboard]"])
+    for bad in ("logger=[csv,tensorbard]", "strategy=[lora,full]", "cache=false", "plan=true"):
+        with pytest.raises(ConfigError, match="is a config group|is a section of settings"):
+            check_argv([bad])

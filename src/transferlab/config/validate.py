@@ -92,6 +92,9 @@ def _scalar(value: str) -> bool:
         return False
 
 
+MULTI = ("logger",)  # groups whose files each set their own key (logger.csv, logger.wandb): several may be chosen
+
+
 def check_argv(argv: list[str], conf_dir=None) -> None:
     """One-line fix-its for overrides Hydra would answer with a traceback: a config group given a bool, a
     number or a dict (`cache=false`, `logger=False`, `strategy=5`), a section given a scalar (`plan=true`)."""
@@ -107,6 +110,8 @@ def check_argv(argv: list[str], conf_dir=None) -> None:
             continue
         key, value = arg.lstrip("+").split("=", 1)
         options = sorted(p.stem for p in (conf / key).glob("*.yaml")) if key in groups else []
+        if key in MULTI and value.startswith("[") and all(v.strip() in options for v in value.strip("[]").split(",")):
+            continue  # `logger=[csv,wandb]`: Hydra selects several files of a group whose files are namespaced
         if key in groups and value not in options and _scalar(value):
             raise ConfigError(
                 f"`{arg}`: {key} is a config group, so its value names one of its files: "
