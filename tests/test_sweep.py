@@ -73,12 +73,11 @@ def compose_study(study_dir: Path, name: str, overrides: list[str] | None = None
 
 @pytest.mark.parametrize("study", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_files_compose_and_pass_the_key_check(study: Path):
-    if "hydra/sweeper: optuna" in study.read_text():
-        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install 'transferlab[sweeps]'")
     cfg = compose_study(study.parent, study.stem)
     check_study(cfg)
     assert cfg.sweep_name == study.stem and cfg.hydra.sweep.dir == f"multirun/{study.stem}/small"
-    assert cfg.hydra.sweeper.params, "a study sweeps something"
+    # a grid for `train.py -m`, or a search space for `python -m transferlab.search` (tests/test_scaleout.py)
+    assert cfg.search.params if "search" in cfg else cfg.hydra.sweeper.params, "a study sweeps something"
     full = compose_study(study.parent, study.stem, ["scale=full"])
     assert full.data.image_size == 224 and full.trainer.max_steps > cfg.trainer.max_steps
 

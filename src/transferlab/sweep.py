@@ -22,10 +22,11 @@ from typing import Any
 log = logging.getLogger("transferlab")
 
 RUN_DIR = "<run_dir>"
-# Keys that steer the sweep machinery, not the experiment: never part of a job's identity.
-IGNORED_KEYS = ("rerun",)
+# Keys that steer the sweep machinery or how a run starts, not the experiment: never part of a job's identity
+# (`search`: transferlab.search's settings; a job finished by a resume, `ckpt_path=last`, is the same job).
+IGNORED_KEYS = ("rerun", "search", "ckpt_path", "overwrite")
 # Top-level keys a study file may add to the base config (transferlab/conf/config.yaml): its own knobs.
-STUDY_KEYS = {"defaults", "hydra", "sweep_name", "scale", "grid", "objective", "rerun"}
+STUDY_KEYS = {"defaults", "hydra", "sweep_name", "scale", "grid", "objective", "rerun", "search"}
 # Config nodes without `_target_` that run() passes as keyword arguments to a constructor.
 NODE_TARGETS = {"trainer": "lightning.pytorch.Trainer"}
 
@@ -101,7 +102,7 @@ def skip_finished(cfg) -> dict | None:
 
 
 def objective_value(result: dict | None, metric: str) -> float:
-    """The value an Optuna sweeper optimises: `result["metrics"][metric]`, NaN for a failed job.
+    """The value an Optuna search optimises (`transferlab.search`): `result["metrics"][metric]`, NaN if it failed.
 
     Args:
         result: a run result (None when the job failed before writing one).
@@ -147,6 +148,23 @@ def _unknown_keys(study: dict, base: dict, prefix: str = "", target: str | None 
             sub_target = base[k].get("_target_") or NODE_TARGETS.get(f"{prefix}{k}")
             out += _unknown_keys(v, base[k], f"{prefix}{k}.", sub_target)
     return out
+
+
+def compose_study(config_dir: str | None, config_name: str, overrides: list[str]):
+    """Compose a study file as `train.py --config-dir DIR --config-name NAME` would (the hydra node kept).
+
+    `python -m transferlab.search` composes its study and each of its trials with it.
+    """
+    from hydra import compose
+    from hydra._internal.hydra import Hydra  # as train.py's --config-dir: that dir first, then the package
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    path = create_config_search_path(str(Path(config_dir).resolve()) if config_dir else None)
+    path.append("main", "pkg://transferlab.conf", anchor="main")
+    Hydra.create_main_hydra2(task_name="train", config_search_path=path)
+    return compose(config_name, overrides=list(overrides), return_hydra_config=True)
 
 
 def check_study(cfg) -> None:
