@@ -94,3 +94,24 @@ def test_several_loggers_by_list_and_bad_spellings_refused():
     for bad in ("logger=[csv,tensorbard]", "strategy=[lora,full]", "cache=false", "plan=true"):
         with pytest.raises(ConfigError, match="is a config group|is a section of settings"):
             check_argv([bad])
+
+
+def test_sweep_says_jobs_done_and_eta(tmp_path):
+    """A multirun prints its job count, what finished before, and an ETA line as each job ends."""
+    args = ["-m", "seed=0,1", "strategy.lr=0.01,-1", *FAST, "logger=none", f"hydra.sweep.dir={tmp_path}"]
+    first = train_cli(args)
+    out = first.stdout + first.stderr  # Hydra's own log (the job count) goes to stdout, the jobs' to stderr
+    assert first.returncode == 0, out[-2000:]
+    assert "sweep: 4 jobs" in out and "sweep: 4/4 done (2 failed)" in out and "sweep: 1/4 done, ETA ~" in out
+    again = train_cli(args)
+    out = again.stdout + again.stderr
+    assert "sweep: 4 jobs; 2 finished ok before" in out and "sweep: 4/4 done (2 skipped, 2 failed)" in out
+
+
+def test_job_count_includes_the_study_grid():
+    from transferlab.sweep import compose_study
+    from transferlab.sweep_progress import count_jobs
+
+    cfg = compose_study("sweeps", "strategies_vs_datasize", [])
+    grid = cfg.grid[cfg.scale]
+    assert count_jobs(cfg) == 4 * 3 * 3 == len(grid.strategies.split(",")) * len(grid.sizes.split(",")) * 3

@@ -98,7 +98,7 @@ def skip_finished(cfg) -> dict | None:
         hc.job.override_dirname or hc.job.num,
         found.parent,
     )
-    return json.loads(found.read_text())
+    return {**json.loads(found.read_text()), "_skipped": True}  # marked for the sweep's progress line
 
 
 def objective_value(result: dict | None, metric: str) -> float:
