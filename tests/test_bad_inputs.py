@@ -395,6 +395,21 @@ CASES = [
         fix="strategy.r below the adapted layers' width (typically 4-64); refused before weights load",
     ),
     Case(
+        "more_groups_than_the_model",
+        ["backbone=minilm", "data=reviews", "strategy=partial", "strategy.trainable_groups=9", *TEXT],
+        "ConfigError",
+        "but the backbone has only 8 layer groups (embeddings, 6 transformer blocks, final)",
+        fast=False,
+        fix="at most the model's layer groups (from its config.json); refused before weights load",
+    ),
+    Case(
+        "more_groups_than_the_image_model",
+        ["strategy=progressive", "strategy.max_groups=12"],
+        "ConfigError",
+        "strategy.max_groups=12 but the backbone has only 8 layer groups (0:conv_stem",
+        fix="at most the model's layer groups (a timm model built on the meta device); before weights load",
+    ),
+    Case(
         "more_prompt_tokens_than_the_context",
         ["backbone=minilm", "data=reviews", "strategy=prompt_tuning", "strategy.num_virtual_tokens=500", *TEXT],
         "ConfigError",

@@ -115,3 +115,19 @@ def test_job_count_includes_the_study_grid():
     cfg = compose_study("sweeps", "strategies_vs_datasize", [])
     grid = cfg.grid[cfg.scale]
     assert count_jobs(cfg) == 4 * 3 * 3 == len(grid.strategies.split(",")) * len(grid.sizes.split(",")) * 3
+
+
+def test_a_new_grid_in_an_old_sweep_dir_loses_nothing(tmp_path):
+    """Job numbers name the job dirs: a second grid in the same sweep dir runs its job 0 in the first grid's
+    job 0 dir. The earlier run's files move to replaced/<n>/ (never overwritten) and reports read only the live run."""
+    from transferlab.sweep import iter_results
+
+    base = [*FAST, "logger=none", "trainer.max_steps=1", f"hydra.sweep.dir={tmp_path}"]
+    assert train_cli(["-m", "seed=0,1", *base]).returncode == 0
+    first = (tmp_path / "0" / "results.json").read_bytes()
+    p = train_cli(["-m", "seed=2,3", *base])
+    assert p.returncode == 0, (p.stdout + p.stderr)[-2000:]
+    assert "its files moved to" in p.stdout + p.stderr
+    assert (tmp_path / "0" / "replaced" / "1" / "results.json").read_bytes() == first
+    assert json.loads((tmp_path / "0" / "results.json").read_text())["seed"] == 2
+    assert sorted(r["seed"] for _, r in iter_results(tmp_path)) == [2, 3]

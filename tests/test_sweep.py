@@ -101,7 +101,10 @@ def test_launchers_compose(launcher: str):
 
 
 def _results(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.rglob("results.json")}
+    """The live result of each job dir (runs set aside under replaced/ are archived: `sweep.iter_results`)."""
+    from transferlab.sweep import iter_results
+
+    return {p.parent.name: r for p, r in iter_results(sweep)}
 
 
 @pytest.mark.slow
@@ -135,6 +138,9 @@ def test_failed_job_recorded_and_resume_runs_only_missing_or_failed(tmp_path: Pa
     assert len(again) == 4 and again[missing]["status"] == "ok"
     assert (sweep / kept / "results.json").stat().st_mtime_ns == stamps[kept]  # skipped: not run again
     assert all((sweep / k / "results.json").stat().st_mtime_ns > stamps[k] for k in failed)  # failed: run again
+    assert all(
+        json.loads((sweep / k / "replaced" / "1" / "results.json").read_text())["status"] == "failed" for k in failed
+    )
     log = "".join((sweep / k / "train.log").read_text() for k in again)
     assert log.count("skipping job") == 1 and "finished ok before" in log
 

@@ -24,7 +24,7 @@ log = logging.getLogger("transferlab")
 RUN_DIR = "<run_dir>"
 # Keys that steer the sweep machinery or how a run starts, not the experiment: never part of a job's identity
 # (`search`: transferlab.search's settings; a job finished by a resume, `ckpt_path=last`, is the same job).
-IGNORED_KEYS = ("rerun", "search", "ckpt_path", "overwrite")
+IGNORED_KEYS = ("rerun", "search", "ckpt_path", "overwrite", "logger")
 # Top-level keys a study file may add to the base config (transferlab/conf/config.yaml): its own knobs.
 STUDY_KEYS = {"defaults", "hydra", "sweep_name", "scale", "grid", "objective", "rerun", "search"}
 # Config nodes without `_target_` that run() passes as keyword arguments to a constructor.
@@ -59,8 +59,13 @@ def run_key(config: dict) -> str:
 
 
 def iter_results(root: Path | str) -> Iterator[tuple[Path, dict]]:
-    """Every readable `results.json` under `root` (recursively), with its path; unreadable ones are logged."""
+    """Every readable `results.json` under `root` (recursively), with its path; unreadable ones are logged.
+
+    Runs set aside under a `replaced/` folder (a job re-run in its dir, `overwrite=true`) are archived, not read.
+    """
     for path in sorted(Path(root).rglob("results.json")):
+        if "replaced" in path.relative_to(root).parts[:-1]:
+            continue
         try:
             yield path, json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:

@@ -43,6 +43,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("invalid config: " + " ".join(problems))
     rules.check_config(tree)
     rules.check_sizes(tree)
+    rules.check_groups(tree)  # before any weights: a hub model is not downloaded to be refused
     rules.check_accelerator(tree)
     files.check_backbone_files(tree)
 

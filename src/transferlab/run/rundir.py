@@ -12,6 +12,7 @@ resume keeps the earlier `.hydra/` in `.hydra/before-resume-<n>/`; a failed resu
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from transferlab.errors import ConfigError
 RESULTS = "results.json"
 WRITES_NOTHING = {"-h", "--help", "--hydra-help", "--info", "-c", "--resolve"}
 REPLACED = "replaced"
+log = logging.getLogger("transferlab")
 
 
 def _earlier(out_dir: Path) -> dict | None:
@@ -54,12 +56,12 @@ def _next_slot(parent: Path, prefix: str = "") -> Path:
     return parent / f"{prefix}{n}"
 
 
-def set_aside(out_dir: Path) -> Path:
-    """Move every entry of `out_dir` (but earlier `replaced/` sets) into `replaced/<n>/`; returns that folder."""
+def set_aside(out_dir: Path, keep: set[str] = frozenset()) -> Path:
+    """Move every entry of `out_dir` (but earlier `replaced/` sets and `keep`) into `replaced/<n>/`; returns it."""
     slot = _next_slot(out_dir / REPLACED)
     slot.mkdir(parents=True)
     for entry in sorted(out_dir.iterdir()):
-        if entry.name != REPLACED:
+        if entry.name != REPLACED and entry.name not in keep:
             shutil.move(str(entry), str(slot / entry.name))
     return slot
 
@@ -88,10 +90,20 @@ def _multirun() -> bool:
 def guard(out_dir: Path | str, resume: bool, overwrite: bool) -> None:
     """Refuse (ConfigError) to start a new run in a dir that holds one; with `overwrite`, set it aside first.
 
-    Sweep jobs are exempt: a sweep skips its finished jobs and re-runs failed ones (`transferlab.sweep`).
+    Sweep jobs are not refused: a sweep skips its finished jobs (`transferlab.sweep`), so a job that runs in a
+    dir holding a run is a failed one re-run, a `+rerun=true`, or another grid's job under the same number:
+    the earlier files move to `replaced/<n>/` first (this job's `.hydra/` and log, already written, stay).
     """
     out_dir = Path(out_dir)
     if _multirun():
+        earlier = _earlier(out_dir)
+        if earlier is not None and not resume:
+            slot = set_aside(out_dir, keep={".hydra", "train.log"})
+            log.warning(
+                "the job dir held an earlier run (status %s, another config or re-run): its files moved to %s",
+                earlier.get("status"),
+                slot,
+            )
         return
     earlier = _earlier(out_dir)
     if earlier is None or resume:

@@ -79,8 +79,13 @@ def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, re
     if not loggers:  # LearningRateMonitor needs a logger
         callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
     hw = OmegaConf.to_container(cfg.hardware, resolve=True)
+    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # `callbacks.checkpoint: null` means no checkpoints: not Lightning's default ModelCheckpoint in its place
+    settings.setdefault(
+        "enable_checkpointing", any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks)
+    )
     trainer = L.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **settings,
         **{k: instantiate(v) if isinstance(v, dict) else v for k, v in hw.items()},
         logger=loggers or False,
         callbacks=callbacks,
