@@ -131,3 +131,20 @@ def test_a_new_grid_in_an_old_sweep_dir_loses_nothing(tmp_path):
     assert (tmp_path / "0" / "replaced" / "1" / "results.json").read_bytes() == first
     assert json.loads((tmp_path / "0" / "results.json").read_text())["seed"] == 2
     assert sorted(r["seed"] for _, r in iter_results(tmp_path)) == [2, 3]
+
+
+@pytest.mark.parametrize("mistake", ["strategy.lr=-1", "backbone=llama7b data=digits", "trainer.max_epochs=-5"])
+def test_cli_answers_config_mistakes_without_importing_torch(mistake, tmp_path):
+    """The whole command (Hydra, the run's validation, results.json, the summary) answers without torch or
+    Lightning: `python -X importtime` lists every module imported."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cmd = [sys.executable, "-X", "importtime", str(ROOT / "train.py"), *mistake.split(), f"hydra.run.dir={tmp_path}"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and "error: " in p.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "lightning", "transformers"}, sorted(imported & {"torch", "lightning"})
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import resource
+import sys
 from pathlib import Path
 
 from transferlab.infra.paths import atomic_write
@@ -17,9 +18,8 @@ def is_rank_zero() -> bool:
 
 def peak_memory_mb() -> float:
     """Peak memory of this process: GPU allocator peak when CUDA was used, else peak RSS."""
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    torch = sys.modules.get("torch")  # not imported for it: a config error is answered before torch loads
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 

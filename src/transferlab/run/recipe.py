@@ -143,9 +143,10 @@ class Recipe:
             self._enter("report-result")
             self._add({"time_s": round(time.time() - start, 2), "peak_mem_mb": round(results.peak_memory_mb(), 1)})
             report(self.result, Path(self.cfg.paths.output_dir), resume=self.cfg.get("ckpt_path") is not None)
-            from transferlab.infra.loggers import finish
+            if self.loggers:  # trackers get the final result (infra.loggers imports lightning: only when needed)
+                from transferlab.infra.loggers import finish
 
-            finish(self.loggers, self.result, Path(self.cfg.paths.output_dir))  # trackers get the final result
+                finish(self.loggers, self.result, Path(self.cfg.paths.output_dir))
         return self.result
 
 
