@@ -207,3 +207,26 @@ def test_hparams_of_a_result():
         "strategy.r": 8,
     }
     assert loggers.final_metrics(result) == {"test/acc": 0.9}
+
+
+def test_a_resume_continues_the_same_mlflow_and_wandb_runs(tmp_path):
+    """`ckpt_path=last` in the same run dir: MLflow logs into the same run (its metric history holds both parts),
+    W&B reuses the run id (offline: a second offline dir of that id, and the sync hint says how to append)."""
+    from conftest import run_config
+    from mlflow.tracking import MlflowClient
+
+    budget = ["strategy=partial", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]
+    budget.append("logger=[mlflow,wandb]")
+    run_dir = tmp_path / "run"
+    run_config([*budget, "trainer.max_epochs=1"], run_dir)
+    ids = json.loads((run_dir / "trackers.json").read_text())
+    resumed = run_config([*budget, "trainer.max_epochs=2", "ckpt_path=last"], run_dir)
+    assert resumed["status"] == "ok"
+    assert json.loads((run_dir / "trackers.json").read_text()) == ids  # the same runs, not new ones
+    client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("transferlab").experiment_id])
+    assert run.info.run_id == ids["mlflow"] and run.info.status == "FINISHED"
+    epochs = sorted({int(m.value) for m in client.get_metric_history(run.info.run_id, "epoch")})
+    assert {0, 1} <= set(epochs)  # both parts of the run (epoch 0, then the resumed epoch 1) in one history
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(p.name.endswith(ids["wandb"]) for p in offline)

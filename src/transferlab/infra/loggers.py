@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-import netrc
 import os
 import shutil
 from pathlib import Path
@@ -20,7 +19,8 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from transferlab.infra import results
+from transferlab.infra import results, tracking
+from transferlab.infra.tracking import sweep_dir, sweep_group, sync_hint, wandb_credentials, wandb_offline  # noqa: F401
 
 log = logging.getLogger("transferlab")
 
@@ -75,49 +75,6 @@ class HistoryCSVLogger(CSVLogger):
         return self._experiment
 
 
-def wandb_credentials() -> bool:
-    """True when an API key is configured (WANDB_API_KEY or a netrc entry from `wandb login`)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc(Path.home() / ".netrc").authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
-def wandb_offline(offline: bool | None = None) -> bool:
-    """`offline` when given; else offline when WANDB_MODE says so or no API key is configured."""
-    env = os.environ.get("WANDB_MODE", "") in {"offline", "dryrun"}
-    return offline if offline is not None else env or not wandb_credentials()
-
-
-def sync_hint(run) -> str:
-    """The line an offline W&B run prints: where it is and the command that uploads it."""
-    hint = f"W&B run '{run.name or run.id}' is offline (no API key, or WANDB_MODE=offline): nothing is uploaded yet. "
-    return hint + f"Upload it with: wandb sync {Path(run.dir).parent}"
-
-
-def sweep_dir() -> Path | None:
-    """The sweep dir (absolute) of the Hydra multirun this job is part of; None for a single run."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return None
-    hc = HydraConfig.get()
-    return Path(hc.sweep.dir).absolute() if hc.mode == RunMode.MULTIRUN else None
-
-
-def sweep_group(path: Path | str) -> str:
-    """The W&B group of a sweep without a `sweep_name`: its dir relative to ./multirun (e.g.
-    `2025-05-01/12-00-00`), else relative to the working dir, else the dir's name."""
-    path = Path(path).absolute()
-    for base in (Path.cwd() / "multirun", Path.cwd()):
-        if path != base and path.is_relative_to(base):
-            return path.relative_to(base).as_posix()
-    return path.name
-
-
 def wandb(
     save_dir: str,
     project: str,
@@ -149,6 +106,10 @@ def wandb(
     sweep = sweep_dir()
     extra = [f"seed={seed}"] if seed is not None else []
     extra += [f"per_class={train_per_class}"] if isinstance(train_per_class, int) else []
+    earlier = tracking.earlier_id(save_dir, "wandb")  # a resume: the same W&B run
+    if earlier:
+        kwargs.setdefault("id", earlier)
+        kwargs.setdefault("resume", "allow")
     logger = WandbLogger(
         save_dir=save_dir,
         project=project,
@@ -159,8 +120,10 @@ def wandb(
         offline=offline,
         **kwargs,
     )
-    if offline and results.is_rank_zero():
-        log.info(sync_hint(logger.experiment))
+    if results.is_rank_zero():
+        tracking.record_id(save_dir, "wandb", logger.experiment.id)
+        if offline:
+            log.info(sync_hint(logger.experiment, resumed=bool(earlier)))
     return logger
 
 
@@ -178,7 +141,7 @@ def mlflow(
     experiment_name: str,
     run_name: str | None = None,
     tracking_uri: str | None = None,
-    run_dir: str = ".",
+    run_dir: str | None = None,
     tags: dict | None = None,
     **kwargs,
 ):
@@ -190,24 +153,29 @@ def mlflow(
         experiment_name: MLflow experiment (the sweep name).
         run_name: the run's name (the strategy).
         tracking_uri: any MLflow URI (e.g. a server); null = the sqlite store from `mlflow_store(run_dir)`.
-        run_dir: the run dir (`${paths.output_dir}`).
+        run_dir: the run dir (`${paths.output_dir}`): where `mlflow_store` puts a single run's store and where the
+            run id is kept for a resume (`infra.tracking`); null = the working dir's store, no resume.
         tags: extra run tags; other keyword arguments go to `MLFlowLogger`.
     """
     from filelock import FileLock
     from lightning.pytorch.loggers import MLFlowLogger
 
     if not tracking_uri:
-        mlflow_store(run_dir).parent.mkdir(parents=True, exist_ok=True)
-        tracking_uri = f"sqlite:///{mlflow_store(run_dir)}"
+        mlflow_store(run_dir or ".").parent.mkdir(parents=True, exist_ok=True)
+        tracking_uri = f"sqlite:///{mlflow_store(run_dir or '.')}"
     db = Path(tracking_uri.removeprefix("sqlite:///")).absolute() if tracking_uri.startswith("sqlite:///") else None
     if db is not None:  # artefacts next to the store (MLflow's default: ./mlruns in the working dir)
         kwargs.setdefault("artifact_location", (db.parent / "mlartifacts").as_uri())
+    if run_dir:
+        kwargs.setdefault("run_id", tracking.earlier_id(run_dir, "mlflow"))  # a resume: the same MLflow run
     with FileLock(f"{db}.lock") if db is not None else contextlib.nullcontext():
         logger = MLFlowLogger(
             experiment_name=experiment_name, run_name=run_name, tracking_uri=tracking_uri, tags=tags, **kwargs
         )
         if results.is_rank_zero():
             logger.experiment  # noqa: B018  (creates the store, the experiment and the run, one job at a time)
+            if run_dir:
+                tracking.record_id(run_dir, "mlflow", logger.run_id)
     return logger
 
 

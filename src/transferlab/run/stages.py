@@ -71,6 +71,8 @@ def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, re
     for lg in loggers:
         if isinstance(lg, HistoryCSVLogger):
             lg.resume_at(resume_step)
+        if resume_step is not None and isinstance(lg, L.pytorch.loggers.MLFlowLogger):
+            continue  # the resumed MLflow run has its params, and MLflow refuses changing one (results.json has all)
         lg.log_hyperparams(redact.scrub(OmegaConf.to_container(cfg, resolve=True)))
     stamp = {"backbone": backbone_name, "strategy": strategy.name, "classes": list(data.classes or [])}
     callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp)]
