@@ -9,7 +9,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # PyTorch first, pinned to the releases this project is tested with (torchvision must match torch).
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+# PyPI's Linux x86_64 torch is the CUDA build (~3 GB of nvidia-* wheels). On a CPU-only machine that can reach
+# PyTorch's own index, TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu installs the CPU build instead.
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 # Optional extras on top of dev, comma-separated (e.g. TRANSFERLAB_EXTRAS=tfhub for TensorFlow Hub backbones).
 EXTRAS="dev${TRANSFERLAB_EXTRAS:+,$TRANSFERLAB_EXTRAS}"
 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
