@@ -821,6 +821,22 @@ CASES = [
         extra={"result": ("train_size", None)},
     ),
     Case(
+        "one_class_folder",
+        IMG,
+        "DataError",
+        "has 1 class (a): classification needs at least 2",
+        "data",
+        setup=images(20, 0),
+        fix="one sub-folder per class, at least two",
+    ),
+    Case(
+        "unwritable_logger_dir",
+        ["logger=tensorboard", "logger.tensorboard.save_dir=/proc/transferlab"],
+        "ConfigError",
+        "logger.tensorboard.save_dir='/proc/transferlab' can't be written",
+        fix="a writable folder (the run dir by default), or another logger",
+    ),
+    Case(
         "bad_files_policy",
         ["data=imagefolder", "data.root={tmp}", "data.bad_files=ignore"],
         "DataError",

@@ -81,3 +81,22 @@ def check_model_folder(path: Path, trust_remote_code: bool = False) -> None:
             "backbone.trust_remote_code=true; "
             "do that only if you trust the code in that folder."
         )
+
+
+def check_logger_dirs(tree: dict) -> None:
+    """Every logger's `save_dir` can be written (created if missing), before anything loads or trains."""
+    import tempfile
+
+    for name, node in (tree.get("logger") or {}).items():
+        where = node.get("save_dir") if isinstance(node, dict) else None
+        if not isinstance(where, str) or not where:
+            continue
+        try:
+            Path(where).mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=where):
+                pass
+        except OSError as e:
+            raise ConfigError(
+                f"logger.{name}.save_dir='{where}' can't be written ({type(e).__name__}: {e.strerror or e}). "
+                f"Point it at a writable folder (e.g. leave it at the run dir), or drop that logger (logger=csv/none)."
+            ) from None

@@ -46,6 +46,7 @@ def validate(cfg: DictConfig) -> None:
     rules.check_groups(tree)  # before any weights: a hub model is not downloaded to be refused
     rules.check_accelerator(tree)
     files.check_backbone_files(tree)
+    files.check_logger_dirs(tree)
 
 
 # -- Hydra's own composition errors ------------------------------------------------------------------
@@ -70,7 +71,7 @@ def override_hints(argv: list[str]) -> list[str]:
             continue
         parent, leaf = key.rsplit(".", 1)
         node = OmegaConf.select(cfg, parent, default=None)
-        if isinstance(node, DictConfig) and leaf not in node:
+        if isinstance(node, DictConfig) and leaf not in node.keys():  # `in` is False for a ??? value
             close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.6)
             if close:
                 hints.append(f"Did you mean {parent}.{close[0]}? ({key} is not a key of the config)")

@@ -127,6 +127,12 @@ class ClassificationData(L.LightningDataModule):
             dom = self.load_domain(which)
             if len(dom.labels) == 0:
                 raise DataError(f"the {which} domain '{dom.name}' has no examples.")
+            if not self.lm_task and dom.classes is not None and len(dom.classes) < 2:
+                names = ", ".join(map(str, dom.classes))
+                raise DataError(
+                    f"the {which} domain '{dom.name}' has {len(dom.classes)} class ({names}): classification needs "
+                    "at least 2. Add a folder / label per class."
+                )
             if dom.train is None:  # the subclass may bring its own predefined splits
                 dom.train, dom.val, dom.test = stratified_split(dom.labels, self.fractions, self.split_seed)
             self.domains[which] = dom
