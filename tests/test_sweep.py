@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from pathlib import Path
 
 import pytest
@@ -150,29 +149,6 @@ def test_failed_job_recorded_and_resume_runs_only_missing_or_failed(tmp_path: Pa
     assert "4 jobs (2 ok, 2 failed)" in text and "strategy.lr=-1" in text
 
 
-def _wandb_records(path: Path):
-    """Records of a W&B transaction log (.wandb): a LevelDB-style log of `Record` protobufs."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", path
-    pos, block, chunks = 7, 32768, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer: too short for a header
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if length == 0 and kind == 0:
-            break
-        chunks += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST
-            rec = wandb_internal_pb2.Record()
-            rec.ParseFromString(chunks)
-            chunks = b""
-            yield rec
-
-
 @pytest.mark.slow
 def test_wandb_one_offline_run_per_job_in_the_sweep_group(tmp_path: Path):
     sweep = tmp_path / "sweep"
@@ -191,7 +167,9 @@ def test_wandb_one_offline_run_per_job_in_the_sweep_group(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(logs) == 2, list(sweep.rglob("*"))
-    records = [list(_wandb_records(p)) for p in logs]
+    from test_loggers import wandb_records  # the .wandb transaction-log reader
+
+    records = [wandb_records(p) for p in logs]
     runs = [next(r.run for r in recs if r.WhichOneof("record_type") == "run") for recs in records]
     assert {r.run_group for r in runs} == {"wbtest"}
     assert {r.job_type for r in runs} == {"feature_extraction", "partial"}
