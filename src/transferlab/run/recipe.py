@@ -43,8 +43,8 @@ class Recipe:
         }
         from transferlab.config.modality import note_from_env
 
-        if note_from_env():  # the command named no data: the backbone's default was chosen (config.modality)
-            self.result["data_auto"] = note_from_env()
+        if note := note_from_env():  # the command named no data: the backbone's default was chosen
+            self.result["data_auto"] = note
 
     def _enter(self, stage: str) -> None:
         self.stage = stage

@@ -95,18 +95,16 @@ def guard(out_dir: Path | str, resume: bool, overwrite: bool) -> None:
     the earlier files move to `replaced/<n>/` first (this job's `.hydra/` and log, already written, stay).
     """
     out_dir = Path(out_dir)
-    if _multirun():
-        earlier = _earlier(out_dir)
-        if earlier is not None and not resume:
-            slot = set_aside(out_dir, keep={".hydra", "train.log"})
-            log.warning(
-                "the job dir held an earlier run (status %s, another config or re-run): its files moved to %s",
-                earlier.get("status"),
-                slot,
-            )
-        return
     earlier = _earlier(out_dir)
     if earlier is None or resume:
+        return
+    if _multirun():
+        slot = set_aside(out_dir, keep={".hydra", "train.log"})
+        log.warning(
+            "the job dir held an earlier run (status %s, another config or re-run): its files moved to %s",
+            earlier.get("status"),
+            slot,
+        )
         return
     if not overwrite:
         raise _refusal(out_dir, earlier)
