@@ -45,9 +45,48 @@ def one(overrides: list[str]) -> tuple[float, dict]:
         return time.perf_counter() - t, result
 
 
+PARTS = {  # cumulative seconds of these functions in one profiled run of each arm
+    "training_step (suffix forward of each domain, losses, discriminator forward)": (
+        "transferlab/model/module.py",
+        "training_step",
+    ),
+    "backward (through the suffix for each domain, the discriminator)": ("torch/_tensor.py", "backward"),
+    "optimizer update": ("torch/optim/adam.py", "adam"),
+    "validation loops": ("lightning/pytorch/loops/evaluation_loop.py", "run"),
+}
+
+
+def profile() -> str:
+    """Source-only and DANN once each under cProfile: where DANN's extra time goes."""
+    import cProfile
+    import pstats
+
+    cols: dict[str, dict[str, float]] = {}
+    for arm in ("source-only", "DANN"):
+        prof = cProfile.Profile()
+        prof.enable()
+        one(ARMS[arm])
+        prof.disable()
+        st = pstats.Stats(prof).stats
+        cols[arm] = {
+            part: sum(v[3] for (f, _, fn), v in st.items() if f.endswith(file) and fn == func)
+            for part, (file, func) in PARTS.items()
+        }
+    rows = [
+        f"| {part} | {cols['source-only'][part]:.1f} | {cols['DANN'][part]:.1f} | "
+        f"{cols['DANN'][part] / max(cols['source-only'][part], 1e-9):.2f} |"
+        for part in PARTS
+    ]
+    return (
+        "Where the time goes (one run of each under cProfile, seconds; the profiler inflates Python-heavy parts):\n\n"
+        "| part | source-only | DANN | DANN / source-only |\n|---|---|---|---|\n" + "\n".join(rows)
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="add a cProfile breakdown of both arms")
     args = ap.parse_args()
     one(ARMS["DANN"])  # warm-up: fills the feature cache of both domains, imports everything
     times: dict[str, list[float]] = {a: [] for a in ARMS}
@@ -78,6 +117,8 @@ def main() -> None:
         "cache is warm): what DANN adds is intrinsic to it, the target batch's forward and backward through the "
         "trainable suffix (the gradient reversal needs it), the discriminator and its optimizer."
     )
+    if args.profile:
+        body += "\n\n" + profile()
     write_section("P5", "P5: a domain-adaptation job vs the same source-only job", body)
 
 

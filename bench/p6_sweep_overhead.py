@@ -20,11 +20,40 @@ from pathlib import Path
 from common import ROOT, write_section
 
 
+def breakdown(results: list[dict], t0: float, t1: float, workers: int) -> dict[str, float]:
+    """Worker-seconds of the sweep by where they went: each job's stages (results.json `stage_s`), the
+    gaps between one job's end and the next job's start on the same worker slot (Hydra's job set-up, result
+    writing, and a replaced worker process's imports), start-up (command start -> a slot's first job) and
+    the tail (a slot idle after its last job while another still runs). Jobs are placed on slots in start
+    order, each on the slot free earliest (what the pool does), so a worker process replaced mid-sweep
+    (loky restarts a worker whose memory grew by 300 MB) stays on its slot."""
+    out: dict[str, float] = {}
+    for r in results:
+        for stage, s in (r.get("stage_s") or {}).items():
+            out[stage] = out.get(stage, 0.0) + s
+    free = [t0] * workers  # when each slot became free
+    gaps = startup = 0.0
+    for r in sorted(results, key=lambda r: r["started_unix"]):
+        i = min(range(workers), key=lambda k: free[k])
+        idle = max(0.0, r["started_unix"] - free[i])
+        if free[i] == t0:
+            startup += idle
+        else:
+            gaps += idle
+        free[i] = r["started_unix"] + r["time_s"]
+    out["between jobs"], out["start-up"], out["tail"] = gaps, startup, sum(max(0.0, t1 - f) for f in free)
+    out["other (job bookkeeping outside the stages)"] = workers * (t1 - t0) - sum(out.values())
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--keep", help="keep the sweep dir here (default: a temp dir, deleted)")
+    ap.add_argument("--before", help="label for this measurement's row in the before/after table", default=None)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(args.keep or tmp)
         cmd = [
             sys.executable,
             str(ROOT / "train.py"),
@@ -39,7 +68,8 @@ def main() -> None:
         ]
         t = time.time()
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-        wall = time.time() - t
+        t1 = time.time()
+        wall = t1 - t
         results = [json.loads(p.read_text()) for p in Path(d, "sweep").rglob("results.json")]
     ok = [r for r in results if r.get("status") == "ok"]
     fit = sum((r.get("estimate") or {}).get("actual_fit_s") or 0.0 for r in ok)
@@ -49,14 +79,24 @@ def main() -> None:
         by[r["strategy"]] = by.get(r["strategy"], 0.0) + ((r.get("estimate") or {}).get("actual_fit_s") or 0.0)
     overhead = wall * args.workers / fit - 1
     rows = "\n".join(f"| {s} | {v:.0f} |" for s, v in sorted(by.items()))
+    parts = breakdown(ok, t, t1, args.workers) if all("stage_s" in r for r in ok) else {}
+    pids = len({r.get("pid") for r in ok})
+    split = "\n".join(f"| {k} | {v:.1f} |" for k, v in parts.items())
     body = (
         f"`python train.py -m --config-dir sweeps --config-name strategies_vs_datasize` (scale=small), "
-        f"{len(results)} jobs ({len(ok)} ok), {args.workers} joblib workers, cold feature cache.\n\n"
+        f"{len(results)} jobs ({len(ok)} ok), {args.workers} joblib workers ({pids} worker processes over the sweep), "
+        "cold feature cache.\n\n"
         f"| | seconds |\n|---|---|\n| sweep wall time | {wall:.0f} |\n"
         f"| sum of the jobs' fit times (optimizer steps, validation) | {fit:.0f} |\n"
         f"| sum of the jobs' run times (results.json `time_s`: build, cache, fit, test) | {run:.0f} |\n\n"
         f"Fit time by strategy (s):\n\n| strategy | fit |\n|---|---|\n{rows}\n\n"
-        f"**P6 overhead: wall x {args.workers} / sum(fit) - 1 = {overhead:.0%}** (goal <= 15 %)."
+        + (
+            f"Where the {args.workers} workers' {args.workers * wall:.0f} worker-seconds went (run stages from "
+            f"results.json `stage_s`; `fit` includes validation):\n\n| part | worker-seconds |\n|---|---|\n{split}\n\n"
+            if parts
+            else ""
+        )
+        + f"**P6 overhead: wall x {args.workers} / sum(fit) - 1 = {overhead:.0%}** (goal <= 15 %)."
     )
     write_section("P6", "P6: overhead of the strategies-vs-size study over its jobs' training", body)
 

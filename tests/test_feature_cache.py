@@ -43,12 +43,30 @@ def test_key_changes_with_what_determines_the_features(tmp_path):
     assert other_seed["feature_cache"]["hits"] == 1 and other_seed["feature_cache"]["forwards"] == 0
 
 
-@pytest.mark.parametrize("strategy", ["full", "progressive"])  # progressive starts frozen, then unfreezes
-def test_not_used_when_the_backbone_trains(strategy, tmp_path):
-    result = run_config(
-        [*ARGS, f"strategy={strategy}", "trainer.max_epochs=1", f"cache.dir={tmp_path}"], tmp_path / "run"
-    )
+def test_not_used_when_the_backbone_trains(tmp_path):
+    result = run_config([*ARGS, "strategy=full", "trainer.max_epochs=1", f"cache.dir={tmp_path}"], tmp_path / "run")
     assert result["feature_cache"] == {"used": False, "reason": "the backbone has trainable parameters"}
+
+
+def test_progressive_caches_what_its_schedule_never_reaches(tmp_path):
+    """Progressive unfreezes one group per epoch from the top: within 3 epochs it reaches 2 of the 8 groups, so
+    the stem + blocks 0-5 stay frozen for the whole run and their outputs are cached; metrics as uncached."""
+    args = [*ARGS, "strategy=progressive", "trainer.max_epochs=3"]
+    cache = f"cache.dir={tmp_path / 'cache'}"
+    off = run_config([*args, "cache=off"], tmp_path / "off")
+    on = run_config([*args, cache], tmp_path / "on")
+    fc = on["feature_cache"]
+    assert fc["used"] and fc["prefix_groups"] == 6 and fc["forwards"] == 1797
+    assert on["forwards"]["backbone"] == 0 and on["forwards"]["suffix"] > 0 < off["forwards"]["backbone"]
+    assert on["params"] == off["params"]
+    for name, value in metrics(off).items():
+        assert on["metrics"][name] == pytest.approx(value, abs=1e-4), name
+    # one epoch: the schedule never starts, the head trains on the whole backbone's cached features
+    one = run_config([*args, cache, "trainer.max_epochs=1"], tmp_path / "one")
+    assert one["feature_cache"]["used"] and one["feature_cache"]["prefix_groups"] is None
+    # a budget long enough to unfreeze every group: nothing stays frozen, nothing is cached
+    every = run_config([*args, cache, "trainer.max_epochs=9", "trainer.limit_train_batches=1"], tmp_path / "every")
+    assert every["feature_cache"]["used"] is False and "every layer group" in every["feature_cache"]["reason"]
 
 
 def test_partial_caches_its_frozen_prefix_with_the_same_metrics(tmp_path):
@@ -105,3 +123,20 @@ def test_unwritable_cache_dir_falls_back(tmp_path, caplog):
     result = run_config([*ARGS, f"cache.dir={blocker / 'sub'}"], tmp_path / "a")
     assert result["status"] == "ok" and result["feature_cache"]["persisted"] is False
     assert "not writable" in caplog.text
+
+
+def test_lora_caches_the_frozen_part_below_its_first_adapted_layer(tmp_path):
+    """LoRA on the top stages only (a regex, peft's semantics): the 6 groups below its first adapted layer are frozen
+    for the whole run, their outputs are cached, and the metrics (merged model too) are the uncached run's."""
+    top = ["strategy=lora", r"strategy.target_modules='blocks\.[56]\..*conv_pw'"]
+    cache = f"cache.dir={tmp_path / 'cache'}"
+    off = run_config([*ARGS, *top, "cache=off"], tmp_path / "off")
+    on = run_config([*ARGS, *top, cache], tmp_path / "on")
+    assert on["feature_cache"]["used"] and on["feature_cache"]["prefix_groups"] == 6
+    assert on["params"] == off["params"] and on["adapter"]["merged"]["within_tol"]
+    for name, value in metrics(off).items():
+        assert on["metrics"][name] == pytest.approx(value, abs=1e-4), name
+    # the default targets start at blocks.0: only the stem is below them, and its outputs outnumber its inputs
+    default = run_config([*ARGS, "strategy=lora", "trainer.max_epochs=1", cache], tmp_path / "default")
+    assert default["feature_cache"]["used"] is False
+    assert "more values per image" in default["feature_cache"]["reason"]

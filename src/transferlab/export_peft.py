@@ -50,12 +50,16 @@ def evaluate(module, loaders) -> tuple[dict[str, float], torch.Tensor]:
     return metrics, torch.cat(outputs)
 
 
-def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-4) -> dict:
-    """Save the adapter (+ head, + the run's test outputs); merge and re-evaluate if mergeable."""
+def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-4, tested=None) -> dict:
+    """Save the adapter (+ head, + the run's test outputs); merge and re-evaluate if mergeable.
+
+    `tested`: `(metrics, outputs)` of the run's own test pass (`TransferModule.test_outputs`), used instead
+    of evaluating the unmerged model a second time.
+    """
     from safetensors.torch import save_file
 
     out = strategy.save_adapter(module.backbone, module.head, Path(out_dir) / "adapter")
-    metrics, outputs = evaluate(module, data.test_dataloader())
+    metrics, outputs = tested or evaluate(module, data.test_dataloader())
     save_file({"outputs": outputs.contiguous()}, str(out / "test_outputs.safetensors"))
     info: dict = {"path": str(out), "test": metrics}
     if getattr(strategy, "mergeable", False):

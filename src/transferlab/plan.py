@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from transferlab.config import rules
@@ -126,7 +126,7 @@ def predict(cfg: DictConfig, module: nn.Module | None = None, data=None) -> dict
     """
     try:
         arch = cfg.plan.get("arch") if cfg.get("plan") else None
-        p = plan(cfg, arch=arch, seq_len=seen_seq_len(data) if data is not None else None)
+        p = _memo_plan(cfg, arch, seen_seq_len(data) if data is not None else None)
     except Exception as e:  # the run must not fail because of its estimate
         return {"error": f"{type(e).__name__}: {e}"}
     mb = 2.0**20
@@ -150,6 +150,27 @@ def predict(cfg: DictConfig, module: nn.Module | None = None, data=None) -> dict
         real = count_params(module)
         out["counts_match"] = {"trainable": real["trainable"], "total": real["total"]} == p["params"]
     return out
+
+
+_PLANS: dict[str, dict] = {}  # a sweep worker plans each distinct setting once (seeds and sizes share it)
+
+
+def _memo_plan(cfg: DictConfig, arch: str | None, seq_len: int | None) -> dict:
+    """`plan(...)`, reused within the process for configs that differ only in what the plan doesn't read
+    (seed, training-set size, output paths, loggers, callbacks)."""
+    import copy
+
+    tree = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    for key in ("seed", "paths", "hydra", "logger", "callbacks"):
+        tree.pop(key, None)
+    for key in ("train_per_class", "seed", "split_seed"):
+        tree.get("data", {}).pop(key, None)
+    key = json.dumps([tree, arch, seq_len], sort_keys=True, default=str)
+    if key not in _PLANS:
+        while len(_PLANS) >= 8:
+            del _PLANS[next(iter(_PLANS))]
+        _PLANS[key] = plan(cfg, arch=arch, seq_len=seq_len)
+    return copy.deepcopy(_PLANS[key])
 
 
 def seen_seq_len(data, batches: int = 8) -> int | None:

@@ -172,6 +172,9 @@ def compose_study(config_dir: str | None, config_name: str, overrides: list[str]
     return compose(config_name, overrides=list(overrides), return_hydra_config=True)
 
 
+_CHECKED: set[tuple] = set()  # (study file, size, mtime, group choices) that passed `check_study` in this process
+
+
 def check_study(cfg) -> None:
     """Raise `ConfigError` when the study file (`--config-name X` from sweeps/) sets unknown keys.
 
@@ -192,8 +195,12 @@ def check_study(cfg) -> None:
     path = next((f for f in files if f.is_file()), None)
     if name == "config" or path is None:
         return
-    study = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     choices = [f"{g}={c}" for g, c in hc.runtime.choices.items() if c is not None and not g.startswith("hydra")]
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns, tuple(choices))
+    if memo in _CHECKED:  # a warm sweep worker checks each study file and choice of groups once
+        return
+    study = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     base = OmegaConf.to_container(compose("config", overrides=choices), resolve=False)
     unknown = [k for k in study if k not in base and k not in STUDY_KEYS]
     unknown += _unknown_keys({k: v for k, v in study.items() if k in base}, base)
@@ -204,3 +211,4 @@ def check_study(cfg) -> None:
             f"with {', '.join(choices)}) nor arguments of their constructors. Fix the spelling (e.g. "
             f"trainer.max_epochs); a study's own top-level knobs are {', '.join(sorted(STUDY_KEYS))}."
         )
+    _CHECKED.add(memo)

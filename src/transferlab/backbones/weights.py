@@ -19,17 +19,36 @@ class WeightsFile:
     license: str | None = None
 
 
+MEMO_BYTES = 1 << 30  # weight files up to 1 GiB are kept by the process for its next jobs (a warm sweep worker)
+_MEMO: dict[tuple, dict] = {}  # (path, size, mtime_ns) -> state_dict; one entry
+
+
 def load_state_dict(path: str | Path) -> dict:
     """Load a state_dict from .safetensors or a torch file, never executing pickled code.
 
     Accepts a bare state_dict or a checkpoint holding one under `state_dict`, `model` or
-    `model_state_dict` (the usual training-script layouts).
+    `model_state_dict` (the usual training-script layouts). The process keeps the last file it read
+    (up to `MEMO_BYTES`) and returns it again while the file is unchanged: the jobs a sweep worker runs
+    one after another read the weights once. Callers get their own dict; the tensors are shared and
+    must not be modified in place (`Module.load_state_dict` copies them).
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: '{path}'. Point `backbone.weights` at an existing file.")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _MEMO:
+        return dict(_MEMO[key])
+    state = _read_state_dict(path)
+    _MEMO.clear()
+    if st.st_size <= MEMO_BYTES:
+        _MEMO[key] = state
+    return dict(state)
+
+
+def _read_state_dict(path: Path) -> dict:
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

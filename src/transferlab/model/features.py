@@ -11,42 +11,24 @@ same way and the run trains the suffix (the unfrozen groups) and the head on the
 
 The key hashes everything that determines the features: the (prefix's) weights and class, where
 the cut is, the dataset content and its deterministic transform (size, normalisation, channels)
-and the dtype.
-Files are written atomically and carry a SHA-256 of their contents: a torn or corrupt file is
-discarded (with a warning) and recomputed, never used. An unwritable cache dir falls back to
-in-memory features for this run only (with a warning).
+and the dtype. With `progressive` the prefix is what its schedule can't reach within the run's budget
+(`run_budget`). How entries are stored, locked and kept per process: `transferlab.model.feature_store`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from transferlab.infra.paths import atomic_write, cache_dir
+from transferlab.infra.paths import cache_dir
+from transferlab.model.feature_store import CacheStats, lookup
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
-    corrupt: int = 0
-    persisted: bool = True
-    dir: str = ""
-    reason: str = ""
-    forwards: int = 0  # backbone (prefix) forward passes over samples, this run
-    prefix_groups: int | None = None  # None: whole backbone cached; k: the first k layer groups (partial)
-    keys: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "keys"}
 
 
 class FeatureDataset(Dataset):
@@ -72,10 +54,6 @@ def weights_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _checksum(features: torch.Tensor, labels: torch.Tensor) -> str:
-    return hashlib.sha256(features.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
-
-
 @torch.no_grad()
 def compute(backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str, stats: CacheStats):
     from tqdm.auto import tqdm
@@ -90,42 +68,9 @@ def compute(backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: 
             feats.append(backbone(batch["inputs"]).float().cpu())  # (B, F)
             labels.append(batch["labels"])
             stats.forwards += len(batch["labels"])
+            stats.by_domain[desc] = stats.by_domain.get(desc, 0) + len(batch["labels"])
     backbone.train(was_training)
     return torch.cat(feats), torch.cat(labels)
-
-
-def load(path: Path, stats: CacheStats):
-    """Features from `path`, or None when absent; corrupt files are deleted and reported."""
-    from safetensors import safe_open
-
-    if not path.exists():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            feats, labels = f.get_tensor("features"), f.get_tensor("labels")
-        if meta.get("sha256") != _checksum(feats, labels):
-            raise ValueError("checksum mismatch")
-        return feats, labels
-    except Exception as e:  # truncated, corrupt, or tampered
-        log.warning("feature cache file %s is corrupt (%s): discarding it and recomputing", path, e)
-        stats.corrupt += 1
-        path.unlink(missing_ok=True)
-        return None
-
-
-def save(path: Path, feats: torch.Tensor, labels: torch.Tensor, stats: CacheStats) -> None:
-    from safetensors.torch import save_file
-
-    meta = {"sha256": _checksum(feats, labels)}
-    try:
-        atomic_write(path, lambda tmp: save_file({"features": feats, "labels": labels}, str(tmp), metadata=meta))
-    except OSError as e:  # read-only or full disk: keep the in-memory features, don't persist
-        if stats.persisted:
-            log.warning(
-                "feature cache dir %s is not writable (%s): features are kept for this run only", path.parent, e
-            )
-        stats.persisted = False
 
 
 @runtime_checkable
@@ -138,12 +83,45 @@ class Fingerprinted(Protocol):
 MAX_PREFIX_GB = 4.0  # prefix outputs larger than this (all images of a domain, fp32) are not cached
 
 
-def frozen_prefix(strategy, backbone) -> int | None:
-    """Leading layer groups that stay frozen for the whole run; None = the whole backbone."""
+def run_budget(trainer_cfg, data) -> tuple[int | None, int | None]:
+    """Upper bounds on the run's last epoch and last optimizer step (None: unbounded), from the trainer
+    limits and the training loaders' sizes; what an unfreezing schedule can reach by then stays frozen."""
+    import math
+
+    max_epochs, max_steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps") or -1
+    if max_epochs is None and max_steps == -1:
+        max_epochs = 1000  # Lightning's default
+    accum = trainer_cfg.get("accumulate_grad_batches") or 1
+    if trainer_cfg.get("limit_train_batches") not in (None, 1, 1.0):
+        return (max_epochs - 1 if max_epochs and max_epochs > 0 else None), (max_steps - 1 if max_steps > 0 else None)
+    per_epoch = []  # batches per epoch of each training domain (drop_last when a domain exceeds a batch)
+    for which in ("source", "target") if data.has_target_domain else ("source",):
+        n = len(data.domains[which].train)
+        per_epoch.append(max(1, n // min(data.batch_size, n)))
+    epochs = [max_epochs] if max_epochs and max_epochs > 0 else []
+    steps = [max_steps] if max_steps > 0 else []
+    if max_steps > 0:  # an epoch has at least the source's batches (max_size_cycle only lengthens it)
+        epochs.append(math.ceil(max_steps * accum / per_epoch[0]))
+    if max_epochs and max_epochs > 0:
+        steps.append(max_epochs * math.ceil(max(per_epoch) / accum))
+    return (min(epochs) - 1 if epochs else None), (min(steps) - 1 if steps else None)
+
+
+def frozen_prefix(strategy, backbone, budget: tuple[int | None, int | None] = (None, None)) -> int | None:
+    """Leading layer groups that stay frozen for the whole run; None = the whole backbone.
+
+    `budget`: `run_budget(...)`; an unfreezing schedule (progressive) keeps frozen the groups it can't
+    reach within it.
+    """
+    if strategy.callbacks():  # e.g. a progressive unfreezing schedule
+        most = strategy.unfrozen_at_most(*budget)
+        if most is None:
+            return 0
+        if most == 0:
+            return None  # the schedule never starts within the run: the head trains on fixed features
+        return max(0, len(backbone.layer_groups()) - most)
     if not any(p.requires_grad for p in backbone.parameters()):
         return None if strategy.backbone_always_frozen or not strategy.trains else 0
-    if strategy.callbacks():  # e.g. a progressive unfreezing schedule
-        return 0
     k = 0
     for group in backbone.layer_groups():
         if any(p.requires_grad for p in group.parameters()):
@@ -152,9 +130,11 @@ def frozen_prefix(strategy, backbone) -> int | None:
     return k
 
 
-def why_not(strategy, module, data) -> str:
+def why_not(strategy, module, data, budget: tuple[int | None, int | None] = (None, None)) -> str:
     """Empty when the features (or the frozen prefix's outputs) can be cached, else the reason they can't."""
-    k = frozen_prefix(strategy, module.backbone)
+    k = frozen_prefix(strategy, module.backbone, budget)
+    if k == 0 and strategy.callbacks():
+        return "the unfreezing schedule may reach every layer group within the run's budget"
     if k == 0:
         return "the backbone has trainable parameters"
     if k is not None and module.backbone.split(k) is None:
@@ -171,7 +151,13 @@ def why_not(strategy, module, data) -> str:
     return ""
 
 
-def cache_features(module, data, directory: str | None = None, batch_size: int = 128) -> CacheStats:
+def cache_features(
+    module,
+    data,
+    directory: str | None = None,
+    batch_size: int = 128,
+    budget: tuple[int | None, int | None] = (None, None),
+) -> CacheStats:
     """Swap `data`'s datasets for cached backbone features and switch `module` to them.
 
     Features are cached per *domain* (every image of it, in a fixed order), and each split takes its
@@ -182,7 +168,7 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
     stats = CacheStats()
     root = Path(directory).expanduser() if directory else cache_dir("features")
     stats.dir = str(root)
-    k = frozen_prefix(module.strategy, module.backbone)
+    k = frozen_prefix(module.strategy, module.backbone, budget)
     prefix, suffix = (module.backbone, None) if k is None else module.backbone.split(k)
     stats.prefix_groups = k
     if suffix is not None:
@@ -205,13 +191,7 @@ def cache_features(module, data, directory: str | None = None, batch_size: int =
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
         key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|float32".encode()).hexdigest()[:40]
         path = root / f"{key}.safetensors"
-        hit = load(path, stats)
-        if hit is None:
-            stats.misses += 1
-            hit = compute(prefix, full, batch_size, which, stats)
-            save(path, *hit, stats)
-        else:
-            stats.hits += 1
+        hit = lookup(key, path, lambda full=full, which=which: compute(prefix, full, batch_size, which, stats), stats)
         stats.keys.append(key)
         feats, labels = hit
         for split in ("train", "val", "test"):

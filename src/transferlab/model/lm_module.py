@@ -55,8 +55,10 @@ class InstructionModule(L.LightningModule):
         self.adaptation, self.features_cached = None, False  # the TransferModule fields readers ask for
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self._sums: dict[str, torch.Tensor] = {}
+        self.forward_counts = {"backbone": 0, "suffix": 0}  # results.json `forwards`
 
     def forward(self, batch: dict):
+        self.forward_counts["backbone"] += len(batch["input_ids"])
         return self.backbone.lm(batch["input_ids"], batch["attention_mask"], batch["labels"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

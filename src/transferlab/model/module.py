@@ -70,6 +70,9 @@ class TransferModule(L.LightningModule):
         self.eval_names = eval_names or [""]
         self.da_forward, self.adaptation_lr_mult = da_forward, adaptation_lr_mult
         self._target_val_logits: list[torch.Tensor] = []  # for the label-free validators
+        self._test_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # per test set: (logits, labels)
+        # results.json `forwards`: samples through the whole backbone, or (cached prefix) through its suffix
+        self.forward_counts = {"backbone": 0, "suffix": 0}
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.eval_acc = nn.ModuleDict(
             {
@@ -86,9 +89,13 @@ class TransferModule(L.LightningModule):
         """Backbone features `(B, F)`; with the feature cache the batch already holds them (or, for a
         cached frozen prefix, its outputs, which the trainable suffix of the backbone finishes)."""
         if not self.features_cached:
+            self.forward_counts["backbone"] += _batch_len(inputs)
             return self.backbone(inputs)
         suffix = self.__dict__["_cached_suffix"]
-        return inputs if suffix is None else suffix(inputs)
+        if suffix is None:
+            return inputs
+        self.forward_counts["suffix"] += _batch_len(inputs)
+        return suffix(inputs)
 
     def use_cached_features(self, suffix: nn.Module | None) -> None:
         """Batches now hold cached backbone features (`suffix` None) or a frozen prefix's outputs, which
@@ -99,7 +106,9 @@ class TransferModule(L.LightningModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode:  # frozen parts keep BN statistics and no dropout; BN of trainable parts as strategy.norm says
+        if mode and self.features_cached and self.__dict__["_cached_suffix"] is None:
+            self.backbone.eval()  # batches hold the whole backbone's features: it never runs while training
+        elif mode:  # frozen parts keep BN statistics and no dropout; BN of trainable parts as strategy.norm says
             apply_policy(self.backbone, getattr(self.strategy, "norm", "train"))
         return self
 
@@ -162,6 +171,8 @@ class TransferModule(L.LightningModule):
         )
         if split == "val" and name == "target":
             self._target_val_logits.append(logits.detach().float().cpu())
+        if split == "test":  # kept for the adapter export: no second pass over the test set
+            self._test_outputs.setdefault(dataloader_idx, []).append((logits.detach().float().cpu(), batch["labels"]))
         if split == "test" and self.tta is not None:
             metric = self.eval_acc[f"test_tta_{dataloader_idx}"]
             metric(self.tta(self, batch["inputs"]), batch["labels"])
@@ -169,6 +180,23 @@ class TransferModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._target_val_logits = []
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = {}
+
+    def test_outputs(self) -> tuple[dict[str, float], torch.Tensor] | None:
+        """What `export_peft.evaluate` would compute, from the last `trainer.test` in this process: accuracy
+        per eval set and the logits `(N, K)` concatenated in loader order (None: no test ran)."""
+        if not self._test_outputs:
+            return None
+        metrics, outputs = {}, []
+        for idx in sorted(self._test_outputs):
+            logits = torch.cat([lg for lg, _ in self._test_outputs[idx]])
+            labels = torch.cat([lb.cpu() for _, lb in self._test_outputs[idx]])
+            name = self.eval_names[idx]
+            metrics[f"test/{name}_acc" if name else "test/acc"] = float((logits.argmax(-1) == labels).float().mean())
+            outputs.append(logits)
+        return metrics, torch.cat(outputs)
 
     def on_validation_epoch_end(self) -> None:
         """Label-free model selection: validators of the unlabelled target val predictions (no labels read).
@@ -207,3 +235,10 @@ class TransferModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_fn(optimizer, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _batch_len(inputs: Any) -> int:
+    """Examples in a batch of inputs: a tensor `(B, ...)` or a dict of them (tokenized text)."""
+    if isinstance(inputs, torch.Tensor):
+        return len(inputs)
+    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) and inputs else 0

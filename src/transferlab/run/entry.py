@@ -51,4 +51,22 @@ def main(cfg: DictConfig) -> dict | float | None:
             raise
         log.exception("job failed")
         result = None
+    if multirun:
+        release_memory()
     return objective_value(result, cfg.get("objective")) if cfg.get("objective") else result
+
+
+def release_memory() -> None:
+    """After a sweep job: free what it left (reference cycles, and pages glibc keeps after `free`), so a warm
+    worker stays near its first job's size. loky replaces a worker whose memory grew by 300 MB since its first
+    job, and the new process pays the imports again; measured on 7 jobs in one process: +227 MB untrimmed,
+    +114 MB trimmed."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass

@@ -11,6 +11,7 @@ remembers which stage was running, so a failure says where it stopped.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ class Recipe:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg, self.stage = cfg, "validate"
+        self._clock = time.perf_counter()
+        self.stage_s: dict[str, float] = {}  # results.json `stage_s`: wall seconds spent in each stage
         self.resume: dict | None = None  # the checkpoint being resumed: its stamp and global step
         self.trains = True  # the strategy trains (False: zero-shot)
         self.loggers: list = []  # ended after results.json is written (infra.loggers.finish)
@@ -47,7 +50,9 @@ class Recipe:
             self.result["data_auto"] = note
 
     def _enter(self, stage: str) -> None:
-        self.stage = stage
+        now = time.perf_counter()
+        self.stage_s[self.stage] = round(self.stage_s.get(self.stage, 0.0) + now - self._clock, 3)
+        self.stage, self._clock = stage, now
 
     def _add(self, section: dict | None) -> None:
         self.result.update(section or {})
@@ -112,6 +117,7 @@ class Recipe:
         self._add(stages.callback_sections(callbacks))
         self._enter("export-adapters")
         self._add(stages.adapters(strategy, module, data, trainer, cfg.paths.output_dir))
+        self._add({"forwards": stages.forwards(module, self.result.get("feature_cache"))})
 
     def run(self) -> dict:
         start = time.time()
@@ -141,7 +147,13 @@ class Recipe:
             raise
         finally:
             self._enter("report-result")
-            self._add({"time_s": round(time.time() - start, 2), "peak_mem_mb": round(results.peak_memory_mb(), 1)})
+            self._add({
+                "time_s": round(time.time() - start, 2),
+                "started_unix": round(start, 3),
+                "pid": os.getpid(),
+                "stage_s": self.stage_s,
+                "peak_mem_mb": round(results.peak_memory_mb(), 1),
+            })  # fmt: skip
             report(self.result, Path(self.cfg.paths.output_dir), resume=self.cfg.get("ckpt_path") is not None)
             if self.loggers:  # trackers get the final result (infra.loggers imports lightning: only when needed)
                 from transferlab.infra.loggers import finish

@@ -22,11 +22,12 @@ def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
         return {}
     import torch
 
-    from transferlab.model.features import cache_features, why_not
+    from transferlab.model.features import cache_features, run_budget, why_not
 
-    reason = why_not(strategy, module, data)
+    budget = run_budget(cfg.trainer, data)  # how far an unfreezing schedule can get: the rest stays frozen
+    reason = why_not(strategy, module, data, budget)
     with torch.random.fork_rng(devices=[]):  # caching (its DataLoaders draw seeds) must not shift the run's RNG
-        stats = None if reason else cache_features(module, data, cfg.cache.dir).to_dict()
+        stats = None if reason else cache_features(module, data, cfg.cache.dir, budget=budget).to_dict()
     reason = reason or stats["reason"]
     return {"feature_cache": {"used": False, "reason": reason} if reason else {"used": True, **stats}}
 
@@ -179,5 +180,22 @@ def adapters(strategy, module, data, trainer, out_dir: str) -> dict:
     if not (strategy.saves_adapter and strategy.trains and trainer.is_global_zero):
         return {}
     from transferlab.export_peft import export_adapter
+    from transferlab.model.module import TransferModule
 
-    return {"adapter": export_adapter(strategy, module, data, out_dir)}
+    # a single process saw the whole test set: its outputs stand in for a second unmerged pass
+    tested = module.test_outputs() if isinstance(module, TransferModule) and trainer.world_size == 1 else None
+    if tested is not None and len(tested[1]) != sum(len(loader.dataset) for loader in data.test_dataloader()):
+        tested = None  # the test pass saw part of the test sets (trainer.limit_test_batches): evaluate them whole
+    return {"adapter": export_adapter(strategy, module, data, out_dir, tested=tested)}
+
+
+def forwards(module, cache: dict | None) -> dict:
+    """results.json `forwards`: examples through the whole backbone (training, evaluation, export, TTA),
+    through a cached prefix's trainable suffix, and through the frozen part to fill the feature cache
+    (`cache_fill`, per domain; 0 on a cache hit). Domain-shift diagnostics and AdaBN passes are not counted."""
+    cache = cache or {}
+    return {
+        **module.forward_counts,
+        "cache_fill": cache.get("forwards", 0),
+        "cache_fill_by_domain": cache.get("by_domain", {}),
+    }

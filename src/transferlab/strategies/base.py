@@ -126,3 +126,9 @@ class Strategy:
     def callbacks(self) -> list:
         """Lightning callbacks this strategy needs (e.g. an unfreezing schedule)."""
         return []
+
+    def unfrozen_at_most(self, last_epoch: int | None, last_step: int | None) -> int | None:
+        """For a schedule that unfreezes layer groups during the run: the most groups (from the top) it can
+        have unfrozen by `last_epoch` / `last_step` (upper bounds on the run's last epoch and step; None =
+        unknown); None when that can't be bounded. Strategies without a schedule: None (not asked)."""
+        return None

@@ -8,15 +8,19 @@ from transferlab.strategies.peft_base import PeftStrategy
 
 
 class Lora(PeftStrategy):
-    """Low-rank updates `W + (alpha / r) B A` on the target linear layers; the base stays frozen.
+    r"""Low-rank updates `W + (alpha / r) B A` on the target linear layers; the base stays frozen.
 
     Args:
         r: rank of the update.
         alpha: scaling numerator (`alpha / r` scales the update).
         dropout: dropout on the LoRA branch input.
-        target_modules: module names to adapt; null = peft's default for the architecture
-            (BERT/RoBERTa `query`, `value`; Llama/Mistral/Qwen2 `q_proj`, `v_proj`; GPT-2 `c_attn`),
-            or for a timm image backbone its `lora_target_modules()` (1x1 convs; ViT `qkv`).
+        target_modules: module names to adapt (a list; a name matches itself or a `.name` suffix), or one
+            string, a regular expression the full module name must match (peft's semantics), e.g.
+            `blocks\.[56]\..*conv_pw` for the top stages of an EfficientNet; null = peft's default for the
+            architecture (BERT/RoBERTa `query`, `value`; Llama/Mistral/Qwen2 `q_proj`, `v_proj`; GPT-2 `c_attn`),
+            or for a timm image backbone its `lora_target_modules()` (1x1 convs; ViT `qkv`). Below the first
+            adapted layer the network is frozen: on timm EfficientNets/ResNets the feature cache keeps that
+            prefix's outputs where they are smaller than its inputs.
         bias: "none", "all" or "lora_only" (which biases train).
         lr, peft_lr, norm: see `PeftStrategy`.
     """
@@ -29,7 +33,7 @@ class Lora(PeftStrategy):
         r: int = 8,
         alpha: int = 16,
         dropout: float = 0.05,
-        target_modules: list[str] | None = None,
+        target_modules: list[str] | str | None = None,
         bias: str = "none",
         lr: float = 1e-3,
         peft_lr: float | None = None,
@@ -43,16 +47,39 @@ class Lora(PeftStrategy):
         if bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"strategy.bias='{bias}' must be 'none', 'all' or 'lora_only' (which biases train).")
         self.r, self.alpha, self.dropout, self.bias = r, alpha, dropout, bias
-        self.target_modules = list(target_modules) if target_modules else None
+        if isinstance(target_modules, str):
+            import re
 
-    def _check_rank(self, backbone, targets: list[str]) -> None:
+            try:
+                re.compile(target_modules)
+            except re.error as e:
+                raise ConfigError(
+                    f"strategy.target_modules='{target_modules}' is not a regular expression ({e}); give a list of "
+                    "module names or a valid pattern."
+                ) from e
+        self.target_modules = (
+            target_modules if isinstance(target_modules, str) or not target_modules else list(target_modules)
+        )
+
+    def _check_rank(self, backbone, targets: list[str] | str) -> None:
         """A rank as wide as an adapted layer is no low-rank update (and a huge one exhausts memory)."""
+        import re
+
+        def adapted(n: str) -> bool:
+            if isinstance(targets, str):
+                return re.fullmatch(targets, n) is not None
+            return any(n == t or n.endswith("." + t) for t in targets)
+
         widths = [
             min(getattr(m, "in_features", 0) or m.in_channels, getattr(m, "out_features", 0) or m.out_channels)
             for n, m in backbone.model.named_modules()
-            if any(n == t or n.endswith("." + t) for t in targets) and hasattr(m, "weight")
-            and (hasattr(m, "in_features") or hasattr(m, "in_channels"))
-        ]  # fmt: skip
+            if adapted(n) and hasattr(m, "weight") and (hasattr(m, "in_features") or hasattr(m, "in_channels"))
+        ]
+        if isinstance(targets, str) and not widths:
+            raise ConfigError(
+                f"strategy.target_modules='{targets}' matches no layer of '{backbone.info.name}' LoRA can adapt; "
+                "the pattern must match whole module names (e.g. blocks\\.6\\..*conv_pw)."
+            )
         if widths and self.r >= min(widths):
             raise ConfigError(
                 f"strategy.r={self.r} is not a low rank for '{backbone.info.name}': its narrowest adapted layer is "

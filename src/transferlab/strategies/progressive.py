@@ -85,6 +85,10 @@ class Progressive(Strategy):
         k = sum(t >= a for a in self.at) if self.at is not None else t // self.every
         return min(k, self.n_groups)
 
+    def unfrozen_at_most(self, last_epoch: int | None, last_step: int | None) -> int | None:
+        last = last_epoch if self.unit == "epoch" else last_step
+        return None if last is None else self.target(last)
+
     def trainable_groups(self, groups):
         return groups[len(groups) - self.unfrozen :] if self.unfrozen else []
 

@@ -1,0 +1,165 @@
+"""Where the feature cache keeps its entries: checksummed safetensors files, a lock per entry, a process memo.
+
+`lookup(key, path, compute_fn, stats)` is the one entry point (`transferlab.model.features` decides what
+to cache and under which key):
+- Files are written atomically and carry a SHA-256 of their contents: a torn or corrupt file is discarded
+  (with a warning) and recomputed, never used. An unwritable dir keeps the features in memory for this run.
+- Parallel sweep jobs that need the same entry don't compute it twice: the first takes a lock file next to
+  it and computes, the others wait and read its file.
+- A sweep worker process keeps the entries it has read (up to `MEMO_GB`, least recently used first out)
+  and reuses them in its next jobs while the file on disk is unchanged: no re-read, no re-hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from transferlab.infra.paths import atomic_write
+
+log = logging.getLogger("transferlab.model.features")
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+    persisted: bool = True
+    dir: str = ""
+    reason: str = ""
+    forwards: int = 0  # backbone (prefix) forward passes over samples, this run
+    by_domain: dict[str, int] = field(default_factory=dict)  # those forwards per domain
+    memo_hits: int = 0  # entries reused from this process's earlier jobs (a sweep's warm worker)
+    waited_s: float = 0.0  # time spent waiting for another process computing the same entry
+    prefix_groups: int | None = None  # None: whole backbone cached; k: the first k layer groups (partial)
+    keys: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "keys"}
+
+
+def _checksum(features: torch.Tensor, labels: torch.Tensor) -> str:
+    return hashlib.sha256(features.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()
+
+
+def load(path: Path, stats: CacheStats):
+    """Features from `path`, or None when absent; corrupt files are deleted and reported."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            feats, labels = f.get_tensor("features"), f.get_tensor("labels")
+        if meta.get("sha256") != _checksum(feats, labels):
+            raise ValueError("checksum mismatch")
+        return feats, labels
+    except Exception as e:  # truncated, corrupt, or tampered
+        log.warning("feature cache file %s is corrupt (%s): discarding it and recomputing", path, e)
+        stats.corrupt += 1
+        path.unlink(missing_ok=True)
+        return None
+
+
+def save(path: Path, feats: torch.Tensor, labels: torch.Tensor, stats: CacheStats) -> None:
+    from safetensors.torch import save_file
+
+    meta = {"sha256": _checksum(feats, labels)}
+    try:
+        atomic_write(path, lambda tmp: save_file({"features": feats, "labels": labels}, str(tmp), metadata=meta))
+    except OSError as e:  # read-only or full disk: keep the in-memory features, don't persist
+        if stats.persisted:
+            log.warning(
+                "feature cache dir %s is not writable (%s): features are kept for this run only", path.parent, e
+            )
+        stats.persisted = False
+
+
+# Features a process keeps across its jobs (a warm sweep worker). Small on purpose: loky replaces a worker whose
+# memory grew by 300 MB after its first job, and a replaced worker pays the imports again.
+MEMO_GB = 0.2
+_MEMO: dict[str, tuple[tuple | None, torch.Tensor, torch.Tensor]] = {}  # key -> (file stat, features, labels)
+
+
+def _stat(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _memo_get(key: str, path: Path):
+    """This process's copy of `key`, if the file behind it is unchanged since (absent stays absent)."""
+    entry = _MEMO.get(key)
+    if entry is None or entry[0] != _stat(path):
+        _MEMO.pop(key, None)
+        return None
+    _MEMO[key] = _MEMO.pop(key)  # most recently used last
+    return entry[1], entry[2]
+
+
+def _memo_put(key: str, path: Path, feats: torch.Tensor, labels: torch.Tensor) -> None:
+    _MEMO[key] = (_stat(path), feats, labels)
+    while _MEMO and sum(f.numel() * f.element_size() for _, f, _ in _MEMO.values()) > MEMO_GB * 1e9:
+        del _MEMO[next(iter(_MEMO))]
+
+
+class _EntryLock:
+    """A lock file per cache entry: one process computes it, the others wait (no lock when the dir is
+    read-only: each process then computes its own in-memory copy)."""
+
+    def __init__(self, path: Path, stats: CacheStats) -> None:
+        self.path, self.stats, self.lock = path, stats, None
+
+    def __enter__(self):
+        import time
+
+        from filelock import FileLock, Timeout
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = FileLock(str(self.path) + ".lock")
+            try:
+                self.lock.acquire(timeout=0)
+            except Timeout:
+                log.info("feature cache: another process is computing %s; waiting for it", self.path.name)
+                t = time.perf_counter()
+                self.lock.acquire()
+                self.stats.waited_s += time.perf_counter() - t
+        except OSError:
+            self.lock = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def lookup(key: str, path: Path, compute_fn, stats: CacheStats):
+    """`(features, labels)` for `key`: this process's copy, the file, or computed once (and saved)."""
+    hit = _memo_get(key, path)
+    if hit is not None:
+        stats.hits += 1
+        stats.memo_hits += 1
+        return hit
+    hit = load(path, stats)
+    if hit is None:
+        with _EntryLock(path, stats):
+            hit = load(path, stats)  # another process may have written it while this one waited
+            if hit is None:
+                stats.misses += 1
+                hit = compute_fn()
+                save(path, *hit, stats)
+            else:
+                stats.hits += 1
+    else:
+        stats.hits += 1
+    _memo_put(key, path, *hit)
+    return hit

@@ -1,0 +1,101 @@
+"""Warm sweep workers: a worker process runs many jobs (imports, cached features reused) with the same results as
+a job run alone; parallel jobs needing the same feature-cache entry compute it once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import FAST, ROOT, train_cli
+
+from transferlab.model.feature_store import CacheStats, lookup
+
+
+@pytest.mark.slow
+def test_a_job_gives_the_same_metrics_alone_and_in_a_warm_worker(tmp_path: Path):
+    env = {"TRANSFERLAB_CACHE": str(tmp_path / "cache")}  # (not an override: it would name the job dirs)
+    common = [*FAST, "strategy=partial", "logger=none", "callbacks.checkpoint=null"]
+    sweep = tmp_path / "sweep"
+    swept = train_cli(
+        [
+            "-m",
+            "hydra/launcher=local",
+            "hydra.launcher.n_jobs=1",  # one worker: seed=1 runs in the process that ran seed=0
+            f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${hydra.job.override_dirname}",
+            *common,
+            "seed=0,1",
+        ],
+        timeout=400,
+        env=env,
+    )
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    jobs = {f"seed={r['seed']}": r for r in (json.loads(p.read_text()) for p in sweep.glob("*/results.json"))}
+    assert set(jobs) == {"seed=0", "seed=1"}
+    assert jobs["seed=0"]["pid"] == jobs["seed=1"]["pid"]  # the same worker process: imports paid once
+    assert jobs["seed=1"]["feature_cache"]["memo_hits"] == 1  # the prefix outputs kept from seed=0, not re-read
+    alone = train_cli([*common, "seed=1", f"hydra.run.dir={tmp_path / 'alone'}"], timeout=300, env=env)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    single = json.loads((tmp_path / "alone" / "results.json").read_text())
+    assert single["pid"] != jobs["seed=1"]["pid"] and single["feature_cache"]["memo_hits"] == 0
+    assert single["metrics"] == pytest.approx(jobs["seed=1"]["metrics"], abs=1e-6)
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time, torch
+    from pathlib import Path
+    from transferlab.model.feature_store import CacheStats, lookup
+
+    path, log = Path(sys.argv[1]), Path(sys.argv[2])
+
+    def compute():
+        with log.open("a") as f:
+            f.write("computed\\n")
+        time.sleep(2.0)
+        return torch.arange(6.0).reshape(3, 2), torch.tensor([0, 1, 2])
+
+    stats = CacheStats()
+    feats, labels = lookup("k", path, compute, stats)
+    print(stats.misses, stats.hits, round(stats.waited_s, 1), float(feats.sum()))
+    """
+)
+
+
+def test_parallel_jobs_compute_a_cache_entry_once(tmp_path: Path):
+    path, log = tmp_path / "cache" / "k.safetensors", tmp_path / "computed.log"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(path), str(log)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        for _ in range(2)
+    ]
+    outs = sorted(p.communicate(timeout=120)[0].split() for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    assert log.read_text().count("computed") == 1  # the other process waited for the file
+    (m1, h1, _, s1), (m2, h2, _, s2) = outs
+    assert {(m1, h1), (m2, h2)} == {("0", "1"), ("1", "0")} and s1 == s2 == "15.0"
+
+
+def test_a_process_reuses_its_entries_until_the_file_changes(tmp_path: Path):
+    path = tmp_path / "k.safetensors"
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return torch.ones(4, 2), torch.zeros(4, dtype=torch.long)
+
+    import torch
+
+    first, second = CacheStats(), CacheStats()
+    lookup("key-a", path, compute, first)
+    lookup("key-a", path, compute, second)
+    assert (first.misses, second.memo_hits, len(calls)) == (1, 1, 1)
+    path.write_bytes(path.read_bytes()[:-10])  # the file changed on disk: the process's copy is dropped
+    third = CacheStats()
+    lookup("key-a", path, compute, third)
+    assert third.memo_hits == 0 and third.corrupt == 1 and len(calls) == 2
