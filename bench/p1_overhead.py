@@ -90,9 +90,6 @@ PARTS = {  # (file suffix, function) -> what it is; cumulative times, summed ove
     "callbacks' hooks (NanGuard, estimate, LR monitor, timer)": [
         ("lightning/pytorch/trainer/call.py", "_call_callback_hooks")
     ],
-    "logger connector (step metrics)": [
-        ("lightning/pytorch/trainer/connectors/logger_connector/logger_connector.py", "update_train_step_metrics"),
-    ],
 }
 INSIDE = {"of which self.log": ("lightning/pytorch/core/module.py", "log")}  # part of training_step above
 
@@ -118,6 +115,8 @@ def profile(steps: int, image_size: int) -> str:
         t = sum(cum(*k) for k in keys)
         known += t
         rows.append(f"| {part} | {1000 * t / steps:.1f} | {t / total:.1%} |")
+    for part, key in INSIDE.items():
+        rows.insert(1, f"| ({part}) | ({1000 * cum(*key) / steps:.1f}) | ({cum(*key) / total:.1%}) |")
     rows.append(
         f"| the rest (Lightning's loop, closures, hooks of the module) | {1000 * (total - known) / steps:.1f} "
         f"| {(total - known) / total:.1%} |"

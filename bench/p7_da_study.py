@@ -59,17 +59,18 @@ def domain_sizes() -> dict[str, int]:
 
 def count(results: list[dict], sizes: dict[str, int]) -> dict:
     frozen = {k: 0 for k in sizes}
-    whole = suffix = 0
+    whole, suffix = 0, None
     for r in results:
         fw = r.get("forwards")
         if fw is None:  # an older checkout: only the cache's own count
             fill = (r.get("feature_cache") or {}).get("forwards", 0)
             frozen["all"] = frozen.get("all", 0) + fill
             continue
+        suffix = suffix or 0
         for k, n in fw["cache_fill_by_domain"].items():
             frozen[k] += n
         whole += fw["backbone"]
-        suffix += fw["suffix"]
+        suffix += fw["suffix"]  # type: ignore[operator]
     total = sum(frozen.values()) + whole
     return {
         "per_domain": {k: frozen[k] / n for k, n in sizes.items()} if "all" not in frozen else None,
@@ -80,13 +81,22 @@ def count(results: list[dict], sizes: dict[str, int]) -> dict:
     }
 
 
+def _commit(checkout: Path) -> str:
+    out = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--", "src", "sweeps", "train.py"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return (out.stdout.strip() or "?") + (" + uncommitted changes" if dirty else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--before", type=Path, help="another checkout to run first (before/after on one machine)")
     args = ap.parse_args()
     sizes = domain_sizes()
-    variants = ([("before", args.before.resolve())] if args.before else []) + [("after", ROOT)]
+    variants = ([(f"before ({_commit(args.before)})", args.before.resolve())] if args.before else []) + [
+        (f"after ({_commit(ROOT)})", ROOT)
+    ]
     rows = []
     for label, checkout in variants:
         with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +109,7 @@ def main() -> None:
         fit = sum((r.get("estimate") or {}).get("actual_fit_s") or 0.0 for r in ok)
         rows.append(
             f"| {label} | {len(results)} ({len(ok)} ok) | {wall:.0f} | {fit:.0f} | {c['total']:,} "
-            f"| {c['per_image']:.2f} | {per_domain} | {c['suffix']:,} |"
+            f"| {c['per_image']:.2f} | {per_domain} | {'n/a' if c['suffix'] is None else format(c['suffix'], ',')} |"
         )
         last = c
     body = (
@@ -110,11 +120,7 @@ def main() -> None:
         "| suffix forwards (training) |\n|---|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
         + f"\n\n**P7: {last['per_image']:.2f} backbone (frozen-part) forwards per image"
-        + (
-            " (" + ", ".join(f"{k} {v:.2f}" for k, v in last["per_domain"].items()) + ")"
-            if last["per_domain"]
-            else ""
-        )
+        + (" (" + ", ".join(f"{k} {v:.2f}" for k, v in last["per_domain"].items()) + ")" if last["per_domain"] else "")
         + "** for the whole study (goal <= 1.5 per domain)."
     )
     write_section("P7", "P7: backbone forwards per image for the whole DA study", body)
