@@ -395,6 +395,13 @@ CASES = [
         fix="strategy.r below the adapted layers' width (typically 4-64); refused before weights load",
     ),
     Case(
+        "lora_target_pattern_not_a_regex",
+        ["strategy=lora", r"strategy.target_modules='blocks\.[56'"],
+        "ConfigError",
+        "must be a list of module names or a valid regular expression",
+        fix=r"a list of module names, or a valid pattern matching whole names (e.g. `blocks\.6\..*conv_pw`)",
+    ),
+    Case(
         "more_groups_than_the_model",
         ["backbone=minilm", "data=reviews", "strategy=partial", "strategy.trainable_groups=9", *TEXT],
         "ConfigError",

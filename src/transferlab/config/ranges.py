@@ -19,6 +19,19 @@ def _limit(v) -> bool:
     return v >= 0 and (isinstance(v, int) or v <= 1.0)
 
 
+def _names_or_pattern(v) -> bool:
+    """LoRA's target_modules: a list of names, or one regular expression (peft's semantics) that compiles."""
+    import re
+
+    if not isinstance(v, str):
+        return True
+    try:
+        re.compile(v)
+    except re.error:
+        return False
+    return True
+
+
 # Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
@@ -37,6 +50,10 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "strategy.backbone_lr_mult": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "strategy.lr_decay": (lambda v: 0 < v <= 1, "in (0, 1] (1 = no decay; ~0.75 for LLRD)"),
     "optimizer.weight_decay": (_nonneg, ">= 0"),
+    "strategy.target_modules": (
+        _names_or_pattern,
+        r"a list of module names or a valid regular expression matching whole names (e.g. blocks\.6\..*conv_pw)",
+    ),
     "data.max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "head.bottleneck": (
         lambda v: isinstance(v, int) and 0 <= v <= 65536,
