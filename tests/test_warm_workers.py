@@ -81,7 +81,10 @@ def test_parallel_jobs_compute_a_cache_entry_once(tmp_path: Path):
     assert {(m1, h1), (m2, h2)} == {("0", "1"), ("1", "0")} and s1 == s2 == "15.0"
 
 
-def test_a_process_reuses_its_entries_until_the_file_changes(tmp_path: Path):
+def test_a_process_reuses_its_entries_until_the_file_changes(tmp_path: Path, monkeypatch):
+    from transferlab.infra import process
+
+    monkeypatch.setattr(process, "_KEEP", [True])  # as in a sweep worker
     path = tmp_path / "k.safetensors"
     calls = []
 
@@ -99,3 +102,8 @@ def test_a_process_reuses_its_entries_until_the_file_changes(tmp_path: Path):
     third = CacheStats()
     lookup("key-a", path, compute, third)
     assert third.memo_hits == 0 and third.corrupt == 1 and len(calls) == 2
+    monkeypatch.setattr(process, "_KEEP", [False])  # a single run keeps nothing for later runs
+    fourth, fifth = CacheStats(), CacheStats()
+    lookup("key-b", tmp_path / "b.safetensors", compute, fourth)
+    lookup("key-b", tmp_path / "b.safetensors", compute, fifth)
+    assert fifth.memo_hits == 0 and fifth.hits == 1

@@ -27,10 +27,11 @@ def load_state_dict(path: str | Path) -> dict:
     """Load a state_dict from .safetensors or a torch file, never executing pickled code.
 
     Accepts a bare state_dict or a checkpoint holding one under `state_dict`, `model` or
-    `model_state_dict` (the usual training-script layouts). The process keeps the last file it read
-    (up to `MEMO_BYTES`) and returns it again while the file is unchanged: the jobs a sweep worker runs
-    one after another read the weights once. Callers get their own dict; the tensors are shared and
-    must not be modified in place (`Module.load_state_dict` copies them).
+    `model_state_dict` (the usual training-script layouts). A sweep worker
+    (`infra.process.keep_between_runs`) keeps the last file it read (up to `MEMO_BYTES`) and returns it
+    again while the file is unchanged: the jobs it runs one after another read the weights once. Callers
+    get their own dict; the tensors are shared and must not be modified in place (`Module.load_state_dict`
+    copies them).
     """
     path = Path(path)
     if not path.is_file():
@@ -41,7 +42,9 @@ def load_state_dict(path: str | Path) -> dict:
         return dict(_MEMO[key])
     state = _read_state_dict(path)
     _MEMO.clear()
-    if st.st_size <= MEMO_BYTES:
+    from transferlab.infra.process import keeping
+
+    if keeping() and st.st_size <= MEMO_BYTES:  # a sweep worker (a single run keeps nothing extra)
         _MEMO[key] = state
     return dict(state)
 

@@ -6,8 +6,9 @@ to cache and under which key):
   (with a warning) and recomputed, never used. An unwritable dir keeps the features in memory for this run.
 - Parallel sweep jobs that need the same entry don't compute it twice: the first takes a lock file next to
   it and computes, the others wait and read its file.
-- A sweep worker process keeps the entries it has read (up to `MEMO_GB`, least recently used first out)
-  and reuses them in its next jobs while the file on disk is unchanged: no re-read, no re-hash.
+- A sweep worker process (`infra.process.keep_between_runs`) keeps the entries it has read (up to
+  `MEMO_GB`, least recently used first out) and reuses them in its next jobs while the file on disk is
+  unchanged: no re-read, no re-hash. A single run keeps nothing beyond its own datasets.
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ def _memo_get(key: str, path: Path):
 
 
 def _memo_put(key: str, path: Path, feats: torch.Tensor, labels: torch.Tensor) -> None:
+    from transferlab.infra.process import keeping
+
+    if not keeping():  # a single run: its datasets hold what it needs
+        return
     _MEMO[key] = (_stat(path), feats, labels)
     while _MEMO and sum(f.numel() * f.element_size() for _, f, _ in _MEMO.values()) > MEMO_GB * 1e9:
         del _MEMO[next(iter(_MEMO))]

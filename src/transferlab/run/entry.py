@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from transferlab.errors import TransferlabError
 from transferlab.infra import redact
+from transferlab.infra.process import keep_between_runs, release_memory
 from transferlab.run.recipe import config_tree, run
 
 log = logging.getLogger("transferlab")
@@ -28,6 +29,8 @@ def main(cfg: DictConfig) -> dict | float | None:
     from transferlab.sweep import check_study, objective_value, skip_finished
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if multirun:  # this process may run more jobs: keep what they can share (weights, cache entries)
+        keep_between_runs()
     redact.register(config_tree(cfg))
     redact.install_log_filter()
     redact.scrub_files(Path(HydraConfig.get().runtime.output_dir) / ".hydra")  # Hydra saved the overrides as given
@@ -52,45 +55,5 @@ def main(cfg: DictConfig) -> dict | float | None:
         log.exception("job failed")
         result = None
     if multirun:
-        release_memory()
+        release_memory()  # a warm worker: back near its first job's size before the next job
     return objective_value(result, cfg.get("objective")) if cfg.get("objective") else result
-
-
-_BASELINE_MB: list[float] = []  # this worker's memory after its first sweep job
-
-
-def release_memory() -> None:
-    """After a sweep job: give back what the job left, so a warm worker stays near its first job's size.
-
-    loky replaces a worker whose memory grew by 300 MB since its first job, and the new process pays the
-    imports again. Pages glibc keeps after `free` go back every job (`malloc_trim`, milliseconds); a full
-    garbage collection (reference cycles: ~0.4 s) runs only once the worker has grown by `GROWTH_MB`.
-    Measured on 7 jobs in one process: +227 MB untrimmed, +114 MB trimmed.
-    """
-    import gc
-
-    rss = _rss_mb()
-    if rss is None or (_BASELINE_MB and rss - _BASELINE_MB[0] > GROWTH_MB):
-        gc.collect()
-    elif not _BASELINE_MB:
-        _BASELINE_MB.append(rss)
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
-
-
-GROWTH_MB = 150
-
-
-def _rss_mb() -> float | None:
-    """Resident memory of this process now (Linux `/proc`), None elsewhere."""
-    import os
-
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None
