@@ -24,6 +24,7 @@ def plain_loop(steps: int, image_size: int) -> list[float]:
     from transferlab.backbones.weights import efficientnet_lite0
     from transferlab.data.images import ArrayImageData
     from transferlab.data.sources import sklearn_digits
+    from transferlab.model import memory_format
     from transferlab.model.norm import apply_policy
     from transferlab.strategies.full import Full
 
@@ -33,6 +34,8 @@ def plain_loop(steps: int, image_size: int) -> list[float]:
     data.build(backbone.preprocessing)
     head = nn.Sequential(nn.Dropout(0.0), nn.Linear(backbone.num_features, 10))
     strategy = Full()
+    # the same memory layout as the framework run (memory_format=auto: channels_last here)
+    memory_format.apply(backbone, memory_format.choose("auto", backbone, "cpu")["used"])
     backbone = strategy.apply(backbone, head)
     opt = torch.optim.AdamW(strategy.param_groups(backbone, head), weight_decay=0.01)
     backbone.train(), head.train()

@@ -402,6 +402,21 @@ CASES = [
         fix=r"a list of module names, or a valid pattern matching whole names (e.g. `blocks\.6\..*conv_pw`)",
     ),
     Case(
+        "memory_format_unknown",
+        ["memory_format=nhwc"],
+        "ConfigError",
+        "memory_format='nhwc' must be 'auto', 'channels_last' or 'contiguous'",
+        fix="memory_format=auto (channels_last on a CPU for depthwise-conv backbones), channels_last or contiguous",
+    ),
+    Case(
+        "channels_last_on_a_text_backbone",
+        ["memory_format=channels_last", "backbone=minilm", "data=reviews"],
+        "ConfigError",
+        "memory_format=channels_last lays out convolutional image backbones",
+        fast=False,
+        fix="memory_format=auto (or contiguous) for text backbones; refused before weights load",
+    ),
+    Case(
         "more_groups_than_the_model",
         ["backbone=minilm", "data=reviews", "strategy=partial", "strategy.trainable_groups=9", *TEXT],
         "ConfigError",

@@ -27,26 +27,41 @@ def evaluate(module, loaders) -> tuple[dict[str, float], torch.Tensor]:
     module.eval()
     metrics, outputs = {}, []
     names = getattr(module, "eval_names", [""])
+    per_set: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for name, loader in zip(names, loaders, strict=False):
-        correct = n = 0.0
+        nll = n = 0.0
+        lm = False
         for batch in loader:
             batch = move_data_to_device(batch, module.device)
             if "input_ids" in batch:  # instruction tuning
+                lm = True
                 logits = module(batch).logits[:, -batch["labels"].shape[1] :].float()  # (B, T, V)
                 tgt = batch["labels"][:, 1:]  # (B, T-1)
                 logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
                 mask = tgt != -100
-                correct += float(-(logp * mask).sum())
+                nll += float(-(logp * mask).sum())
                 n += float(mask.sum())
                 outputs.append((logp * mask).sum(1).cpu())
             else:
-                logits = module(batch["inputs"]).float()  # (B, K)
-                correct += float((logits.argmax(-1) == batch["labels"]).sum())
-                n += len(batch["labels"])
-                outputs.append(logits.cpu())
-        key = "loss" if "input_ids" in batch else "acc"
-        metrics[f"test/{name}_{key}" if name else f"test/{key}"] = correct / max(n, 1)
+                per_set.setdefault(name, []).append((module(batch["inputs"]).float().cpu(), batch["labels"].cpu()))
+        if lm:
+            metrics[f"test/{name}_loss" if name else "test/loss"] = nll / max(n, 1)
     module.train(was_training)
+    if per_set:
+        return classification_outputs(per_set)
+    return metrics, torch.cat(outputs)
+
+
+def classification_outputs(per_set: dict[str, list[tuple[torch.Tensor, torch.Tensor]]]):
+    """`(metrics, logits)` of a classifier's test pass: accuracy per eval set (`test/acc`, or `test/<name>_acc`)
+    and the logits `(N, K)` concatenated in loader order, from `{set name: [(logits, labels) per batch]}`.
+    The run's own test pass (`TransferModule.test_outputs`) and `evaluate` both report through it."""
+    metrics, outputs = {}, []
+    for name, chunks in per_set.items():
+        logits = torch.cat([lg for lg, _ in chunks])
+        labels = torch.cat([lb.cpu() for _, lb in chunks])
+        metrics[f"test/{name}_acc" if name else "test/acc"] = float((logits.argmax(-1) == labels).float().mean())
+        outputs.append(logits)
     return metrics, torch.cat(outputs)
 
 

@@ -181,6 +181,8 @@ def seen_seq_len(data, batches: int = 8) -> int | None:
             return x["input_ids"].shape[-1] if "input_ids" in x else max((find(v) or 0 for v in x.values()), default=0)
         return max((find(v) or 0 for v in x), default=0) if isinstance(x, (list, tuple)) else 0
 
+    if getattr(data, "modality", "text") != "text":  # images: no sequence length (and no batches to decode)
+        return None
     try:
         lengths = [find(b) for _, b in zip(range(batches), data.train_dataloader(), strict=False)]
     except Exception:  # not set up yet, or not a text datamodule

@@ -42,6 +42,15 @@ def check_strategy_kind(strategy_kinds: tuple[str, ...], kind: str, backbone: st
         )
 
 
+def check_memory_format(memory_format: str, kind: str, backbone: str) -> None:
+    """channels_last lays out 4-D convolution tensors: only image backbones have them."""
+    if memory_format == "channels_last" and kind != "image":
+        raise ConfigError(
+            f"memory_format=channels_last lays out convolutional image backbones, and '{backbone}' is "
+            f"{_an(kind)} backbone; use memory_format=auto (or contiguous)."
+        )
+
+
 def check_modality(kind: str, modality: str, backbone: str, data: str | None) -> None:
     """The backbone's inputs and the data's modality must match (a causal LM takes text)."""
     takes = {"causal_lm": "text"}.get(kind, kind)
@@ -107,6 +116,8 @@ def check_config(tree: dict) -> None:
     name = (tree.get("backbone") or {}).get("name") or choice("backbone")
     if backbone and strategy:
         check_strategy_kind(strategy.kinds, backbone.kind, name, choice("strategy"))
+    if backbone:
+        check_memory_format(str(tree.get("memory_format", "auto")), backbone.kind, name)
     if data is None:
         return
     if backbone:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from transferlab.infra.paths import cache_dir
 from transferlab.model.feature_store import CacheStats, lookup
+from transferlab.model.memory_format import layout_of
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def compute(backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: 
     # (and everything after) exactly like the uncached run.
     with torch.random.fork_rng(devices=[]):
         for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"features {desc}", leave=False):
-            feats.append(backbone(batch["inputs"]).float().cpu())  # (B, F)
+            feats.append(backbone(batch["inputs"]).float().cpu().contiguous())  # (B, F) or (B, C, H, W)
             labels.append(batch["labels"])
             stats.forwards += len(batch["labels"])
             stats.by_domain[desc] = stats.by_domain.get(desc, 0) + len(batch["labels"])
@@ -186,6 +187,8 @@ def cache_features(
             stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
             return stats
     model_key = weights_hash(prefix) + ("" if k is None else f"|prefix:{k}")
+    if layout_of(prefix) == "channels_last":  # the same values up to rounding: kept apart all the same
+        model_key += "|channels_last"
     cached: dict[str, FeatureDataset] = {}
     for which, dom in data.domains.items():
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)

@@ -71,6 +71,7 @@ class TransferModule(L.LightningModule):
         self.da_forward, self.adaptation_lr_mult = da_forward, adaptation_lr_mult
         self._target_val_logits: list[torch.Tensor] = []  # for the label-free validators
         self._test_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # per test set: (logits, labels)
+        self.keep_test_outputs = False  # set where the run exports an adapter (strategy.saves_adapter)
         # results.json `forwards`: samples through the whole backbone, or (cached prefix) through its suffix
         self.forward_counts = {"backbone": 0, "suffix": 0}
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -95,14 +96,19 @@ class TransferModule(L.LightningModule):
         if suffix is None:
             return inputs
         self.forward_counts["suffix"] += _batch_len(inputs)
+        if self.__dict__.get("_suffix_channels_last") and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)  # as the prefix handed them over uncached
         return suffix(inputs)
 
     def use_cached_features(self, suffix: nn.Module | None) -> None:
         """Batches now hold cached backbone features (`suffix` None) or a frozen prefix's outputs, which
         `suffix` (the backbone's trainable rest) finishes. The suffix shares the backbone's parameters, so
         it is kept out of `_modules`: it must not appear twice in the state dict."""
+        from transferlab.model.memory_format import layout_of
+
         self.features_cached = True
         self.__dict__["_cached_suffix"] = suffix
+        self.__dict__["_suffix_channels_last"] = suffix is not None and layout_of(suffix) == "channels_last"
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -171,7 +177,7 @@ class TransferModule(L.LightningModule):
         )
         if split == "val" and name == "target":
             self._target_val_logits.append(logits.detach().float().cpu())
-        if split == "test":  # kept for the adapter export: no second pass over the test set
+        if split == "test" and self.keep_test_outputs:  # for the adapter export: no second pass over the test set
             self._test_outputs.setdefault(dataloader_idx, []).append((logits.detach().float().cpu(), batch["labels"]))
         if split == "test" and self.tta is not None:
             metric = self.eval_acc[f"test_tta_{dataloader_idx}"]
@@ -184,19 +190,13 @@ class TransferModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._test_outputs = {}
 
-    def test_outputs(self) -> tuple[dict[str, float], torch.Tensor] | None:
-        """What `export_peft.evaluate` would compute, from the last `trainer.test` in this process: accuracy
-        per eval set and the logits `(N, K)` concatenated in loader order (None: no test ran)."""
+    def test_outputs(self) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None:
+        """`{eval set name: [(logits, labels) per batch]}` of the last `trainer.test` in this process, in loader
+        order (None: no test ran, or `keep_test_outputs` was off); `export_peft.classification_outputs` turns
+        them into what `export_peft.evaluate` reports."""
         if not self._test_outputs:
             return None
-        metrics, outputs = {}, []
-        for idx in sorted(self._test_outputs):
-            logits = torch.cat([lg for lg, _ in self._test_outputs[idx]])
-            labels = torch.cat([lb.cpu() for _, lb in self._test_outputs[idx]])
-            name = self.eval_names[idx]
-            metrics[f"test/{name}_acc" if name else "test/acc"] = float((logits.argmax(-1) == labels).float().mean())
-            outputs.append(logits)
-        return metrics, torch.cat(outputs)
+        return {self.eval_names[idx]: self._test_outputs[idx] for idx in sorted(self._test_outputs)}
 
     def on_validation_epoch_end(self) -> None:
         """Label-free model selection: validators of the unlabelled target val predictions (no labels read).

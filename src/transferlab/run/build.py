@@ -77,6 +77,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     """(LightningModule, section): the strategy applied, head and adaptation attached, norm policy set."""
     from torch import nn
 
+    from transferlab.model import memory_format
     from transferlab.model.norm import check_batch_size, describe
 
     if data.lm_task:  # instruction tuning: LM loss, no classification head
@@ -91,6 +92,8 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     from transferlab.model.module import TransferModule
 
     head = Head(backbone.num_features, data.num_classes, cfg.head.dropout, cfg.head.get("bottleneck"))
+    layout = memory_format.choose(cfg.get("memory_format", "auto"), backbone, cfg.hardware.get("accelerator", "cpu"))
+    memory_format.apply(backbone, layout["used"])  # before the strategy adds its (contiguous) modules
     backbone = strategy.apply(backbone, head, data.classes)
     if backbone.info.source == "random-init" and any(not p.requires_grad for p in backbone.parameters()):
         log.warning(
@@ -105,6 +108,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     rules.check_model(backbone, head, adaptation, data)
     reestimate = strategy.norm == "adabn" or (adaptation is not None and adaptation.reestimates_bn)
     section["norm"] = {**describe(backbone, strategy.norm), "reestimate": reestimate}
+    section["memory_format"] = layout
     module = TransferModule(
         backbone,
         head,
@@ -119,6 +123,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         da_forward=cfg.da.forward,
         adaptation_lr_mult=cfg.da.lr_mult,
     )
+    module.keep_test_outputs = bool(strategy.saves_adapter and strategy.trains)  # export_peft reuses the test pass
     return module, section
 
 

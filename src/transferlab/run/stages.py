@@ -179,11 +179,12 @@ def adapters(strategy, module, data, trainer, out_dir: str) -> dict:
     """A PEFT strategy's adapter in peft format, plus the merged model re-evaluated (rank 0)."""
     if not (strategy.saves_adapter and strategy.trains and trainer.is_global_zero):
         return {}
-    from transferlab.export_peft import export_adapter
+    from transferlab.export_peft import classification_outputs, export_adapter
     from transferlab.model.module import TransferModule
 
     # a single process saw the whole test set: its outputs stand in for a second unmerged pass
-    tested = module.test_outputs() if isinstance(module, TransferModule) and trainer.world_size == 1 else None
+    per_set = module.test_outputs() if isinstance(module, TransferModule) and trainer.world_size == 1 else None
+    tested = classification_outputs(per_set) if per_set else None
     if tested is not None and len(tested[1]) != sum(len(loader.dataset) for loader in data.test_dataloader()):
         tested = None  # the test pass saw part of the test sets (trainer.limit_test_batches): evaluate them whole
     return {"adapter": export_adapter(strategy, module, data, out_dir, tested=tested)}
