@@ -46,31 +46,50 @@ def breakdown(results: list[dict], t0: float, t1: float, workers: int) -> dict[s
     return out
 
 
+def sweep(checkout: Path, d: Path, workers: int) -> tuple[float, float, float, list[dict]]:
+    """Run the study with `checkout`'s code and configs into `d`: (start, end, wall, results)."""
+    import os
+
+    cmd = [
+        sys.executable,
+        str(checkout / "train.py"),
+        "-m",
+        "--config-dir",
+        str(checkout / "sweeps"),
+        "--config-name",
+        "strategies_vs_datasize",
+        f"hydra.sweep.dir={d}/sweep",
+        f"hydra.launcher.n_jobs={workers}",
+        f"cache.dir={d}/cache",  # a cold feature cache: the study pays for its own features
+    ]
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
+    t = time.time()
+    subprocess.run(cmd, cwd=checkout, check=True, capture_output=True, env=env)
+    t1 = time.time()
+    return t, t1, t1 - t, [json.loads(p.read_text()) for p in Path(d, "sweep").rglob("results.json")]
+
+
+def fit_of(results: list[dict]) -> float:
+    return sum((r.get("estimate") or {}).get("actual_fit_s") or 0.0 for r in results if r.get("status") == "ok")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", help="keep the sweep dir here (default: a temp dir, deleted)")
-    ap.add_argument("--before", help="label for this measurement's row in the before/after table", default=None)
+    ap.add_argument("--before", help="another checkout (e.g. a git worktree of an earlier commit): its study runs "
+                    "first, the same day on the same machine, for a before/after row", default=None)  # fmt: skip
     args = ap.parse_args()
+    before = None
     with tempfile.TemporaryDirectory() as tmp:
+        if args.before:
+            _, _, b_wall, b_results = sweep(Path(args.before).resolve(), Path(tmp, "before"), args.workers)
+            rev = subprocess.run(
+                ["git", "-C", args.before, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            )
+            before = (rev.stdout.strip() or args.before, b_wall, fit_of(b_results), len(b_results))
         d = Path(args.keep or tmp)
-        cmd = [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "-m",
-            "--config-dir",
-            str(ROOT / "sweeps"),
-            "--config-name",
-            "strategies_vs_datasize",
-            f"hydra.sweep.dir={d}/sweep",
-            f"hydra.launcher.n_jobs={args.workers}",
-            f"cache.dir={d}/cache",  # a cold feature cache: the study pays for its own features
-        ]
-        t = time.time()
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-        t1 = time.time()
-        wall = t1 - t
-        results = [json.loads(p.read_text()) for p in Path(d, "sweep").rglob("results.json")]
+        t, t1, wall, results = sweep(ROOT, d, args.workers)
     ok = [r for r in results if r.get("status") == "ok"]
     fit = sum((r.get("estimate") or {}).get("actual_fit_s") or 0.0 for r in ok)
     run = sum(r.get("time_s") or 0.0 for r in ok)
@@ -98,6 +117,15 @@ def main() -> None:
         )
         + f"**P6 overhead: wall x {args.workers} / sum(fit) - 1 = {overhead:.0%}** (goal <= 15 %)."
     )
+    if before:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        label, b_wall, b_fit, b_n = before
+        body += (
+            "\n\nBefore/after, the same study run back to back on this machine (cold cache each):\n\n"
+            "| code | jobs | sweep wall (s) | sum of fit (s) | overhead |\n|---|---|---|---|---|\n"
+            f"| before ({label}) | {b_n} | {b_wall:.0f} | {b_fit:.0f} | {b_wall * args.workers / b_fit - 1:.0%} |\n"
+            f"| after ({head.stdout.strip()}) | {len(results)} | {wall:.0f} | {fit:.0f} | {overhead:.0%} |"
+        )
     write_section("P6", "P6: overhead of the strategies-vs-size study over its jobs' training", body)
 
 
