@@ -1,9 +1,9 @@
 """`memory_format`: how a convolutional backbone lays out its 4-D weights and activations.
 
 `channels_last` (NHWC) lets oneDNN use its fast depthwise-convolution kernels on a CPU: full fine-tuning of
-EfficientNet-Lite0 takes 1.30x less fit time end to end and its training steps are 1.35-1.55x faster (32-224 px),
+EfficientNet-Lite0 takes 1.30x less fit time end to end and its training steps are 1.4x faster (32-224 px),
 while ResNet-18/50 (no depthwise convolutions) and ConvNeXt-T (depthwise convolutions, LayerNorm) are not faster
-(0.90-0.99x; BENCHMARKS.md P8). So `auto` chooses channels_last for CPU runs of backbones with depthwise
+(0.89-1.01x; BENCHMARKS.md P8). So `auto` chooses channels_last for CPU runs of backbones with depthwise
 convolutions and no LayerNorm, and keeps PyTorch's default layout elsewhere. On a GPU, channels_last is the usual
 advice for convolutions under mixed precision, but it is not measured here: `auto` keeps the default there, and
 `memory_format=channels_last` asks for it. The values a run computes are the same up to float rounding, which a
