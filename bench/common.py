@@ -44,3 +44,21 @@ def write_section(key: str, title: str, body: str) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     OUT.write_text(text)
     print(section)
+
+
+def run_sweep(
+    checkout: Path, config_name: str, d: Path, workers: int, overrides: tuple[str, ...] = (), env: dict | None = None
+) -> tuple[float, float, list[dict]]:
+    """Run the committed study `sweeps/<config_name>.yaml` with `checkout`'s code (its `src` first on the path)
+    into `d/sweep`: (start, end, the jobs' results.json). `checkout` may be another worktree (before/after)."""
+    import subprocess
+    import time
+
+    from transferlab.sweep import iter_results
+
+    cmd = [sys.executable, str(checkout / "train.py"), "-m", "--config-dir", str(checkout / "sweeps"), "--config-name",
+           config_name, f"hydra.sweep.dir={d}/sweep", f"hydra.launcher.n_jobs={workers}", *overrides]  # fmt: skip
+    full_env = {**os.environ, "PYTHONPATH": str(checkout / "src"), **(env or {})}
+    t = time.time()
+    subprocess.run(cmd, cwd=checkout, check=True, capture_output=True, env=full_env)
+    return t, time.time(), [r for _, r in iter_results(d / "sweep")]

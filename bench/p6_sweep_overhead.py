@@ -10,14 +10,11 @@ and result writing, everything that is not optimizer steps.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ROOT, write_section
+from common import ROOT, run_sweep, write_section
 
 
 def breakdown(results: list[dict], t0: float, t1: float, workers: int) -> dict[str, float]:
@@ -48,25 +45,9 @@ def breakdown(results: list[dict], t0: float, t1: float, workers: int) -> dict[s
 
 def sweep(checkout: Path, d: Path, workers: int) -> tuple[float, float, float, list[dict]]:
     """Run the study with `checkout`'s code and configs into `d`: (start, end, wall, results)."""
-    import os
-
-    cmd = [
-        sys.executable,
-        str(checkout / "train.py"),
-        "-m",
-        "--config-dir",
-        str(checkout / "sweeps"),
-        "--config-name",
-        "strategies_vs_datasize",
-        f"hydra.sweep.dir={d}/sweep",
-        f"hydra.launcher.n_jobs={workers}",
-        f"cache.dir={d}/cache",  # a cold feature cache: the study pays for its own features
-    ]
-    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
-    t = time.time()
-    subprocess.run(cmd, cwd=checkout, check=True, capture_output=True, env=env)
-    t1 = time.time()
-    return t, t1, t1 - t, [json.loads(p.read_text()) for p in Path(d, "sweep").rglob("results.json")]
+    # a cold feature cache: the study pays for its own features
+    t, t1, results = run_sweep(checkout, "strategies_vs_datasize", d, workers, (f"cache.dir={d}/cache",))
+    return t, t1, t1 - t, results
 
 
 def fit_of(results: list[dict]) -> float:

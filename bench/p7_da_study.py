@@ -15,35 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ROOT, write_section
+from common import ROOT, run_sweep, write_section
 
 
 def run_study(checkout: Path, d: Path, workers: int) -> tuple[float, list[dict]]:
-    cmd = [
-        sys.executable,
-        str(checkout / "train.py"),
-        "-m",
-        "--config-dir",
-        str(checkout / "sweeps"),
-        "--config-name",
-        "adaptation_methods",
-        f"hydra.sweep.dir={d}/sweep",
-        f"hydra.launcher.n_jobs={workers}",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "TRANSFERLAB_CACHE": str(d / "cache")}  # cold
-    t = time.time()
-    subprocess.run(cmd, cwd=checkout, check=True, capture_output=True, env=env)
-    wall = time.time() - t
-    from transferlab.sweep import iter_results
-
-    return wall, [r for _, r in iter_results(d / "sweep")]
+    t, t1, results = run_sweep(checkout, "adaptation_methods", d, workers, env={"TRANSFERLAB_CACHE": str(d / "cache")})
+    return t1 - t, results  # a cold cache: the study pays for its own features
 
 
 def domain_sizes() -> dict[str, int]:
