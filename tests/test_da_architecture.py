@@ -83,3 +83,9 @@ def test_label_free_validators_are_logged_and_recorded(run_dir):
 def test_single_domain_runs_have_no_selection_section(run_dir):
     result = run_config(["strategy=feature_extraction", "data.train_per_class=5"], run_dir)
     assert result["selection"] is None and "val/target_snd" not in result["metrics"]
+
+
+def test_a_null_head_dropout_means_none() -> None:
+    """`head.dropout=null` (found by the config-space generator: it raised a TypeError inside nn.Dropout)."""
+    head = Head(8, 3, dropout=None)
+    assert head[-2].p == 0.0 and head(torch.randn(2, 8)).shape == (2, 3)

@@ -4,8 +4,7 @@ The rules read what the classes declare (`Backbone.kind`, `Strategy.kinds` / `tr
 `ClassificationData.modality` / `lm_task` / `has_target_domain`, `AdaptationLoss.needs_*`), never
 names of config files. They are called at three points of a run, each as early as its inputs exist:
 
-- `check_config(tree)`: from the classes the `_target_`s name, before anything is built (validator,
-  planner);
+- `check_config(tree)`: from the classes the `_target_`s name, before anything is built (validator, planner);
 - `check_parts(...)`: once the strategy and data objects exist, before data is read;
 - `check_classes(...)` after the cheap `data.prepare()`, `check_model(...)` once the model is assembled,
   before training; `check_export(...)` before an export writes anything.
@@ -39,15 +38,6 @@ def check_strategy_kind(strategy_kinds: tuple[str, ...], kind: str, backbone: st
         raise ConfigError(
             f"strategy={strategy} can't adapt {_an(kind)} backbone ('{backbone}'); it works with "
             f"{', '.join(strategy_kinds)} backbones. Pick another strategy (e.g. strategy=partial) or backbone."
-        )
-
-
-def check_memory_format(memory_format: str, kind: str, backbone: str) -> None:
-    """channels_last lays out 4-D convolution tensors: only image backbones have them."""
-    if memory_format == "channels_last" and kind != "image":
-        raise ConfigError(
-            f"memory_format=channels_last lays out convolutional image backbones, and '{backbone}' is "
-            f"{_an(kind)} backbone; use memory_format=auto (or contiguous)."
         )
 
 
@@ -116,8 +106,11 @@ def check_config(tree: dict) -> None:
     name = (tree.get("backbone") or {}).get("name") or choice("backbone")
     if backbone and strategy:
         check_strategy_kind(strategy.kinds, backbone.kind, name, choice("strategy"))
-    if backbone:
-        check_memory_format(str(tree.get("memory_format", "auto")), backbone.kind, name)
+    if backbone and tree.get("memory_format") == "channels_last" and backbone.kind != "image":
+        raise ConfigError(
+            f"memory_format=channels_last lays out convolutional image backbones, and '{name}' is "
+            f"{_an(backbone.kind)} backbone; use memory_format=auto (or contiguous)."
+        )
     if data is None:
         return
     if backbone:

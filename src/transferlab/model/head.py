@@ -22,7 +22,7 @@ class Head(nn.Sequential):
     Args:
         num_features: backbone feature width F.
         num_classes: K.
-        dropout: dropout before the classifier.
+        dropout: dropout before the classifier; null/0 = none.
         bottleneck: bottleneck width W; null/0 = no bottleneck (the classifier reads the features).
 
     Shape:
@@ -34,7 +34,7 @@ class Head(nn.Sequential):
             raise ConfigError(f"head.bottleneck={bottleneck} must be a width >= 1 (e.g. 256), or 0/null for none.")
         width = bottleneck or num_features
         layers = [nn.Linear(num_features, width), nn.BatchNorm1d(width), nn.ReLU()] if bottleneck else []
-        super().__init__(*layers, nn.Dropout(dropout), nn.Linear(width, num_classes))
+        super().__init__(*layers, nn.Dropout(dropout or 0.0), nn.Linear(width, num_classes))
         self.n_embed = len(layers)
         self.out_features = width  # what `embed` returns: the space an adaptation loss aligns
 
