@@ -35,7 +35,7 @@ def _names_or_pattern(v) -> bool:
 # Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
-    "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1) (0 or null: none)"),
+    "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "trainer.max_epochs": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
     "trainer.max_steps": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
     "trainer.accumulate_grad_batches": (lambda v: v >= 1, ">= 1"),
