@@ -107,3 +107,35 @@ def test_a_process_reuses_its_entries_until_the_file_changes(tmp_path: Path, mon
     lookup("key-b", tmp_path / "b.safetensors", compute, fourth)
     lookup("key-b", tmp_path / "b.safetensors", compute, fifth)
     assert fifth.memo_hits == 0 and fifth.hits == 1
+
+
+RELEASE = textwrap.dedent(
+    """
+    import gc
+    from transferlab.infra import process
+
+    sizes = iter([1000.0, 1000.0, 1100.0, 1180.0, 1190.0, 1200.0, 1400.0, 1200.0])  # MB, read after each trim
+    process._rss_mb = lambda: next(sizes)
+    trims = []
+    process._trim = lambda: trims.append(1)
+    collections = []
+    gc.callbacks.append(lambda phase, info: phase == "start" and info["generation"] == 2 and collections.append(1))
+    done = []
+    for job in range(5):
+        before = len(collections)
+        process.release_memory()
+        done.append(len(collections) - before)
+    print(done, gc.get_freeze_count() > 0, len(trims))
+    """
+)
+
+
+def test_a_warm_worker_collects_after_its_first_job_and_then_only_on_growth():
+    """release_memory: job 1 collects and freezes the survivors (imports, kept weights: later collections
+    skip them); later jobs collect only once the size *after* trimming freed pages has grown more than
+    GROWTH_MB (150) past the size after the last collection."""
+    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # sizes read: job1 1000 (first: collect) -> 1000 after; job2 1100; job3 1180 > 1150 -> collect -> 1190;
+    # job4 1200 (< 1190 + 150); job5 1400 -> collect -> 1200
+    assert out.stdout.split() == ["[1,", "0,", "1,", "0,", "1]", "True", "8"]

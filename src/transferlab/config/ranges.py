@@ -33,6 +33,8 @@ def _names_or_pattern(v) -> bool:
 
 
 # Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # `memory_format` (transferlab.model.memory_format)
+
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -60,10 +62,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
         "a width in [1, 65536] (e.g. 256), or 0/null for none",
     ),
     "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
-    "memory_format": (
-        lambda v: v in ("auto", "channels_last", "contiguous"),
-        "'auto', 'channels_last' or 'contiguous'",
-    ),
+    "memory_format": (lambda v: v in MEMORY_FORMATS, "'auto', 'channels_last' or 'contiguous'"),
     "da.lr_mult": (lambda v: v > 0, "> 0"),
     "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "data.num_workers": (lambda v: isinstance(v, int) and 0 <= v <= 256, "a worker count in [0, 256]"),

@@ -21,36 +21,45 @@ def keeping() -> bool:
 
 
 _BASELINE_MB: list[float] = []  # this worker's memory after its first job, then after its last full collection
+GROWTH_MB = 150
 
 
 def release_memory() -> None:
     """After a sweep job: give back what the job left, so a warm worker stays near its first job's size.
 
     loky replaces a worker whose memory grew by 300 MB since its first job, and the new process pays the
-    imports again. Pages glibc keeps after `free` go back every job (`malloc_trim`, milliseconds); a full
-    garbage collection (reference cycles: 0.2-0.4 s) runs only once the worker has grown by `GROWTH_MB` since
-    its last collection (or its first job), so memory the worker keeps on purpose (weights and cache entries
-    kept for later jobs) doesn't make every job pay for one. Measured on 7 jobs in one process: +227 MB
-    untrimmed, +114 MB trimmed; in the size study (36 jobs) the collections took 6 s of worker time while
-    they ran after every job once past the threshold.
+    imports again. Pages glibc keeps after `free` go back every job (`malloc_trim`, milliseconds), *before*
+    the size is read: freed-but-kept pages are not growth. A full garbage collection (reference cycles) runs
+    after the first job and then only once the worker has grown by `GROWTH_MB` since its last one. After the
+    first job's collection the survivors (modules, the weights and cache entries kept for later jobs) are
+    frozen (`gc.freeze`): no later collection, ours or Python's own, scans them again. Measured on 12 small
+    jobs in one process: a collection after every job, 0.8 s each, when the size was read before trimming;
+    the size study (36 jobs) spent 20 worker-seconds between jobs (BENCHMARKS.md P6).
     """
     import gc
 
+    _trim()
     rss = _rss_mb()
-    collected = rss is None or (bool(_BASELINE_MB) and rss - _BASELINE_MB[0] > GROWTH_MB)
-    if collected:
-        gc.collect()
+    first = not _BASELINE_MB
+    if not (first or rss is None or rss - _BASELINE_MB[0] > GROWTH_MB):
+        return
+    gc.collect()
+    if first:  # what is alive now is the worker's own (imports, kept weights): never scanned again
+        gc.freeze()
+    _trim()
+    rss = _rss_mb()
+    if rss is not None:
+        _BASELINE_MB[:] = [rss]  # the next collection waits for GROWTH_MB more
+
+
+def _trim() -> None:
+    """Hand glibc's free pages back to the system (`malloc_trim`); nothing to do elsewhere."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
         pass
-    if rss is not None and (collected or not _BASELINE_MB):
-        _BASELINE_MB[:] = [_rss_mb() or rss]  # the next collection waits for GROWTH_MB more
-
-
-GROWTH_MB = 150
 
 
 def _rss_mb() -> float | None:

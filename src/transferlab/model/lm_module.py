@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
+from transferlab.model.module import log_this_step
 from transferlab.strategies.base import Strategy
 
 
@@ -63,7 +64,8 @@ class InstructionModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self(batch).loss
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
+        if log_this_step(self._trainer):  # the steps the loggers write (and an epoch's last)
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["input_ids"]))
         return loss
 
     def _eval_step(self, split: str, batch: dict) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-CHOICES = ("auto", "channels_last", "contiguous")
+from transferlab.config.ranges import MEMORY_FORMATS as CHOICES  # torch-free: validation checks them early
 
 
 def depthwise_convs(module: torch.nn.Module) -> int:

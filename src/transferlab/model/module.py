@@ -13,6 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from transferlab.backbones.base import Backbone
@@ -71,7 +72,7 @@ class TransferModule(L.LightningModule):
         self.da_forward, self.adaptation_lr_mult = da_forward, adaptation_lr_mult
         self._target_val_logits: list[torch.Tensor] = []  # for the label-free validators
         self._test_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # per test set: (logits, labels)
-        self.keep_test_outputs = False  # set where the run exports an adapter (strategy.saves_adapter)
+        self.keep_test_outputs = False  # set where the run exports an adapter (strategy.exports_adapter)
         # results.json `forwards`: samples through the whole backbone, or (cached prefix) through its suffix
         self.forward_counts = {"backbone": 0, "suffix": 0}
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -79,6 +80,13 @@ class TransferModule(L.LightningModule):
             {
                 f"{split}_{i}": MulticlassAccuracy(num_classes, average="micro")
                 for split in ("val", "test", "test_tta")
+                for i in range(len(self.eval_names))
+            }
+        )
+        self.eval_loss = nn.ModuleDict(  # mean cross-entropy per eval set, weighted by batch size; a NaN stays
+            {  # NaN (torchmetrics' default drops it with a warning: a diverged run would look finite)
+                f"{split}_{i}": MeanMetric(nan_strategy="disable")
+                for split in ("val", "test")
                 for i in range(len(self.eval_names))
             }
         )
@@ -144,51 +152,62 @@ class TransferModule(L.LightningModule):
             z_t = self._embed(batch["target"]["inputs"]) if adapt else None  # cached prefix/features too
         logits = self._classify(z_s)  # (B, K)
         loss = F.cross_entropy(logits, src["labels"])
-        self.train_acc(logits, src["labels"])
-        bs = len(src["labels"])
-        self.log("train/cls_loss", loss, batch_size=bs)
+        self.train_acc.update(logits.detach(), src["labels"])  # logged once per epoch (on_train_epoch_end)
+        bs, log_now = len(src["labels"]), log_this_step(self._trainer)
+        if log_now:  # train/cls_loss also without adaptation: the source-only control's curve in DA comparisons
+            self.log("train/cls_loss", loss, batch_size=bs)
         if adapt:
             da_loss, logs = self.adaptation(z_s, z_t, logits, self._classify(z_t))
-            loss = loss + da_loss
-            for k, v in logs.items():
+            for k, v in logs.items() if log_now else ():
                 self.log(f"train/{k}", v, batch_size=bs)
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=bs)
+            loss = loss + da_loss
+        if log_now:
+            self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.train_acc.update_called:
+            self.log("train/acc", self.train_acc.compute())
+        self.train_acc.reset()
 
     # -- evaluation ---------------------------------------------------------------------------
     def _eval_step(self, split: str, batch: dict, dataloader_idx: int) -> None:
         logits = self.head(self.features(batch["inputs"]))  # (B, K)
         name = self.eval_names[dataloader_idx]
-        prefix = f"{split}/{name}_" if name else f"{split}/"
-        bs = len(batch["labels"])
-        metric = self.eval_acc[f"{split}_{dataloader_idx}"]
-        metric(logits, batch["labels"])
-        self.log(
-            f"{prefix}acc", metric, on_epoch=True, batch_size=bs, add_dataloader_idx=False, prog_bar=dataloader_idx == 0
-        )
-        self.log(
-            f"{prefix}loss",
-            F.cross_entropy(logits, batch["labels"]),
-            on_epoch=True,
-            batch_size=bs,
-            add_dataloader_idx=False,
-            sync_dist=True,
-        )
+        # accuracy and loss accumulate here and are logged once per epoch (_log_eval): Lightning's self.log costs
+        # ~0.7 ms a call on a CPU, as much as the step of a small head (BENCHMARKS.md P1)
+        self.eval_acc[f"{split}_{dataloader_idx}"].update(logits, batch["labels"])
+        loss = F.cross_entropy(logits, batch["labels"])
+        self.eval_loss[f"{split}_{dataloader_idx}"].update(loss, len(batch["labels"]))
         if split == "val" and name == "target":
             self._target_val_logits.append(logits.detach().float().cpu())
         if split == "test" and self.keep_test_outputs:  # for the adapter export: no second pass over the test set
             self._test_outputs.setdefault(dataloader_idx, []).append((logits.detach().float().cpu(), batch["labels"]))
         if split == "test" and self.tta is not None:
-            metric = self.eval_acc[f"test_tta_{dataloader_idx}"]
-            metric(self.tta(self, batch["inputs"]), batch["labels"])
-            self.log(f"{prefix}acc_tta", metric, on_epoch=True, batch_size=bs, add_dataloader_idx=False)
+            self.eval_acc[f"test_tta_{dataloader_idx}"].update(self.tta(self, batch["inputs"]), batch["labels"])
+
+    def _log_eval(self, split: str) -> None:
+        """Each eval set's epoch accuracy and mean loss (`val/acc`, `test/target_loss`, `test/acc_tta`), then reset."""
+        for i, name in enumerate(self.eval_names):
+            prefix = f"{split}/{name}_" if name else f"{split}/"
+            for key, metric in (
+                ("acc", self.eval_acc[f"{split}_{i}"]),
+                ("loss", self.eval_loss[f"{split}_{i}"]),
+                ("acc_tta", self.eval_acc[f"test_tta_{i}"] if split == "test" else None),
+            ):
+                if metric is not None and metric.update_called:
+                    self.log(f"{prefix}{key}", metric.compute(), prog_bar=i == 0 and key == "acc")
+                if metric is not None:
+                    metric.reset()
 
     def on_validation_epoch_start(self) -> None:
         self._target_val_logits = []
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = {}
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
 
     def test_outputs(self) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]] | None:
         """`{eval set name: [(logits, labels) per batch]}` of the last `trainer.test` in this process, in loader
@@ -202,8 +221,9 @@ class TransferModule(L.LightningModule):
         """Label-free model selection: validators of the unlabelled target val predictions (no labels read).
 
         Logged as `val/target_<name>` (entropy: lower is better; info_max, snd: higher); under DDP each
-        process scores its own shard.
+        process scores its own shard. First the labelled sets' accuracy and loss (`_log_eval`).
         """
+        self._log_eval("val")
         if not self._target_val_logits:
             return
         from transferlab.adaptation.selection import VALIDATORS
@@ -235,6 +255,22 @@ class TransferModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_fn(optimizer, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def log_this_step(trainer: Any) -> bool:
+    """Whether a training step's `self.log` calls are worth making: on the steps the loggers write
+    (`trainer.log_every_n_steps`, the predicate Lightning's own LearningRateMonitor uses) and on an epoch's
+    last batch, so `callback_metrics` (results.json) ends with the last step's values. Lightning writes
+    step values only on those steps, so skipping the others changes no logged figure; it saves ~0.7 ms a
+    call (BENCHMARKS.md P1). The progress bar's loss then refreshes every `log_every_n_steps` steps."""
+    if trainer is None:
+        return True
+    connector = getattr(trainer, "_logger_connector", None)
+    return connector is None or connector.should_update_logs or trainer.is_last_batch or _last_step(trainer)
+
+
+def _last_step(trainer: Any) -> bool:
+    return trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step + 1
 
 
 def _batch_len(inputs: Any) -> int:

@@ -123,7 +123,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         da_forward=cfg.da.forward,
         adaptation_lr_mult=cfg.da.lr_mult,
     )
-    module.keep_test_outputs = bool(strategy.saves_adapter and strategy.trains)  # export_peft reuses the test pass
+    module.keep_test_outputs = strategy.exports_adapter  # export_peft reuses the test pass
     return module, section
 
 

@@ -177,7 +177,7 @@ def callback_sections(callbacks: list) -> dict:
 
 def adapters(strategy, module, data, trainer, out_dir: str) -> dict:
     """A PEFT strategy's adapter in peft format, plus the merged model re-evaluated (rank 0)."""
-    if not (strategy.saves_adapter and strategy.trains and trainer.is_global_zero):
+    if not (strategy.exports_adapter and trainer.is_global_zero):
         return {}
     from transferlab.export_peft import classification_outputs, export_adapter
     from transferlab.model.module import TransferModule

@@ -54,6 +54,11 @@ class Strategy:
     init_text: str | None = None  # prompt tuning: initialise the prompt from this text
     labels: list[str] | None = None  # zero-shot: class names to score
 
+    @property
+    def exports_adapter(self) -> bool:
+        """A trained peft adapter is written after the run (so the run keeps its test outputs for the export)."""
+        return self.saves_adapter and self.trains
+
     @classmethod
     def spec(cls) -> StrategySpec:
         """The frozen declaration of this strategy class."""
