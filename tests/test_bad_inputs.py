@@ -1170,9 +1170,44 @@ def test_nan_skip_policy_skips_the_step_and_finishes(tmp_path: Path, caplog) -> 
     with caplog.at_level(logging.WARNING):
         result = run_config(["trainer.max_epochs=2", "callbacks.nan_guard.policy=skip", *_inject(1)], run_dir)
     assert ROW["nan_skip"].fragment in caplog.text
-    assert result["status"] == "ok" and result["nan_guard"] == {"policy": "skip", "skipped_steps": [1]}
+    assert result["status"] == "ok" and result["nan_guard"] == {
+        "policy": "skip",
+        "check_grads": True,
+        "skipped_steps": [1],
+    }
     assert result["global_step"] == 4 and all(v is None or math.isfinite(v) for v in result["metrics"].values())
     assert _load_ckpt(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4
+
+
+class NanGradients(L.Callback):
+    """Fault injection: a finite loss whose gradients are not finite (one head gradient NaN) at step `step`."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        if trainer.global_step == self.step:
+            next(p for p in pl_module.head.parameters() if p.grad is not None).grad.view(-1)[0] = float("nan")
+
+
+def test_nan_gradients_with_a_finite_loss_are_skipped_or_stop_the_run_at_the_next_loss(tmp_path: Path) -> None:
+    """check_grads=auto: with skip the gradient check drops the step; with stop it is off (~3 ms a step spared)
+    and the update it lets through makes the next loss non-finite: the run stops there, and the checkpoint on
+    disk is the last good one (a non-finite one is never written)."""
+    from transferlab.errors import TrainingError
+
+    inject = ["+callbacks.inject._target_=test_bad_inputs.NanGradients", "+callbacks.inject.step=2"]
+    skipped = run_config(["trainer.max_epochs=2", "callbacks.nan_guard.policy=skip", *inject], tmp_path / "skip")
+    assert skipped["status"] == "ok" and skipped["nan_guard"]["skipped_steps"] == [2]
+    assert all(v is None or math.isfinite(v) for v in skipped["metrics"].values())
+    with pytest.raises(TrainingError, match="training stopped at step 3"):
+        run_config(["trainer.max_epochs=3", *inject], tmp_path / "stop")
+    res = _result(tmp_path / "stop")
+    assert res["failure"]["reason"] == "non_finite_loss" and res["failure"]["step"] == 3
+    assert _load_ckpt(tmp_path / "stop" / "checkpoints" / "last.ckpt")["global_step"] == 2
+    with pytest.raises(TrainingError, match="training stopped at step 2"):  # forced on: before the bad update
+        run_config(["trainer.max_epochs=3", "callbacks.nan_guard.check_grads=true", *inject], tmp_path / "forced")
+    assert _result(tmp_path / "forced")["failure"]["reason"] == "non_finite_gradients"
 
 
 def test_disk_full_while_checkpointing_keeps_the_previous_last_ckpt(tmp_path: Path, monkeypatch) -> None:
