@@ -190,15 +190,13 @@ class TransferModule(L.LightningModule):
         """Each eval set's epoch accuracy and mean loss (`val/acc`, `test/target_loss`, `test/acc_tta`), then reset."""
         for i, name in enumerate(self.eval_names):
             prefix = f"{split}/{name}_" if name else f"{split}/"
-            for key, metric in (
-                ("acc", self.eval_acc[f"{split}_{i}"]),
-                ("loss", self.eval_loss[f"{split}_{i}"]),
-                ("acc_tta", self.eval_acc[f"test_tta_{i}"] if split == "test" else None),
-            ):
-                if metric is not None and metric.update_called:
+            metrics = {"acc": self.eval_acc[f"{split}_{i}"], "loss": self.eval_loss[f"{split}_{i}"]}
+            if split == "test":
+                metrics["acc_tta"] = self.eval_acc[f"test_tta_{i}"]
+            for key, metric in metrics.items():
+                if metric.update_called:
                     self.log(f"{prefix}{key}", metric.compute(), prog_bar=i == 0 and key == "acc")
-                if metric is not None:
-                    metric.reset()
+                metric.reset()
 
     def on_validation_epoch_start(self) -> None:
         self._target_val_logits = []
