@@ -409,6 +409,13 @@ CASES = [
         fix="memory_format=auto (channels_last on a CPU for depthwise-conv backbones), channels_last or contiguous",
     ),
     Case(
+        "fused_optimizer_unknown",
+        ["fused_optimizer=yes"],
+        "ConfigError",
+        "fused_optimizer='yes' must be 'auto', true or false",
+        fix="fused_optimizer=false (default: torch's implementation), true (the fused kernel) or auto (fused on a CPU)",
+    ),
+    Case(
         "channels_last_on_a_text_backbone",
         ["memory_format=channels_last", "backbone=minilm", "data=reviews"],
         "ConfigError",

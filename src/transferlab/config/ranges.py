@@ -34,6 +34,8 @@ def _names_or_pattern(v) -> bool:
 
 # Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # `memory_format` (transferlab.model.memory_format)
+# keys whose checks accept true/false (elsewhere a bool where a number belongs is refused)
+BOOL_VALUED = {"fused_optimizer"}
 
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
@@ -63,6 +65,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     ),
     "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
     "memory_format": (lambda v: v in MEMORY_FORMATS, "'auto', 'channels_last' or 'contiguous'"),
+    "fused_optimizer": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),
     "da.lr_mult": (lambda v: v > 0, "> 0"),
     "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "data.num_workers": (lambda v: isinstance(v, int) and 0 <= v <= 256, "a worker count in [0, 256]"),

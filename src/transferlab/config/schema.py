@@ -16,7 +16,7 @@ import typing
 from typing import Any, Literal, Union
 
 from transferlab.config.modality import DECLARED
-from transferlab.config.ranges import RANGES
+from transferlab.config.ranges import BOOL_VALUED, RANGES
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 
@@ -190,7 +190,7 @@ def _check_ranges(tree: dict, numbers_only: bool = False) -> list[str]:
         if value is None or (numbers_only and (isinstance(value, bool) or not isinstance(value, (int, float)))):
             continue
         try:
-            good = not isinstance(value, bool) and ok(value)
+            good = (key in BOOL_VALUED or not isinstance(value, bool)) and ok(value)
         except TypeError:  # a string where a number belongs (type checks name the key too)
             good = False
         if not good:

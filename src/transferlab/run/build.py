@@ -86,8 +86,9 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         backbone = strategy.apply(backbone, nn.Identity(), data.classes)
         if strategy.norm == "adabn":
             log.warning("strategy.norm=adabn: a causal LM has no batch-norm layers; nothing will be re-estimated")
-        module = InstructionModule(backbone, strategy, instantiate(cfg.optimizer), _scheduler(cfg))
-        return module, {"norm": {**describe(backbone, strategy.norm), "reestimate": False}}
+        optimizer, opt_section = _optimizer(cfg)
+        module = InstructionModule(backbone, strategy, optimizer, _scheduler(cfg))
+        return module, {"norm": {**describe(backbone, strategy.norm), "reestimate": False}, "optimizer": opt_section}
     from transferlab.model.head import Head
     from transferlab.model.module import TransferModule
 
@@ -109,12 +110,13 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     reestimate = strategy.norm == "adabn" or (adaptation is not None and adaptation.reestimates_bn)
     section["norm"] = {**describe(backbone, strategy.norm), "reestimate": reestimate}
     section["memory_format"] = layout
+    optimizer, section["optimizer"] = _optimizer(cfg)
     module = TransferModule(
         backbone,
         head,
         strategy,
         data.num_classes,
-        optimizer=instantiate(cfg.optimizer),
+        optimizer=optimizer,
         scheduler=_scheduler(cfg),
         adaptation=adaptation,
         augment=instantiate(cfg.augment) if cfg.get("augment") else None,
@@ -125,6 +127,14 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     )
     module.keep_test_outputs = strategy.exports_adapter  # export_peft reuses the test pass
     return module, section
+
+
+def _optimizer(cfg: DictConfig) -> tuple[Any, dict]:
+    """The optimizer partial with its kernel chosen (`fused_optimizer`, transferlab.model.optim) and its section."""
+    from transferlab.model import optim
+
+    accelerator = cfg.hardware.get("accelerator", "cpu")
+    return optim.choose(instantiate(cfg.optimizer), cfg.optimizer, cfg.get("fused_optimizer", False), accelerator)
 
 
 def _scheduler(cfg: DictConfig):
