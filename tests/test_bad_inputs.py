@@ -409,6 +409,20 @@ CASES = [
         fix="memory_format=auto (channels_last on a CPU for depthwise-conv backbones), channels_last or contiguous",
     ),
     Case(
+        "cpu_devices_minus_one",
+        ["hardware.devices=-1"],
+        "ConfigError",
+        "on a CPU (hardware.accelerator=cpu) devices is the number of processes",
+        fix="hardware.devices=1 (or hardware=ddp_cpu for several CPU processes); -1 and device lists select GPUs",
+    ),
+    Case(
+        "devices_not_a_count",
+        ["hardware.devices=abc"],
+        "ConfigError",
+        "hardware.devices='abc' must be a device count in [1, 1024]",
+        fix="a device count, -1 / auto (all GPUs), or device ids such as [0,1] or '0,1'",
+    ),
+    Case(
         "fused_optimizer_unknown",
         ["fused_optimizer=yes"],
         "ConfigError",

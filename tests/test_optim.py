@@ -30,8 +30,9 @@ def test_auto_fuses_on_a_cpu_and_leaves_accelerators_and_explicit_settings_alone
     assert fn is adamw and not sec["fused"] and "not measured" in sec["why"]
     fn, sec = choose(adamw, _cfg(), True, "gpu")
     assert fn.keywords["fused"] is True and sec["fused"]
-    fn, sec = choose(adamw, _cfg(), False, "cpu")
-    assert fn is adamw and not sec["fused"]
+    for off in (False, None):  # null: no preference, torch's default
+        fn, sec = choose(adamw, _cfg(), off, "cpu")
+        assert fn is adamw and not sec["fused"]
     explicit = functools.partial(torch.optim.AdamW, foreach=True)
     fn, sec = choose(explicit, _cfg(foreach=True), "auto", "cpu")  # the optimizer's own setting wins
     assert fn is explicit and not sec["fused"] and "foreach" in sec["why"]

@@ -6,6 +6,7 @@ strategy checks too, so the mistake is answered before torch is imported. (test,
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
@@ -21,8 +22,6 @@ def _limit(v) -> bool:
 
 def _names_or_pattern(v) -> bool:
     """LoRA's target_modules: a list of names, or one regular expression (peft's semantics) that compiles."""
-    import re
-
     if not isinstance(v, str):
         return True
     try:
@@ -73,8 +72,13 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "data.seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "data.image_size": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a side length in [1, 4096] (or null)"),
     "hardware.devices": (
-        lambda v: v in (-1, "auto") or (isinstance(v, int) and 1 <= v <= 1024) or isinstance(v, (list, str)),
-        "a device count in [1, 1024], -1 / auto (all), or a list of device ids",
+        lambda v: (
+            v in (-1, "auto")
+            or (isinstance(v, int) and 1 <= v <= 1024)
+            or isinstance(v, list)
+            or (isinstance(v, str) and re.fullmatch(r"\s*-?\d+(\s*,\s*\d+)*\s*,?\s*", v) is not None)
+        ),
+        "a device count in [1, 1024], -1 / auto (all), or device ids (a list, or a string such as '0,1')",
     ),
     "hardware.num_nodes": (lambda v: isinstance(v, int) and 1 <= v <= 4096, "a node count in [1, 4096]"),
     "hardware.accelerator": (

@@ -39,7 +39,7 @@ def choose(optimizer_fn: Any, optimizer_cfg: Any, setting: Any, accelerator: str
         explicit = {k: optimizer_cfg.get(k) for k in ("fused", "foreach") if k in keys}
         why = f"set in the optimizer: {explicit}"
         return optimizer_fn, {**section, "fused": bool(explicit.get("fused")), "why": why}
-    if setting is False:
+    if setting is None or setting is False:  # null: no preference, torch's default
         why = "fused_optimizer=false (the default): torch's implementation, as the committed studies ran"
         return optimizer_fn, {**section, "fused": False, "why": why}
     if not _accepts_fused(cls):
