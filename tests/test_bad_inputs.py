@@ -413,7 +413,7 @@ CASES = [
         ["hardware.devices=-1"],
         "ConfigError",
         "on a CPU (hardware.accelerator=cpu) devices is the number of processes",
-        fix="hardware.devices=1 (or hardware=ddp_cpu for several CPU processes); -1 and device lists select GPUs",
+        fix="hardware.devices=1 (or hardware=ddp_cpu for several CPU processes); -1 and device ids select GPUs",
     ),
     Case(
         "devices_not_a_count",

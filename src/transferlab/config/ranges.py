@@ -32,6 +32,7 @@ def _names_or_pattern(v) -> bool:
 
 
 # Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
+DEVICE_IDS = re.compile(r"\s*-?\d+(\s*,\s*\d+)*\s*,?\s*")  # `hardware.devices` as a string: "0,1", "-1", "2"
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # `memory_format` (transferlab.model.memory_format)
 # keys whose checks accept true/false (elsewhere a bool where a number belongs is refused)
 BOOL_VALUED = {"fused_optimizer"}
@@ -76,7 +77,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
             v in (-1, "auto")
             or (isinstance(v, int) and 1 <= v <= 1024)
             or isinstance(v, list)
-            or (isinstance(v, str) and re.fullmatch(r"\s*-?\d+(\s*,\s*\d+)*\s*,?\s*", v) is not None)
+            or (isinstance(v, str) and DEVICE_IDS.fullmatch(v) is not None)
         ),
         "a device count in [1, 1024], -1 / auto (all), or device ids (a list, or a string such as '0,1')",
     ),
@@ -86,3 +87,19 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
         "one of auto, cpu, gpu, cuda, mps, tpu",
     ),
 }
+
+
+def cpu_devices(tree: dict) -> list[str]:
+    """A CPU run's `hardware.devices` that Lightning refuses only after the data and weights have loaded, with
+    a bare TypeError: -1 (all devices) or a string of device ids. (A list reaches Lightning's own message.)"""
+    hardware = tree.get("hardware") or {}
+    devices = hardware.get("devices", "auto")
+    ids = isinstance(devices, str) and DEVICE_IDS.fullmatch(devices) is not None  # other strings: RANGES says
+    gpu_style = devices == -1 or (ids and not (devices.strip().isdigit() and int(devices) >= 1))
+    if str(hardware.get("accelerator", "auto")) != "cpu" or isinstance(devices, bool) or not gpu_style:
+        return []
+    return [
+        f"hardware.devices={devices!r}: on a CPU (hardware.accelerator=cpu) devices is the number of processes, an "
+        "integer >= 1 (or auto); -1 (all devices) and device ids select GPUs. Use hardware.devices=1, or "
+        "hardware=ddp_cpu for several CPU processes."
+    ]

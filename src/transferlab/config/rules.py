@@ -213,24 +213,8 @@ def _group_count(node: dict) -> tuple[int, str] | None:
 
 
 def check_accelerator(tree: dict) -> None:
-    """A GPU hardware config on a machine without CUDA; a CPU run's device count (Lightning raises a bare
-    TypeError for -1 or a device list there, after the data and weights have loaded)."""
-    hardware = tree.get("hardware") or {}
-    accelerator = str(hardware.get("accelerator", "auto"))
-    devices = hardware.get("devices", "auto")
-    if (
-        accelerator == "cpu"
-        and devices != "auto"
-        and not (
-            (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
-            or (isinstance(devices, str) and devices.strip().isdigit() and int(devices) >= 1)
-        )
-    ):
-        raise ConfigError(
-            f"hardware.devices={devices!r}: on a CPU (hardware.accelerator=cpu) devices is the number of processes, "
-            "an integer >= 1 (or auto). -1 (all devices) and device lists select GPUs: use hardware.devices=1, or "
-            "hardware=ddp_cpu for several CPU processes."
-        )
+    """A GPU hardware config on a machine without CUDA."""
+    accelerator = str((tree.get("hardware") or {}).get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda"):
         import torch
 

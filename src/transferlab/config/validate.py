@@ -13,7 +13,7 @@ import difflib
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from transferlab.config import files, rules, schema
+from transferlab.config import files, ranges, rules, schema
 from transferlab.errors import ConfigError
 
 
@@ -35,7 +35,7 @@ def validate(cfg: DictConfig) -> None:
     except OmegaConfBaseException as e:
         raise ConfigError(f"the config can't be resolved: {e}".replace("\n", " ")) from None
     rules.check_declared_modality(tree)  # declared inputs vs data, before the schema imports any target
-    problems = schema.static_problems(tree)  # what needs no import: answered in well under 2 s
+    problems = schema.static_problems(tree) + ranges.cpu_devices(tree)  # no import: answered in well under 2 s
     if problems:
         raise ConfigError("invalid config: " + " ".join(problems))
     problems = schema.problems(tree)
