@@ -55,6 +55,7 @@ def test_wheel_installs_and_trains_from_any_folder(tmp_path: Path) -> None:
     assert "transferlab/conf/config.yaml" in shipped and len(shipped) >= 40
     assert shipped <= names, sorted(shipped - names)
     assert "transferlab/conf/__init__.py" in names  # hydra's pkg://transferlab.conf
+    assert "hydra_plugins/transferlab_sweeper/transferlab_sweeper.py" in names  # the sweeper config.yaml selects
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "transferlab-train = transferlab.cli:train" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -81,8 +82,8 @@ def test_wheel_installs_and_trains_from_any_folder(tmp_path: Path) -> None:
     # 3. the installed command, from a folder outside the checkout
     mark = time.perf_counter()
     train = venv / "bin" / "transferlab-train"
-    job = _run([train, "--cfg", "job"], cwd, env, 300)
-    assert "seed:" in job.stdout, job.stdout[-2000:]
+    job = _run([train, "--cfg", "all"], cwd, env, 300)
+    assert "seed:" in job.stdout and "TransferlabSweeper" in job.stdout, job.stdout[-2000:]
     took["--cfg job"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

@@ -97,6 +97,53 @@ def test_launchers_compose(launcher: str):
     proc = train_cli([f"hydra/launcher={launcher}", "--cfg", "hydra"], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {"local": "JoblibLauncher", "slurm": "SlurmLauncher"}[launcher] in proc.stdout
+    assert "transferlab_sweeper.TransferlabSweeper" in proc.stdout  # the sweeper (config.yaml's default)
+
+
+def _config_loader():
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+
+    return ConfigLoaderImpl(config_search_path=create_config_search_path("pkg://transferlab.conf"))
+
+
+def test_sweeper_validates_one_job_per_config_tree():
+    from hydra_plugins.transferlab_sweeper.transferlab_sweeper import representatives
+
+    strategies = ("full", "lora", "partial", "feature_extraction")
+    grid = [
+        [f"strategy={s}", f"data.train_per_class={n}", f"seed={k}"]
+        for s in strategies
+        for n in (64, 16, 4)
+        for k in (0, 1)
+    ]
+    reps = representatives(grid, _config_loader())
+    assert reps == [grid[6 * i] for i in range(4)]  # the size study's 36 jobs compose 4 (one per strategy)
+    # what can change whether a job composes stays apart: a group option, a hydra setting, the kind of override
+    # (=, +, ~), a dict value (it may add keys), a different key
+    apart = [
+        ["seed=0"],
+        ["backbone=lenet"],
+        ["hydra.job.chdir=true"],
+        ["hydra.job.chdir=false"],
+        ["+extra=1"],
+        ["~seed"],
+        ["head={dropout: 0.1}"],
+        ["head={bottleneck: 8}"],
+        ["data.batch_size=8"],
+    ]
+    assert representatives([*apart, ["seed=1"], ["+extra=2"], ["data.batch_size=16"]], _config_loader()) == apart
+
+
+def test_sweep_that_does_not_compose_is_refused_before_any_job_runs(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    # strategy.r exists for lora only: (full, r) fails to compose, whichever r; lora's jobs would run fine
+    proc = train_cli(
+        ["-m", f"hydra.sweep.dir={sweep}", "strategy=lora,full", "strategy.r=4,8", "seed=0,1"], timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Could not override 'strategy.r'" in proc.stderr and "Key 'r' is not in struct" in proc.stderr
+    assert not [p for p in sweep.glob("*") if p.is_dir()], "no job started"
 
 
 def _results(sweep: Path) -> dict[str, dict]:

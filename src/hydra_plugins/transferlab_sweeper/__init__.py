@@ -1,0 +1,1 @@
+"""transferlab's Hydra sweeper (`hydra/sweeper=transferlab`, the default in transferlab's config)."""
