@@ -402,6 +402,13 @@ CASES = [
         fix=r"a list of module names, or a valid pattern matching whole names (e.g. `blocks\.6\..*conv_pw`)",
     ),
     Case(
+        "lora_merge_check_zero",
+        ["strategy=lora", "strategy.merge_check=0"],
+        "ConfigError",
+        "must be a number of test examples >= 1, or null",
+        fix="a number of test examples (e.g. `strategy.merge_check=100`), or null for the whole test set",
+    ),
+    Case(
         "memory_format_unknown",
         ["memory_format=nhwc"],
         "ConfigError",

@@ -151,7 +151,9 @@ def test_lora_on_an_image_backbone_adapts_the_pointwise_convs(tmp_path):
         not res["feature_cache"]["used"] and "not worth caching" in res["feature_cache"]["reason"]
     )  # only the stem is frozen
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
-    assert res["adapter"]["merged"]["within_tol"] and res["adapter"]["merged"]["max_output_diff"] < 1e-3
+    merged = res["adapter"]["merged"]
+    assert merged["within_tol"] and merged["max_output_diff"] < 1e-3 and merged["prediction_changes"] == 0
+    assert 100 <= merged["checked"] < merged["of"] and "test" not in merged  # the first test batches (merge_check)
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert set(cfg["target_modules"]) == {"conv_pw", "conv_pwl", "conv_head"}  # peft saves the name suffixes
 
@@ -243,9 +245,10 @@ def test_saved_lora_adapter_reloads_with_plain_peft(tmp_path):
         "data.source.n_per_class=40",
         "data.train_per_class=16",
     ]
-    res = run_config([*overrides, *SHORT], tmp_path, fast=False)
-    assert res["status"] == "ok" and res["adapter"]["merged"]["within_tol"]
-    assert abs(res["adapter"]["merged"]["test"]["test/acc"] - res["metrics"]["test/acc"]) <= 1e-4
+    res = run_config([*overrides, "strategy.merge_check=null", *SHORT], tmp_path, fast=False)
+    merged = res["adapter"]["merged"]
+    assert res["status"] == "ok" and merged["within_tol"] and merged["checked"] == merged["of"]  # the whole test set
+    assert abs(merged["test"]["test/acc"] - res["metrics"]["test/acc"]) <= 1e-4
     # plain transformers + peft, no transferlab model code: the run's test outputs exactly
     model = PeftModel.from_pretrained(
         AutoModel.from_pretrained(hf_assets.minilm().path), str(tmp_path / "adapter")
@@ -289,3 +292,21 @@ def test_smollm2_instruction_tuning_and_qlora_bytes(tmp_path):
     assert linears and all(isinstance(m, bnb.nn.Linear4bit) for m in linears)
     c = count_params(bb)
     assert c["weight_bytes"] <= 0.35 * c["fp32_bytes"], c
+
+
+def test_merge_check_catches_a_wrong_merge_but_not_a_near_tie():
+    import torch
+
+    from transferlab.export_peft import merge_check
+    from transferlab.strategies.lora import Lora
+
+    logits = torch.tensor([[5.0, 1.0, 0.0], [2.0, 2.0 - 1e-6, 0.0], [0.0, 3.0, 1.0]])
+    same = merge_check(logits, logits + 1e-5, {"test/acc": 1.0}, {"test/acc": 1.0}, tol=1e-4)
+    assert same["within_tol"] and same["checked"] == same["of"] == 3 and same["prediction_changes"] == 0
+    tie = logits.clone()
+    tie[1] = torch.tensor([2.0 - 1e-6, 2.0, 0.0])  # a near-tie swaps: rounding, not a wrong merge
+    assert merge_check(logits, tie, {}, {}, tol=1e-4)["prediction_changes"] == 0
+    wrong = merge_check(logits, logits[:2] * 1.01, {}, {}, tol=1e-4)  # e.g. the scaling alpha/r forgotten
+    assert not wrong["within_tol"] and wrong["checked"] == 2 and wrong["of"] == 3 and "test" not in wrong
+    with pytest.raises(ConfigError, match=r"strategy.merge_check=0 must be a number of test examples >= 1, or null"):
+        Lora(merge_check=0)

@@ -31,12 +31,12 @@ def _names_or_pattern(v) -> bool:
     return True
 
 
-# Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
 DEVICE_IDS = re.compile(r"\s*-?\d+(\s*,\s*\d+)*\s*,?\s*")  # `hardware.devices` as a string: "0,1", "-1", "2"
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # `memory_format` (transferlab.model.memory_format)
 # keys whose checks accept true/false (elsewhere a bool where a number belongs is refused)
 BOOL_VALUED = {"fused_optimizer"}
 
+# Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -54,6 +54,10 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "strategy.backbone_lr_mult": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "strategy.lr_decay": (lambda v: 0 < v <= 1, "in (0, 1] (1 = no decay; ~0.75 for LLRD)"),
     "optimizer.weight_decay": (_nonneg, ">= 0"),
+    "strategy.merge_check": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "a number of test examples >= 1, or null (the whole test set)",
+    ),
     "strategy.target_modules": (
         _names_or_pattern,
         r"a list of module names or a valid regular expression matching whole names (e.g. blocks\.6\..*conv_pw)",

@@ -22,6 +22,10 @@ class Lora(PeftStrategy):
             adapted layer the network is frozen: on timm EfficientNets/ResNets the feature cache keeps that
             prefix's outputs where they are smaller than its inputs.
         bias: "none", "all" or "lora_only" (which biases train).
+        merge_check: test examples the merged model (`merge_and_unload`) is evaluated on after training and
+            compared output by output with the trained model's test outputs (the first test batches holding
+            at least that many); null: the whole test set. A merge is a linear identity: a batch shows a
+            wrong one, and the whole set cost the size study 1.2 s a LoRA job (BENCHMARKS.md P6).
         lr, peft_lr, norm: see `PeftStrategy`.
     """
 
@@ -38,8 +42,16 @@ class Lora(PeftStrategy):
         lr: float = 1e-3,
         peft_lr: float | None = None,
         norm: NormPolicy = "frozen",
+        merge_check: int | None = 100,
     ) -> None:
         super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
+        if merge_check is not None and (
+            isinstance(merge_check, bool) or not isinstance(merge_check, int) or merge_check < 1
+        ):
+            raise ConfigError(
+                f"strategy.merge_check={merge_check!r} must be a number of test examples >= 1, or null (all of them)."
+            )
+        self.merge_check = merge_check
         if r < 1:
             raise ConfigError(f"strategy.r={r} must be >= 1.")
         if not 0 <= dropout < 1:
