@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,62 @@ def test_parallel_jobs_compute_a_cache_entry_once(tmp_path: Path):
     assert log.read_text().count("computed") == 1  # the other process waited for the file
     (m1, h1, _, s1), (m2, h2, _, s2) = outs
     assert {(m1, h1), (m2, h2)} == {("0", "1"), ("1", "0")} and s1 == s2 == "15.0"
+
+
+RANGES_WORKER = textwrap.dedent(
+    """
+    import os, sys, time, torch
+    from pathlib import Path
+    from transferlab.model.feature_store import CacheStats, lookup
+
+    path, log, first = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "first"
+    parts = path.with_name(path.name + ".parts")
+
+    def rows(lo, hi):
+        with log.open("a") as f:
+            f.write(f"{sys.argv[3]} {lo} {hi}\\n")
+        if first and lo == 0:  # the first range waits until the other process has computed one of the last
+            end = time.time() + 120
+            while not list(parts.glob("*.safetensors")) and time.time() < end:
+                time.sleep(0.05)
+        x = torch.arange(lo, hi, dtype=torch.float32)
+        return torch.stack([x, 2 * x], 1), torch.arange(lo, hi) % 3
+
+    stats = CacheStats()
+    feats, labels = lookup("k", path, rows, stats, rows=10, chunk=2)
+    print(stats.misses, stats.hits, stats.helped_rows, stats.rows_from_others, float(feats.sum()), labels.tolist())
+    """
+)
+
+
+def test_parallel_jobs_fill_an_entry_in_ranges_each_computed_once(tmp_path: Path):
+    path, log = tmp_path / "cache" / "k.safetensors", tmp_path / "computed.log"
+    started = tmp_path / "cache" / "k.safetensors.lock"
+    first = subprocess.Popen(
+        [sys.executable, "-c", RANGES_WORKER, str(path), str(log), "first"], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    end = time.time() + 120
+    while not (log.exists() and started.exists()) and time.time() < end:  # the first holds the entry's lock
+        time.sleep(0.05)
+    second = subprocess.Popen(
+        [sys.executable, "-c", RANGES_WORKER, str(path), str(log), "second"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    (out1, _), (out2, _) = first.communicate(timeout=180), second.communicate(timeout=180)
+    assert first.returncode == 0 and second.returncode == 0
+    done = [line.split() for line in log.read_text().splitlines()]
+    spans = sorted((int(lo), int(hi)) for _, lo, hi in done)
+    assert spans == [(i, i + 2) for i in range(0, 10, 2)]  # each range computed once, by one of them
+    by_second = sum(int(hi) - int(lo) for who, lo, hi in done if who == "second")
+    m1, h1, helped1, others1, *rest1 = out1.strip().split(maxsplit=4)
+    m2, h2, helped2, others2, *rest2 = out2.strip().split(maxsplit=4)
+    assert (m1, h1, m2, h2) == ("1", "0", "0", "1") and by_second >= 2  # the waiting one computed the last range(s)
+    assert int(helped2) == int(others1) == by_second and int(helped1) == int(others2) == 0
+    expected = f"{3 * sum(range(10)):.1f} {[i % 3 for i in range(10)]}"
+    assert rest1 == rest2 == [expected]  # both read the same entry, in row order
+    assert not path.with_name("k.safetensors.parts").exists()  # the ranges' files are gone once it is saved
 
 
 def test_a_process_reuses_its_entries_until_the_file_changes(tmp_path: Path, monkeypatch):

@@ -5,7 +5,11 @@ to cache and under which key):
 - Files are written atomically and carry a SHA-256 of their contents: a torn or corrupt file is discarded
   (with a warning) and recomputed, never used. An unwritable dir keeps the features in memory for this run.
 - Parallel sweep jobs that need the same entry don't compute it twice: the first takes a lock file next to
-  it and computes, the others wait and read its file.
+  it and computes, the others wait and read its file. An entry computed in row ranges (`rows`, `chunk`) is
+  filled by all of them: while the first computes its ranges from the start, each waiting one computes the
+  last ones not taken yet (a lock per range, the results in `<entry>.parts/`), and the first assembles the
+  entry from them. Ranges are whole batches, so every batch, and so every feature, is the one a single
+  process computes.
 - A sweep worker process (`infra.process.keep_between_runs`) keeps the entries it has read (up to
   `MEMO_GB`, least recently used first out) and reuses them in its next jobs while the file on disk is
   unchanged: no re-read, no re-hash. A single run keeps nothing beyond its own datasets.
@@ -37,6 +41,8 @@ class CacheStats:
     by_domain: dict[str, int] = field(default_factory=dict)  # those forwards per domain
     memo_hits: int = 0  # entries reused from this process's earlier jobs (a sweep's warm worker)
     waited_s: float = 0.0  # time spent waiting for another process computing the same entry
+    helped_rows: int = 0  # rows this process computed for an entry another process was filling
+    rows_from_others: int = 0  # rows of the entries this process filled that other processes computed
     prefix_groups: int | None = None  # None: whole backbone cached; k: the first k layer groups (partial)
     keys: list[str] = field(default_factory=list)
 
@@ -118,10 +124,11 @@ def _memo_put(key: str, path: Path, feats: torch.Tensor, labels: torch.Tensor) -
 
 class _EntryLock:
     """A lock file per cache entry: one process computes it, the others wait (no lock when the dir is
-    read-only: each process then computes its own in-memory copy)."""
+    read-only: each process then computes its own in-memory copy). `while_waiting` runs once before a
+    waiting process blocks (helping to fill the entry)."""
 
-    def __init__(self, path: Path, stats: CacheStats) -> None:
-        self.path, self.stats, self.lock = path, stats, None
+    def __init__(self, path: Path, stats: CacheStats, while_waiting=None) -> None:
+        self.path, self.stats, self.lock, self.while_waiting = path, stats, None, while_waiting
 
     def __enter__(self):
         import time
@@ -135,6 +142,8 @@ class _EntryLock:
                 self.lock.acquire(timeout=0)
             except Timeout:
                 log.info("feature cache: another process is computing %s; waiting for it", self.path.name)
+                if self.while_waiting is not None:
+                    self.while_waiting()
                 t = time.perf_counter()
                 self.lock.acquire()
                 self.stats.waited_s += time.perf_counter() - t
@@ -147,8 +156,110 @@ class _EntryLock:
             self.lock.release()
 
 
-def lookup(key: str, path: Path, compute_fn, stats: CacheStats):
-    """`(features, labels)` for `key`: this process's copy, the file, or computed once (and saved)."""
+class _Ranges:
+    """An entry of `rows` rows computed in ranges of `chunk` rows by every process that needs it at once.
+
+    The process holding the entry's lock takes ranges from the first up; the others, while they wait, take
+    them from the last down and save each to `<entry>.parts/<i>.safetensors`. A lock per range means each
+    is computed once; where they meet, each stops, and the first waits for the ranges still being computed.
+    A range whose computing process died is computed again by the first.
+    """
+
+    def __init__(self, path: Path, compute_rows, rows: int, chunk: int, stats: CacheStats) -> None:
+        self.path, self.compute_rows, self.rows, self.chunk, self.stats = path, compute_rows, rows, chunk, stats
+        self.dir = path.with_name(path.name + ".parts")
+        self.n = -(-rows // chunk)
+        self.held: list = []
+
+    def _span(self, i: int) -> tuple[int, int]:
+        return i * self.chunk, min(self.rows, (i + 1) * self.chunk)
+
+    def _lock(self, i: int):
+        from filelock import FileLock
+
+        return FileLock(str(self.dir / f"{i}.lock"))
+
+    def _part(self, i: int) -> Path:
+        return self.dir / f"{i}.safetensors"
+
+    def help(self) -> None:
+        """A waiting process: compute the last ranges nobody has taken, until it meets one that is taken."""
+        from filelock import Timeout
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return
+        for i in reversed(range(self.n)):
+            lock = self._lock(i)
+            try:
+                lock.acquire(timeout=0)
+            except (Timeout, OSError):
+                return
+            try:
+                if self.path.exists():  # the entry is complete
+                    return
+                if self._part(i).exists():  # another waiting process computed it
+                    continue
+                lo, hi = self._span(i)
+                save(self._part(i), *self.compute_rows(lo, hi), self.stats)
+                self.stats.helped_rows += hi - lo
+            finally:
+                lock.release()
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The process holding the entry's lock: its ranges, then the others' (waiting for those in progress)."""
+        import time
+
+        from filelock import Timeout
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError:  # nowhere to coordinate: compute it all here
+            return self.compute_rows(0, self.rows)
+        parts: dict[int, tuple] = {}
+
+        def take(i: int) -> None:
+            hit = load(self._part(i), self.stats)
+            if hit is not None:
+                self.stats.rows_from_others += len(hit[1])
+            parts[i] = hit if hit is not None else self.compute_rows(*self._span(i))
+
+        for i in range(self.n):
+            lock = self._lock(i)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                break  # a waiting process has it: the rest is theirs
+            self.held.append(lock)
+            take(i)
+        for i in range(self.n):
+            if i not in parts:
+                lock, t = self._lock(i), time.perf_counter()
+                lock.acquire()
+                self.stats.waited_s += time.perf_counter() - t
+                self.held.append(lock)
+                take(i)
+        return torch.cat([parts[i][0] for i in range(self.n)]), torch.cat([parts[i][1] for i in range(self.n)])
+
+    def finish(self) -> None:
+        """After the entry is saved (or failed): drop the ranges' files, release their locks."""
+        import shutil
+
+        if self.path.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+        for lock in self.held:
+            lock.release()
+        self.held.clear()
+
+
+def lookup(key: str, path: Path, compute_fn, stats: CacheStats, rows: int | None = None, chunk: int | None = None):
+    """`(features, labels)` for `key`: this process's copy, the file, or computed once (and saved).
+
+    `compute_fn()` computes the whole entry; with `rows` and `chunk`, `compute_fn(lo, hi)` computes rows
+    `[lo, hi)` and the entry is filled in ranges of `chunk` rows by every process that needs it at once
+    (`chunk` a multiple of the batch size: each batch is the one `compute_fn(0, rows)` would form).
+    """
     hit = _memo_get(key, path)
     if hit is not None:
         stats.hits += 1
@@ -156,12 +267,18 @@ def lookup(key: str, path: Path, compute_fn, stats: CacheStats):
         return hit
     hit = load(path, stats)
     if hit is None:
-        with _EntryLock(path, stats):
+        ranges = _Ranges(path, compute_fn, rows, chunk, stats) if rows and chunk and rows > chunk else None
+        whole = (lambda: compute_fn(0, rows)) if rows else compute_fn
+        with _EntryLock(path, stats, while_waiting=ranges.help if ranges else None):
             hit = load(path, stats)  # another process may have written it while this one waited
             if hit is None:
                 stats.misses += 1
-                hit = compute_fn()
-                save(path, *hit, stats)
+                try:
+                    hit = ranges.compute() if ranges else whole()
+                    save(path, *hit, stats)
+                finally:
+                    if ranges:
+                        ranges.finish()
             else:
                 stats.hits += 1
     else:

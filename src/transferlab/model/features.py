@@ -56,8 +56,15 @@ def weights_hash(module: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def compute(backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str, stats: CacheStats):
+def compute(
+    backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str, stats: CacheStats, rows=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(features, labels)` of the dataset (or of its `rows`, a range starting at a multiple of `batch_size`)."""
+    from torch.utils.data import Subset
     from tqdm.auto import tqdm
+
+    if rows is not None:
+        dataset = Subset(dataset, rows)
 
     feats, labels = [], []
     was_training = backbone.training
@@ -194,7 +201,13 @@ def cache_features(
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
         key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|float32".encode()).hexdigest()[:40]
         path = root / f"{key}.safetensors"
-        hit = lookup(key, path, lambda full=full, which=which: compute(prefix, full, batch_size, which, stats), stats)
+        # filled in ranges of whole batches (about 16) by every sweep job that needs it at the same time
+        chunk = batch_size * max(1, -(-len(full) // (batch_size * 16)))
+
+        def rows(lo: int, hi: int, full=full, which=which):
+            return compute(prefix, full, batch_size, which, stats, rows=range(lo, hi))
+
+        hit = lookup(key, path, rows, stats, rows=len(full), chunk=chunk)
         stats.keys.append(key)
         feats, labels = hit
         for split in ("train", "val", "test"):
