@@ -64,7 +64,7 @@ def plain_loop(steps: int, image_size: int, model: str = "efficientnet_lite0") -
     return times
 
 
-def framework(steps: int, image_size: int, model: str = "efficientnet_lite0") -> list[float]:
+def framework(steps: int, image_size: int, model: str = "efficientnet_lite0", extra: tuple = ()) -> list[float]:
     from transferlab.config.compose import compose
     from transferlab.run import run
 
@@ -85,6 +85,7 @@ def framework(steps: int, image_size: int, model: str = "efficientnet_lite0") ->
                 "cache=off",
                 "+callbacks.timer._target_=transferlab.callbacks.timer.StepTimer",
                 *(["backbone=lenet"] if model == "lenet" else []),
+                *extra,
             ],
             d,
         )
@@ -156,6 +157,31 @@ def small_model(steps: int, repeats: int) -> str:
     )
 
 
+FILL = {  # trainer.deterministic=true and torch's NaN-fill of new tensors (transferlab's default: no fill)
+    "deterministic, fill_uninitialized_memory=true": ("fill_uninitialized_memory=true",),
+    "deterministic, fill_uninitialized_memory=false (default)": ("fill_uninitialized_memory=false",),
+    "trainer.deterministic=false": ("trainer.deterministic=false",),
+}
+
+
+def fill_ab(steps: int, image_size: int, repeats: int) -> str:
+    """The framework's step with and without torch's NaN-fill of new tensors, and non-deterministic, interleaved
+    with the plain loop (which runs after the non-deterministic arm: no fill)."""
+    times: dict[str, list[float]] = {"plain PyTorch": [], **{k: [] for k in FILL}}
+    for _ in range(repeats):
+        for name, extra in FILL.items():
+            times[name].append(statistics.median(framework(steps, image_size, extra=extra)[3:]))
+        times["plain PyTorch"].append(statistics.median(plain_loop(steps, image_size)[3:]))
+    plain = statistics.median(times["plain PyTorch"])
+    rows = [
+        f"| {k} | {1000 * statistics.median(v):.1f} | {statistics.median(v) / plain:.3f} |" for k, v in times.items()
+    ]
+    return (
+        f"`trainer.deterministic=true` and torch's `fill_uninitialized_memory` (EfficientNet-Lite0, {image_size} px, "
+        f"median of {repeats} interleaved repeats):\n\n| run | ms/step | vs plain |\n|---|---|---|\n" + "\n".join(rows)
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=40)
@@ -163,6 +189,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--profile", action="store_true", help="add a cProfile breakdown of the framework's step")
     ap.add_argument("--small-steps", type=int, default=200, help="steps of the LeNet part (0: skip it)")
+    ap.add_argument("--fill", action="store_true", help="add the fill_uninitialized_memory comparison")
     args = ap.parse_args()
     ratios, rows = [], []
     for r in range(args.repeats):
@@ -181,6 +208,8 @@ def main() -> None:
     )
     if args.small_steps:
         body += "\n\n" + small_model(args.small_steps, args.repeats)
+    if args.fill:
+        body += "\n\n" + fill_ab(args.steps, args.image_size, args.repeats)
     if args.profile:
         body += "\n\n" + profile(args.steps, args.image_size)
     write_section("P1", "P1: per-step overhead vs a plain PyTorch loop", body)

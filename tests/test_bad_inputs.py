@@ -437,6 +437,13 @@ CASES = [
         fix="fused_optimizer=false (default: torch's implementation), true (the fused kernel) or auto (fused on a CPU)",
     ),
     Case(
+        "fill_uninitialized_memory_not_a_bool",
+        ["fill_uninitialized_memory=yes"],
+        "ConfigError",
+        "fill_uninitialized_memory='yes' must be true or false",
+        fix="fill_uninitialized_memory=false (default: same results, faster) or true (NaN-fill new tensors, to debug)",
+    ),
+    Case(
         "channels_last_on_a_text_backbone",
         ["memory_format=channels_last", "backbone=minilm", "data=reviews"],
         "ConfigError",

@@ -73,6 +73,21 @@ def check_inputs(cfg: DictConfig, backbone, data, license: dict) -> dict:
     return section
 
 
+def _determinism(cfg: DictConfig) -> dict:
+    """results.json `determinism`, and torch's `fill_uninitialized_memory` as the config says.
+
+    With `trainer.deterministic=true` torch also fills every new uninitialised tensor (activations, gradients)
+    with NaN, a debugging aid for ops that would read memory they did not write: 5-7 % of a CPU training step of
+    EfficientNet-Lite0 and 14 % of its evaluation (BENCHMARKS.md P1). The ops transferlab runs write all of it,
+    so the results are the same (tests/test_determinism.py).
+    """
+    import torch
+
+    fill = bool(cfg.get("fill_uninitialized_memory", False))
+    torch.utils.deterministic.fill_uninitialized_memory = fill  # process-wide: set for every run (warm workers)
+    return {"deterministic": cfg.trainer.get("deterministic"), "fill_uninitialized_memory": fill}
+
+
 def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     """(LightningModule, section): the strategy applied, head and adaptation attached, norm policy set."""
     from torch import nn
@@ -80,6 +95,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     from transferlab.model import memory_format
     from transferlab.model.norm import check_batch_size, describe
 
+    determinism = _determinism(cfg)
     if data.lm_task:  # instruction tuning: LM loss, no classification head
         from transferlab.model.lm_module import InstructionModule
 
@@ -88,7 +104,8 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
             log.warning("strategy.norm=adabn: a causal LM has no batch-norm layers; nothing will be re-estimated")
         optimizer, opt_section = _optimizer(cfg)
         module = InstructionModule(backbone, strategy, optimizer, _scheduler(cfg))
-        return module, {"norm": {**describe(backbone, strategy.norm), "reestimate": False}, "optimizer": opt_section}
+        norm = {**describe(backbone, strategy.norm), "reestimate": False}
+        return module, {"norm": norm, "optimizer": opt_section, "determinism": determinism}
     from transferlab.model.head import Head
     from transferlab.model.module import TransferModule
 
@@ -110,6 +127,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     reestimate = strategy.norm == "adabn" or (adaptation is not None and adaptation.reestimates_bn)
     section["norm"] = {**describe(backbone, strategy.norm), "reestimate": reestimate}
     section["memory_format"] = layout
+    section["determinism"] = determinism
     optimizer, section["optimizer"] = _optimizer(cfg)
     module = TransferModule(
         backbone,
