@@ -110,7 +110,8 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     from transferlab.model.module import TransferModule
 
     head = Head(backbone.num_features, data.num_classes, cfg.head.dropout, cfg.head.get("bottleneck"))
-    layout = memory_format.choose(cfg.get("memory_format", "auto"), backbone, cfg.hardware.get("accelerator", "cpu"))
+    setting = cfg.get("memory_format") or "auto"  # null: the default
+    layout = memory_format.choose(setting, backbone, cfg.hardware.get("accelerator", "cpu"))
     memory_format.apply(backbone, layout["used"])  # before the strategy adds its (contiguous) modules
     backbone = strategy.apply(backbone, head, data.classes)
     if backbone.info.source == "random-init" and any(not p.requires_grad for p in backbone.parameters()):
