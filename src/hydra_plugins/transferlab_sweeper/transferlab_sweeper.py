@@ -74,7 +74,8 @@ def representatives(batch: Sequence[Sequence[str]], config_loader) -> list[list[
 
 
 class TransferlabSweeper(BasicSweeper):
-    """`BasicSweeper` (same `params`, `max_batch_size`, job order) with a cheaper, equally strict validation."""
+    """`BasicSweeper` (same `params`, `max_batch_size`, job order), validating one job per composition key
+    (as strict for untyped YAML configs; see the module docstring for typed ones)."""
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         assert self.hydra_context is not None
