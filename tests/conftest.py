@@ -53,3 +53,46 @@ def train_cli(args: list[str], cwd: Path | None = None, timeout: int = 300, env:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+_REPO_BEFORE = pytest.StashKey[set]()
+
+
+def _untracked() -> set[str] | None:
+    """The checkout's untracked, not ignored files (`git status`); None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("?? ")} if out.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_REPO_BEFORE] = _untracked()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write only to temp dirs and ignored paths: a new file a test leaves in the checkout fails the session.
+
+    (A generated `cache.dir=abc`, relative to the working directory, once left a 9 MB feature-cache entry in the
+    repository, and it was committed.)"""
+    before = session.config.stash.get(_REPO_BEFORE, None)
+    after = _untracked()
+    if before is None or after is None:
+        return
+    left = sorted(after - before)
+    if left:
+        shown = "\n  ".join(left[:20]) + (f"\n  ... and {len(left) - 20} more" if len(left) > 20 else "")
+        print(
+            f"\nERROR: the tests left {len(left)} new file(s) in the checkout {ROOT}:\n  {shown}\n"
+            "A test must write under its tmp_path (run it there: monkeypatch.chdir(tmp_path)) or an ignored path.",
+            file=sys.stderr,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+

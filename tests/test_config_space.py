@@ -178,7 +178,8 @@ def _rerun_refused(run_dir: Path, capsys) -> str | None:
 
 
 @pytest.mark.slow
-def test_generated_inputs_end_cleanly(tmp_path, capsys):
+def test_generated_inputs_end_cleanly(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths a case generates (cache.dir=abc) land here, not in the checkout
     n = int(os.environ.get("TRANSFERLAB_CONFIG_SPACE_CASES", "200"))
     failures: list[str] = []
     limit = resource.getrlimit(resource.RLIMIT_AS)
