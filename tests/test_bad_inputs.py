@@ -409,6 +409,13 @@ CASES = [
         fix="a number of test examples (e.g. `strategy.merge_check=100`), or null for the whole test set",
     ),
     Case(
+        "lora_dropout_range",
+        ["strategy=lora", "strategy.dropout=1.5"],
+        "ConfigError",
+        "strategy.dropout=1.5 must be 'auto' or in [0, 1)",
+        fix="`strategy.dropout=auto` (0 on image backbones, 0.05 on text) or a probability below 1",
+    ),
+    Case(
         "memory_format_unknown",
         ["memory_format=nhwc"],
         "ConfigError",

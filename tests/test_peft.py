@@ -156,6 +156,24 @@ def test_lora_on_an_image_backbone_adapts_the_pointwise_convs(tmp_path):
     assert 100 <= merged["checked"] < merged["of"] and "test" not in merged  # the first test batches (merge_check)
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert set(cfg["target_modules"]) == {"conv_pw", "conv_pwl", "conv_head"}  # peft saves the name suffixes
+    # strategy.dropout=auto: no dropout mask over the convs' activations on an image backbone, recorded
+    assert cfg["lora_dropout"] == 0.0
+    assert res["strategy_choices"]["dropout"]["setting"] == "auto" and res["strategy_choices"]["dropout"]["used"] == 0
+
+
+@pytest.mark.parametrize(
+    ("backbone", "dropout", "used"),
+    [("minilm", "auto", 0.05), ("minilm", "0.1", 0.1), ("efficientnet_lite0", "0.05", 0.05)],
+)
+def test_lora_dropout_auto_by_backbone_kind(backbone, dropout, used, tmp_path):
+    """`auto` is 0.05 on text backbones (the recipes' value) and 0 on image ones; a number is used as given."""
+    strategy, bb = built(tmp_path, f"backbone={backbone}", "strategy=lora", f"strategy.dropout={dropout}")
+    assert strategy.choices() == {}  # resolved when applied to a backbone
+    bb = strategy.apply(bb, nn.Linear(bb.num_features, 2), ["a", "b"])
+    branches = [m for n, m in bb.named_modules() if n.endswith("lora_dropout.default")]  # peft: Identity for 0
+    assert branches and {m.p if isinstance(m, nn.Dropout) else 0.0 for m in branches} == {used}
+    choice = strategy.choices()["dropout"]
+    assert choice["used"] == used and choice["setting"] == (dropout if dropout == "auto" else float(dropout))
 
 
 def test_response_metrics():

@@ -105,7 +105,8 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         optimizer, opt_section = _optimizer(cfg)
         module = InstructionModule(backbone, strategy, optimizer, _scheduler(cfg))
         norm = {**describe(backbone, strategy.norm), "reestimate": False}
-        return module, {"norm": norm, "optimizer": opt_section, "determinism": determinism}
+        section = {"norm": norm, "optimizer": opt_section, "determinism": determinism}
+        return module, {**section, "strategy_choices": strategy.choices()}
     from transferlab.model.head import Head
     from transferlab.model.module import TransferModule
 
@@ -128,6 +129,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     reestimate = strategy.norm == "adabn" or (adaptation is not None and adaptation.reestimates_bn)
     section["norm"] = {**describe(backbone, strategy.norm), "reestimate": reestimate}
     section["memory_format"] = layout
+    section["strategy_choices"] = strategy.choices()
     section["determinism"] = determinism
     optimizer, section["optimizer"] = _optimizer(cfg)
     module = TransferModule(

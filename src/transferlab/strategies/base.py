@@ -76,6 +76,11 @@ class Strategy:
         self.lr, self.backbone_lr_mult, self.lr_decay = lr, backbone_lr_mult, lr_decay
         self.norm = check_policy(norm)
 
+    def choices(self) -> dict:
+        """What this strategy resolved for the backbone at hand (its `auto` settings), after `apply`: a
+        `{setting, used, why}` per key, results.json `strategy_choices` (LoRA's dropout; empty for most)."""
+        return {}
+
     def group_lr(self, depth_from_top: int) -> float:
         """Learning rate of the backbone layer group `depth_from_top` groups below the head."""
         return self.lr * self.backbone_lr_mult * self.lr_decay**depth_from_top
