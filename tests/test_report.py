@@ -116,6 +116,16 @@ def test_swept_hyperparameter_becomes_part_of_the_method(tmp_path: Path):
     assert set(pd.read_csv(tmp_path / "report.csv").method) == {"full lr=0.001", "full lr=0.01"}
 
 
+def test_where_the_cache_lives_is_not_part_of_the_method(tmp_path: Path):
+    """Jobs that differ only in `cache.dir` (a benchmark's fresh cache, then the default) are one method."""
+    for i, cache_dir in enumerate(("/tmp/fresh-cache", None)):
+        for seed in (0, 1):
+            write_result(tmp_path / f"part{i}", "full", 8, seed, 0.9 + seed / 100, cache={"dir": cache_dir})
+    write_result(tmp_path / "part2", "lora", 8, 0, 0.8, cache={"dir": "/elsewhere"})
+    build_report(tmp_path)
+    assert set(pd.read_csv(tmp_path / "report.csv").method) == {"full", "lora"}
+
+
 def test_empty_or_non_sweep_dir(tmp_path: Path, capsys):
     with pytest.raises(DataError, match="no results.json"):
         build_report(tmp_path)

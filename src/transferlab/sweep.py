@@ -25,6 +25,9 @@ RUN_DIR = "<run_dir>"
 # Keys that steer the sweep machinery or how a run starts, not the experiment: never part of a job's identity
 # (`search`: transferlab.search's settings; a job finished by a resume, `ckpt_path=last`, is the same job).
 IGNORED_KEYS = ("rerun", "search", "ckpt_path", "overwrite", "logger")
+# ... and nested keys of the same kind: where the feature cache lives (its entries are keyed by content, so a job
+# gives the same features from any cache dir; bench/p6 runs the size study with a fresh one).
+IGNORED_NESTED = {"cache": ("dir",)}
 # Top-level keys a study file may add to the base config (transferlab/conf/config.yaml): its own knobs.
 STUDY_KEYS = {"defaults", "hydra", "sweep_name", "scale", "grid", "objective", "rerun", "search"}
 # Config nodes without `_target_` that run() passes as keyword arguments to a constructor.
@@ -48,7 +51,13 @@ def normalize(config: dict) -> dict:
         config: a resolved config as stored in results.json (`OmegaConf.to_container(cfg, resolve=True)`).
     """
     run_dir = str((config.get("paths") or {}).get("output_dir") or "")
-    config = {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+    config = {
+        k: {kk: vv for kk, vv in v.items() if kk not in IGNORED_NESTED[k]}
+        if k in IGNORED_NESTED and isinstance(v, dict)
+        else v
+        for k, v in config.items()
+        if k not in IGNORED_KEYS
+    }
     return _replace(config, run_dir.rstrip("/"), RUN_DIR) if run_dir else config
 
 
