@@ -103,7 +103,8 @@ def main() -> None:
         + ".** The fused kernel rounds differently (about one ulp per step), so the runs are not bit-identical; "
         "the per-seed differences above are what that costs. Adversarial training amplifies it (DANN's target "
         "accuracy moves as much as between seeds), so `fused_optimizer` defaults to `false`: the committed studies "
-        "ran with torch's implementation and re-run bit-identically; `true` (or `auto`: a CPU only) is the faster "
+        "ran with torch's implementation (and re-run bit-identically on the same machine and layout); "
+        "`true` (or `auto`: a CPU only) is the faster "
         "choice for new studies, recorded in results.json `optimizer`."
     )
     write_section("P9", "P9: the optimizer's update kernel (fused vs loop) on a CPU", body)

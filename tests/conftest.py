@@ -95,4 +95,3 @@ def pytest_sessionfinish(session, exitstatus):
             file=sys.stderr,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
