@@ -51,13 +51,10 @@ def normalize(config: dict) -> dict:
         config: a resolved config as stored in results.json (`OmegaConf.to_container(cfg, resolve=True)`).
     """
     run_dir = str((config.get("paths") or {}).get("output_dir") or "")
-    config = {
-        k: {kk: vv for kk, vv in v.items() if kk not in IGNORED_NESTED[k]}
-        if k in IGNORED_NESTED and isinstance(v, dict)
-        else v
-        for k, v in config.items()
-        if k not in IGNORED_KEYS
-    }
+    config = {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+    for key, inner in IGNORED_NESTED.items():
+        if isinstance(config.get(key), dict):
+            config[key] = {k: v for k, v in config[key].items() if k not in inner}
     return _replace(config, run_dir.rstrip("/"), RUN_DIR) if run_dir else config
 
 

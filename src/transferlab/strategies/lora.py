@@ -65,6 +65,7 @@ class Lora(PeftStrategy):
         if bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"strategy.bias='{bias}' must be 'none', 'all' or 'lora_only' (which biases train).")
         self.r, self.alpha, self.dropout, self.bias = r, alpha, dropout, bias
+        self._choices: dict = {}  # filled by peft_config, once the backbone is known
         if isinstance(target_modules, str):
             import re
 
@@ -85,12 +86,10 @@ class Lora(PeftStrategy):
         if self.dropout != "auto":
             used, why = float(self.dropout), "set"
         elif kind == "image":
-            used, why = (
-                0.0,
-                (
-                    "auto: an image backbone (the mask over every adapted conv's activations cost ~20 % of a CPU step; "
-                    "equal validation accuracy without it, docs/results/strategies_vs_datasize/NOTES.md)"
-                ),
+            used = 0.0
+            why = (
+                "auto: an image backbone (the mask over every adapted conv's activations cost ~20 % of a CPU step; "
+                "equal validation accuracy without it, docs/results/strategies_vs_datasize/NOTES.md)"
             )
         else:
             used, why = 0.05, f"auto: a {kind} backbone (the QLoRA paper's and peft examples' value)"
@@ -98,7 +97,7 @@ class Lora(PeftStrategy):
         return used
 
     def choices(self) -> dict:
-        return dict(getattr(self, "_choices", {}))
+        return dict(self._choices)
 
     def _check_rank(self, backbone, targets: list[str] | str) -> None:
         """A rank as wide as an adapted layer is no low-rank update (and a huge one exhausts memory)."""
