@@ -18,6 +18,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# Under pytest-xdist (addopts: one worker per core, at most 4), each worker and the jobs it starts use one torch
+# thread: two workers of two threads each on a 2-core machine spin against each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 # Small and quick unless a test asks for more (image tasks: text tests pass fast=False with their own sizes).
 FAST = [
     "trainer.max_epochs=1",
@@ -73,8 +79,16 @@ def _untracked() -> set[str] | None:
     return {line[3:] for line in out.stdout.splitlines() if line.startswith("?? ")} if out.returncode == 0 else None
 
 
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)  # (OMP_NUM_THREADS above is read when torch is imported: it may already be)
+
+
 def pytest_sessionstart(session):
-    session.config.stash[_REPO_BEFORE] = _untracked()
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller checks the whole session, not each worker
+        session.config.stash[_REPO_BEFORE] = _untracked()
 
 
 def pytest_sessionfinish(session, exitstatus):
