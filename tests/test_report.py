@@ -297,3 +297,33 @@ def test_report_logged_to_mlflow(sweep: Path, capsys):
     assert run.info.run_name == "report" and run.info.status == "FINISHED"
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert names == {"report.md", "report.csv", "metric_vs_size.png", "metric_vs_params.png", "time_per_run.png"}
+
+
+def test_da_table_pairs_each_method_with_its_weight0_control_seed_by_seed(tmp_path):
+    """docs/results/tabulate_da.py: method minus its control (same bottleneck, same seed), and seeds ahead."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "tabulate_da", Path(__file__).parents[1] / "docs/results/tabulate_da.py"
+    )
+    tab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tab)
+    runs = {  # (adaptation, weight, bottleneck) -> target test accuracy per seed 0, 1, 2
+        ("dann", 0.0, None): [0.50, 0.40, 0.60],
+        ("dann", 1.0, None): [0.55, 0.45, 0.58],  # +5, +5, -2
+        ("dann", 0.0, 256): [0.70, 0.70, 0.70],
+        ("dann", 1.0, 256): [0.60, 0.70, 0.80],  # against the bottleneck control: -10, 0, +10
+    }
+    for i, ((name, weight, width), accs) in enumerate(runs.items()):
+        for seed, acc in enumerate(accs):
+            d = tmp_path / f"{i}-{seed}"
+            d.mkdir()
+            cfg = {"seed": seed, "adaptation": {"weight": weight}, "head": {"bottleneck": width}}
+            r = {"status": "ok", "adaptation": name, "config": cfg, "norm": {"policy": "frozen"}, "time_s": 1.0,
+                 "metrics": {"test/target_acc": acc}}  # fmt: skip
+            (d / "results.json").write_text(json.dumps(r))
+    table = tab.main([str(tmp_path)])
+    rows = {line.split(" | ")[0][2:]: line for line in table.splitlines() if "same seed" not in line}
+    assert "| +2.7 ± " in rows["dann [norm=frozen]"] and "| 2 of 3 | 3 |" in rows["dann [norm=frozen]"]
+    assert "| +0.0 ± 24.8 | 1 of 3 | 3 |" in rows["bottleneck 256: dann [norm=frozen]"]
+    assert not any(k.startswith("dann (weight 0") and "of 3" in v for k, v in rows.items())  # no self-pairing

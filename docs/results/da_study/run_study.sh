@@ -7,11 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-multirun/da_study}
+SEEDS=${SEEDS:-0,1,2}  # more seeds into another OUT: SEEDS=3,4,5 OUT=multirun/da_study_more
 COMMON="data=mnist_to_digits strategy=partial data.image_size=32 data.train_per_class=100 trainer.max_epochs=4
   logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null hydra/launcher=local
   hydra.launcher.n_jobs=${N_JOBS:-1} +hydra.job.env_set.OMP_NUM_THREADS=1"
-$PY train.py -m $COMMON adaptation=none,dann,cdan,cdan_e,mmd,coral,mixup,adabn seed=0,1,2 hydra.sweep.dir=$OUT/methods
-$PY train.py -m $COMMON adaptation=dann adaptation.weight=0 seed=0,1,2 hydra.sweep.dir=$OUT/control
-$PY train.py -m $COMMON augment=mnist_to_digits seed=0,1,2 hydra.sweep.dir=$OUT/augment
-$PY train.py -m $COMMON head.bottleneck=256 adaptation=none,dann,cdan_e seed=0,1,2 hydra.sweep.dir=$OUT/bottleneck
-$PY train.py -m $COMMON head.bottleneck=256 adaptation=dann adaptation.weight=0 seed=0,1,2 hydra.sweep.dir=$OUT/bottleneck_control
+$PY train.py -m $COMMON adaptation=none,dann,cdan,cdan_e,mmd,coral,mixup,adabn seed=$SEEDS hydra.sweep.dir=$OUT/methods
+$PY train.py -m $COMMON adaptation=dann adaptation.weight=0 seed=$SEEDS hydra.sweep.dir=$OUT/control
+$PY train.py -m $COMMON augment=mnist_to_digits seed=$SEEDS hydra.sweep.dir=$OUT/augment
+$PY train.py -m $COMMON head.bottleneck=256 adaptation=none,dann,cdan_e seed=$SEEDS hydra.sweep.dir=$OUT/bottleneck
+$PY train.py -m $COMMON head.bottleneck=256 adaptation=dann adaptation.weight=0 seed=$SEEDS hydra.sweep.dir=$OUT/bottleneck_control
