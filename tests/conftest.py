@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-# Under pytest-xdist (addopts: one worker per core, at most 4), each worker and the jobs it starts use one torch
+# Under pytest-xdist (addopts: `-n 2`), each worker and the jobs it starts use one torch
 # thread: two workers of two threads each on a 2-core machine spin against each other.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")

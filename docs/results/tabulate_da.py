@@ -13,7 +13,6 @@ method was ahead. Same seed = same data split, same initialisation of the head a
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 from collections import defaultdict
@@ -50,13 +49,11 @@ def fmt(values: list[float], std: bool = False) -> str:
     m = statistics.mean(values)
     if len(values) < 2:
         return f"{100 * m:.1f} (n=1)"
-    sd = statistics.stdev(values)
     if std:
-        return f"{100 * m:.1f} ± {100 * sd:.1f} (n={len(values)})"
-    from scipy import stats
+        return f"{100 * m:.1f} ± {100 * statistics.stdev(values):.1f} (n={len(values)})"
+    from transferlab.report.stats import ci95
 
-    ci = stats.t.ppf(0.975, len(values) - 1) * sd / math.sqrt(len(values))
-    return f"{100 * m:.1f} ± {100 * ci:.1f} (n={len(values)})"
+    return f"{100 * m:.1f} ± {100 * ci95(values):.1f} (n={len(values)})"
 
 
 def main(dirs: list[str], std: bool = False) -> str:
@@ -82,21 +79,19 @@ def _control(name: str) -> str:
 
 def paired(groups: dict[str, list[dict]], metric: str = "test/target_acc") -> list[str]:
     """Each method minus its weight-0 control on the seeds both ran, in points."""
-    from scipy import stats
+    from transferlab.report.stats import ci95
 
     lines = [f"| method | {metric} minus its weight-0 control, same seed | ahead on | seeds |", "|---|---|---|---|"]
     for name, runs in sorted(groups.items()):
-        control = groups.get(_control(name))
-        if not control or name == _control(name):
+        control = _control(name)
+        if name == control or control not in groups:
             continue
-        ctl = {r["config"]["seed"]: r["metrics"].get(metric) for r in control}
+        ctl = {r["config"]["seed"]: r["metrics"].get(metric) for r in groups[control]}
         diffs = [r["metrics"][metric] - ctl[s] for r in runs if ctl.get(s := r["config"]["seed"]) is not None]
         if len(diffs) < 2:
             continue
-        m, sd = statistics.mean(diffs), statistics.stdev(diffs)
-        ci = stats.t.ppf(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
-        ahead = sum(d > 0 for d in diffs)
-        lines.append(f"| {name} | {100 * m:+.1f} ± {100 * ci:.1f} | {ahead} of {len(diffs)} | {len(diffs)} |")
+        m, ahead = statistics.mean(diffs), sum(d > 0 for d in diffs)
+        lines.append(f"| {name} | {100 * m:+.1f} ± {100 * ci95(diffs):.1f} | {ahead} of {len(diffs)} | {len(diffs)} |")
     return lines
 
 
