@@ -13,6 +13,7 @@ from conftest import run_config
 
 from transferlab.errors import ConfigError
 from transferlab.model.head import Head
+from transferlab.model.norm import running_stats_kept
 
 DA = ["data=mnist_to_digits", "data.train_per_class=5", "data.batch_size=8", "trainer.limit_train_batches=3"]
 
@@ -68,6 +69,43 @@ def test_joint_forward_and_discriminator_lr(run_dir):
 def test_bad_da_settings_stop_in_the_validator(run_dir):
     with pytest.raises(ConfigError, match="da.forward='both' must be 'separate' or 'joint'"):
         run_config([*DA, "adaptation=dann", "da.forward=both"], run_dir)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_running_stats_kept_normalises_alike_and_leaves_the_averages(momentum):
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm1d(4, momentum=momentum).train()
+    bn(torch.randn(8, 4) * 3 + 1)  # running statistics away from their initial values
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    x = torch.randn(6, 4, requires_grad=True)
+    with running_stats_kept([bn]):
+        y = bn(x)
+    assert bn.momentum == momentum and all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())
+    assert torch.allclose(y, torch.nn.functional.batch_norm(x, None, None, bn.weight, bn.bias, training=True))
+    with running_stats_kept([bn], keep=False):  # off: the running averages move as usual
+        bn(x)
+    assert not torch.equal(bn.running_mean, before["running_mean"]) and bn.num_batches_tracked == 2
+
+
+def test_source_running_stats_make_the_bottleneck_control_equal_source_only(tmp_path):
+    """With the bottleneck, target batches move its BN averages (`both`): the weight-0 control is then not
+    source-only (docs/results/da_running_stats.md); with `source` it is, to the last digit."""
+    args = [*DA, "strategy=partial", "head.bottleneck=16", f"cache.dir={tmp_path / 'cache'}"]
+    control = [*args, "adaptation=dann", "adaptation.weight=0"]
+    plain = run_config([*args, "adaptation=none"], tmp_path / "a")
+    kept = run_config([*control, "da.running_stats=source"], tmp_path / "b")
+    both = run_config(control, tmp_path / "c")
+    assert kept["da"]["running_stats"] == "source" and both["da"]["running_stats"] == "both"
+    for key in ("test/target_acc", "test/source_acc", "test/target_loss", "val/target_loss"):
+        assert kept["metrics"][key] == plain["metrics"][key], key
+    assert both["metrics"]["test/target_loss"] != plain["metrics"]["test/target_loss"]
+
+
+def test_running_stats_need_separate_passes(tmp_path):
+    with pytest.raises(ConfigError, match="da.running_stats=source needs separate passes: da.forward=separate"):
+        run_config([*DA, "adaptation=dann", "da.forward=joint", "da.running_stats=source"], tmp_path / "a")
+    with pytest.raises(ConfigError, match="da.running_stats='all' must be 'both', 'source' or 'target'"):
+        run_config([*DA, "adaptation=dann", "da.running_stats=all"], tmp_path / "b")
 
 
 def test_label_free_validators_are_logged_and_recorded(run_dir):

@@ -40,7 +40,8 @@ def method_name(r: dict) -> str:
     if (cfg.get("head") or {}).get("bottleneck"):
         name = f"bottleneck {cfg['head']['bottleneck']}: {name}"
     policy = (r.get("norm") or {}).get("policy", "train")
-    return f"{name} [norm={policy}]"
+    stats = (r.get("da") or {}).get("running_stats", "both")  # older runs: both domains moved them
+    return f"{name} [norm={policy}" + (f", running_stats={stats}]" if stats != "both" else "]")
 
 
 def fmt(values: list[float], std: bool = False) -> str:

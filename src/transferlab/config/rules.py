@@ -5,9 +5,8 @@ The rules read what the classes declare (`Backbone.kind`, `Strategy.kinds` / `tr
 names of config files. They are called at three points of a run, each as early as its inputs exist:
 
 - `check_config(tree)`: from the classes the `_target_`s name, before anything is built (validator, planner);
-- `check_parts(...)`: once the strategy and data objects exist, before data is read;
-- `check_classes(...)` after the cheap `data.prepare()`, `check_model(...)` once the model is assembled,
-  before training; `check_export(...)` before an export writes anything.
+- `check_parts(...)`: once the strategy and data objects exist, before data is read; `check_classes(...)` after the
+  cheap `data.prepare()`, `check_model(...)` once the model is assembled; `check_export(...)` before an export.
 """
 
 from __future__ import annotations
@@ -75,11 +74,13 @@ def check_lm_task(adaptation: bool, strategy_trains: bool, strategy: str, lm_hea
         )
 
 
-def check_da_forward(forward: str, modality: str) -> None:
+def check_da_forward(forward: str, modality: str, stats: str = "both") -> None:
     if forward == "joint" and modality != "image":
+        msg = f"concatenates source and target inputs, which {modality} batches of different lengths can't do"
+        raise ConfigError(f"da.forward=joint {msg}; use da.forward=separate.")
+    if forward == "joint" and stats != "both":  # one pass: one set of batch statistics for both domains
         raise ConfigError(
-            f"da.forward=joint concatenates source and target inputs, which {modality} "
-            "batches of different lengths can't do; use da.forward=separate."
+            f"da.running_stats={stats} needs separate passes: da.forward=separate (or running_stats=both)"
         )
 
 
@@ -120,7 +121,8 @@ def check_config(tree: dict) -> None:
         trains = strategy.trains if strategy else True
         check_lm_task(bool(tree.get("adaptation")), trains, choice("strategy"), lm_head, name)
     if tree.get("adaptation"):
-        check_da_forward(str((tree.get("da") or {}).get("forward", "separate")), data.modality)
+        da = tree.get("da") or {}
+        check_da_forward(str(da.get("forward", "separate")), data.modality, str(da.get("running_stats", "both")))
 
 
 def _arch(node: dict) -> dict | None:

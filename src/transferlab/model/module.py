@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from transferlab.backbones.base import Backbone
-from transferlab.model.norm import apply_policy
+from transferlab.model.norm import apply_policy, running_stats_kept
 from transferlab.strategies.base import Strategy
 
 
@@ -45,6 +45,9 @@ class TransferModule(L.LightningModule):
             concatenated pass, shared statistics, as tllib does).
         adaptation_lr_mult: learning rate of the adaptation module's parameters (the discriminator)
             as a multiple of the head's `strategy.lr`.
+        da_running_stats: with an adaptation loss and separate passes, whose training batches update the running
+            statistics of BN layers that normalise with batch statistics (the head's bottleneck; the backbone's
+            under strategy.norm=train): "both", "source" or "target" (docs/results/da_running_stats.md).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class TransferModule(L.LightningModule):
         eval_names: list[str] | None = None,
         da_forward: str = "separate",
         adaptation_lr_mult: float = 1.0,
+        da_running_stats: str = "both",
     ) -> None:
         super().__init__()
         self.backbone, self.head, self.adaptation = backbone, head, adaptation
@@ -70,6 +74,7 @@ class TransferModule(L.LightningModule):
         self.strategy, self.optimizer_fn, self.scheduler_fn = strategy, optimizer, scheduler
         self.eval_names = eval_names or [""]
         self.da_forward, self.adaptation_lr_mult = da_forward, adaptation_lr_mult
+        self.da_running_stats = da_running_stats
         self._target_val_logits: list[torch.Tensor] = []  # for the label-free validators
         self._test_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # per test set: (logits, labels)
         self.keep_test_outputs = False  # set where the run exports an adapter (strategy.exports_adapter)
@@ -147,9 +152,12 @@ class TransferModule(L.LightningModule):
         if adapt and self.da_forward == "joint":  # one pass: shared batch statistics (B_s + B_t, W)
             z = self._embed(torch.cat([inputs, batch["target"]["inputs"]]))
             z_s, z_t = z[: len(src["labels"])], z[len(src["labels"]) :]
-        else:
-            z_s = self._embed(inputs)  # (B, W)
-            z_t = self._embed(batch["target"]["inputs"]) if adapt else None  # cached prefix/features too
+        else:  # each domain's own batch statistics; da_running_stats: whose move the running averages
+            stats, nets = self.da_running_stats, [self.backbone, self.head]
+            with running_stats_kept(nets, adapt and stats == "target"):
+                z_s = self._embed(inputs)  # (B, W)
+            with running_stats_kept(nets, adapt and stats == "source"):
+                z_t = self._embed(batch["target"]["inputs"]) if adapt else None  # cached prefix/features too
         logits = self._classify(z_s)  # (B, K)
         loss = F.cross_entropy(logits, src["labels"])
         self.train_acc.update(logits.detach(), src["labels"])  # logged once per epoch (on_train_epoch_end)

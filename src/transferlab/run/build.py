@@ -145,6 +145,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         eval_names=data.eval_names,
         da_forward=cfg.da.forward,
         adaptation_lr_mult=cfg.da.lr_mult,
+        da_running_stats=cfg.da.running_stats,
     )
     module.keep_test_outputs = strategy.exports_adapter  # export_peft reuses the test pass
     return module, section

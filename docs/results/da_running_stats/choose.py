@@ -1,0 +1,66 @@
+"""Which `da.running_stats` setting each model-selection rule picks, per method, and what the pick costs.
+
+    python docs/results/da_running_stats/choose.py multirun/da_running_stats/*
+
+Per method (DANN, CDAN+E, DANN's weight-0 control) and setting (both / source / target): the mean over seeds of
+every rule in results.json `selection` (source val accuracy and the label-free validators of the unlabelled
+target val predictions; `oracle` is target val accuracy, which needs target labels) and of target test accuracy.
+Each rule picks the setting with its best mean; "cost" = target test accuracy of the oracle's pick minus the
+rule's pick, in points (0 = the rule chose as well as target labels would have).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tabulate_da import method_name  # noqa: E402
+
+
+def load(dirs: list[str]) -> dict[tuple[str, str], list[dict]]:
+    """(method label without the setting, setting) -> ok results."""
+    runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for d in dirs:
+        for path in sorted(Path(d).rglob("results.json")):
+            r = json.loads(path.read_text())
+            if r.get("status") == "ok" and r.get("selection"):
+                stats = (r.get("da") or {}).get("running_stats", "both")
+                runs[(method_name(r).split(", running_stats=")[0].rstrip("]") + "]", stats)].append(r)
+    return runs
+
+
+def main(dirs: list[str]) -> str:
+    runs = load(dirs)
+    methods = sorted({m for m, _ in runs})
+    rules = sorted({k for rs in runs.values() for r in rs for k in r["selection"]})
+    lines = ["| method | rule | both | source | target | picks | cost (points) |", "|---|---|---|---|---|---|---|"]
+    for method in methods:
+        settings = [s for s in ("both", "source", "target") if (method, s) in runs]
+        test = {s: statistics.mean(r["metrics"]["test/target_acc"] for r in runs[(method, s)]) for s in settings}
+        means: dict[str, dict[str, float]] = {}
+        for rule in rules:
+            vals = {s: [r["selection"][rule]["value"] for r in runs[(method, s)]] for s in settings}
+            means[rule] = {s: statistics.mean(v) for s, v in vals.items() if v and None not in v}
+        better = {rule: next(iter(runs[(method, settings[0])]))["selection"][rule]["better"] for rule in rules}
+        pick = {rule: (max if better[rule] == "higher" else min)(m, key=m.get) for rule, m in means.items() if m}
+        for rule in [*rules, "test/target_acc"]:
+            if rule == "test/target_acc":
+                cells, chosen, cost = (
+                    [f"{100 * test[s]:.1f}" for s in ("both", "source", "target") if s in test],
+                    "",
+                    "",
+                )
+            else:
+                cells = [f"{means[rule].get(s, float('nan')):.4g}" for s in ("both", "source", "target") if s in test]
+                chosen = pick.get(rule, "-")
+                cost = f"{100 * (test[pick['oracle']] - test[chosen]):+.1f}" if chosen in test else "-"
+            lines.append(f"| {method} | {rule} | " + " | ".join(cells) + f" | {chosen} | {cost} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1:]))

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# da.running_stats: whose batches move the running BN statistics of the bottleneck head (both | source | target),
+# on the DA study's bottleneck block (EfficientNet-Lite0 partial, norm=frozen, MNIST-5k -> digits, 32 px, 4 epochs):
+# DANN, CDAN+E and DANN's weight-0 control under each setting, source-only (no target batches: no setting applies)
+# beside them, 6 seeds each (60 runs, ~30 min with N_JOBS=2 on 2 cores).
+#   bash docs/results/da_running_stats/run.sh && python docs/results/da_running_stats/choose.py multirun/da_running_stats/*
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-multirun/da_running_stats}
+SEEDS=${SEEDS:-0,1,2,3,4,5}
+COMMON="data=mnist_to_digits strategy=partial data.image_size=32 data.train_per_class=100 trainer.max_epochs=4
+  head.bottleneck=256 logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null hydra/launcher=local
+  hydra.launcher.n_jobs=${N_JOBS:-2} +hydra.job.env_set.OMP_NUM_THREADS=1"
+$PY train.py -m $COMMON adaptation=dann,cdan_e da.running_stats=both,source,target seed=$SEEDS hydra.sweep.dir=$OUT/methods
+$PY train.py -m $COMMON adaptation=dann adaptation.weight=0 da.running_stats=both,source,target seed=$SEEDS \
+  hydra.sweep.dir=$OUT/control
+$PY train.py -m $COMMON adaptation=none seed=$SEEDS hydra.sweep.dir=$OUT/source_only
