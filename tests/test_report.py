@@ -301,13 +301,7 @@ def test_report_logged_to_mlflow(sweep: Path, capsys):
 
 def test_da_table_pairs_each_method_with_its_weight0_control_seed_by_seed(tmp_path):
     """docs/results/tabulate_da.py: method minus its control (same bottleneck, same seed), and seeds ahead."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "tabulate_da", Path(__file__).parents[1] / "docs/results/tabulate_da.py"
-    )
-    tab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tab)
+    tab = _load_script("tabulate_da", "docs/results/tabulate_da.py")
     runs = {  # (adaptation, weight, bottleneck) -> target test accuracy per seed 0, 1, 2
         ("dann", 0.0, None): [0.50, 0.40, 0.60],
         ("dann", 1.0, None): [0.55, 0.45, 0.58],  # +5, +5, -2
@@ -327,3 +321,43 @@ def test_da_table_pairs_each_method_with_its_weight0_control_seed_by_seed(tmp_pa
     assert "| +2.7 ± " in rows["dann [norm=frozen]"] and "| 2 of 3 | 3 |" in rows["dann [norm=frozen]"]
     assert "| +0.0 ± 24.8 | 1 of 3 | 3 |" in rows["bottleneck 256: dann [norm=frozen]"]
     assert not any(k.startswith("dann (weight 0") and "of 3" in v for k, v in rows.items())  # no self-pairing
+
+
+def _load_script(name: str, rel: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_da_running_stats_are_labelled_paired_within_a_setting_and_chosen_per_rule(tmp_path):
+    """tabulate_da.py pairs a method with the control of the same `da.running_stats`; choose.py names what each
+    selection rule picks and what the pick costs against the oracle's."""
+    choose = _load_script("choose_stats", "docs/results/da_running_stats/choose.py")
+    tab = _load_script("tabulate_da", "docs/results/tabulate_da.py")
+    runs = {  # (weight, setting) -> [(target test acc, source val acc, target val acc)] for seeds 0, 1
+        (0.0, "both"): [(0.50, 0.90, 0.48), (0.52, 0.88, 0.50)],
+        (1.0, "both"): [(0.60, 0.85, 0.58), (0.62, 0.87, 0.60)],
+        (0.0, "source"): [(0.40, 0.92, 0.40), (0.42, 0.90, 0.42)],
+        (1.0, "source"): [(0.45, 0.95, 0.46), (0.41, 0.93, 0.40)],
+    }
+    for i, ((weight, stats), per_seed) in enumerate(runs.items()):
+        for seed, (test, src, tgt) in enumerate(per_seed):
+            d = tmp_path / f"{i}-{seed}"
+            d.mkdir()
+            sel = {"source_val_acc": {"better": "higher", "value": src}, "oracle": {"better": "higher", "value": tgt}}
+            r = {"status": "ok", "adaptation": "dann", "norm": {"policy": "frozen"}, "time_s": 1.0,
+                 "config": {"seed": seed, "adaptation": {"weight": weight}, "head": {"bottleneck": 8}},
+                 "da": {"running_stats": stats}, "selection": sel, "metrics": {"test/target_acc": test}}  # fmt: skip
+            (d / "results.json").write_text(json.dumps(r))
+    rows = {line.split(" | ")[0][2:]: line for line in tab.main([str(tmp_path)]).splitlines() if "±" in line}
+    assert "| +10.0 ± 0.0 | 2 of 2 | 2 |" in rows["bottleneck 8: dann [norm=frozen]"]  # against the `both` control
+    assert "| +2.0 ± " in rows["bottleneck 8: dann [norm=frozen, running_stats=source]"]
+    table = choose.main([str(tmp_path)])
+    picks = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in table.splitlines()[2:]}
+    dann = "bottleneck 8: dann [norm=frozen]"
+    assert picks[(dann, "source_val_acc")].endswith("| source | +18.0 |")  # 0.94 > 0.86; 61.0 - 43.0 points
+    assert picks[(dann, "oracle")].endswith("| both | +0.0 |")
+    assert "| 61.0 | 43.0 |" in picks[(dann, "test/target_acc")]

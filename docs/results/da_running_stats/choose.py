@@ -20,6 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tabulate_da import method_name  # noqa: E402
 
+SETTINGS = ("both", "source", "target")
+
 
 def load(dirs: list[str]) -> dict[tuple[str, str], list[dict]]:
     """(method label without the setting, setting) -> ok results."""
@@ -39,7 +41,9 @@ def main(dirs: list[str]) -> str:
     rules = sorted({k for rs in runs.values() for r in rs for k in r["selection"]})
     lines = ["| method | rule | both | source | target | picks | cost (points) |", "|---|---|---|---|---|---|---|"]
     for method in methods:
-        settings = [s for s in ("both", "source", "target") if (method, s) in runs]
+        settings = [s for s in SETTINGS if (method, s) in runs]
+        if len(settings) < 2:  # nothing to choose (source-only: no target batches, every setting is the same run)
+            continue
         test = {s: statistics.mean(r["metrics"]["test/target_acc"] for r in runs[(method, s)]) for s in settings}
         means: dict[str, dict[str, float]] = {}
         for rule in rules:
@@ -55,7 +59,7 @@ def main(dirs: list[str]) -> str:
                     "",
                 )
             else:
-                cells = [f"{means[rule].get(s, float('nan')):.4g}" for s in ("both", "source", "target") if s in test]
+                cells = [f"{means[rule][s]:.4g}" if s in means[rule] else "-" for s in SETTINGS]
                 chosen = pick.get(rule, "-")
                 cost = f"{100 * (test[pick['oracle']] - test[chosen]):+.1f}" if chosen in test else "-"
             lines.append(f"| {method} | {rule} | " + " | ".join(cells) + f" | {chosen} | {cost} |")

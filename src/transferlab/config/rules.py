@@ -79,9 +79,7 @@ def check_da_forward(forward: str, modality: str, stats: str = "both") -> None:
         msg = f"concatenates source and target inputs, which {modality} batches of different lengths can't do"
         raise ConfigError(f"da.forward=joint {msg}; use da.forward=separate.")
     if forward == "joint" and stats != "both":  # one pass: one set of batch statistics for both domains
-        raise ConfigError(
-            f"da.running_stats={stats} needs separate passes: da.forward=separate (or running_stats=both)"
-        )
+        raise ConfigError(f"da.running_stats={stats} needs separate passes: da.forward=separate (or =both)")
 
 
 # -- 1. from the config's classes -------------------------------------------------------------------

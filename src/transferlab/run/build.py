@@ -128,9 +128,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     rules.check_model(backbone, head, adaptation, data)
     reestimate = strategy.norm == "adabn" or (adaptation is not None and adaptation.reestimates_bn)
     section["norm"] = {**describe(backbone, strategy.norm), "reestimate": reestimate}
-    section["memory_format"] = layout
-    section["strategy_choices"] = strategy.choices()
-    section["determinism"] = determinism
+    section |= {"memory_format": layout, "strategy_choices": strategy.choices(), "determinism": determinism}
     optimizer, section["optimizer"] = _optimizer(cfg)
     module = TransferModule(
         backbone,
