@@ -42,3 +42,10 @@ for s in 0 1 2; do job digits_to_mnist cyclegan_cdan $s translate=cyclegan adapt
 for d in mnist_to_digits digits_to_mnist; do  # the feature-level method alone, for reference
   for s in 0 1 2; do job $d $m $s adaptation=$m; done
 done
+# Weight-0 controls (added 2026-12-06): the same batches and steps with the alignment loss switched off. A DA arm's
+# epoch is the longer of its two loaders, so with 50 labelled images per class it trains 2x (MNIST -> digits) to 5x
+# (digits -> MNIST) the source-only arm's steps; source-only is no control for it.
+for d in mnist_to_digits digits_to_mnist; do
+  for s in 0 1 2; do job $d ${m}_w0 $s adaptation=$m adaptation.weight=0; done
+  for s in 0 1 2; do job $d cyclegan_${m}_w0 $s translate=cyclegan adaptation=$m adaptation.weight=0; done
+done

@@ -26,9 +26,10 @@ def metric(runs: list[dict], key: str) -> list[float]:
 
 def main(root: Path) -> None:
     print(
-        "| direction | arm | n | test/target_acc | val/target_acc | test/source_acc | time per run (s) | translator |"
+        "| direction | arm | n | test/target_acc | minus its weight-0 control, same seed | val/target_acc | "
+        "test/source_acc | steps | time per run (s) | translator |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for direction in ("mnist_to_digits", "digits_to_mnist"):
         if not (root / direction).is_dir():
             continue
@@ -49,9 +50,22 @@ def main(root: Path) -> None:
             seeds = ",".join(str(r["seed"]) for r in runs)
             print(
                 f"| {direction} | {arm.name} | {len(runs)} (seeds {seeds}) | {cell(metric(runs, 'test/target_acc'))} | "
-                f"{cell(metric(runs, 'val/target_acc'))} | {cell(metric(runs, 'test/source_acc'))} | "
+                f"{paired(runs, arm.parent / f'{arm.name}_w0')} | {cell(metric(runs, 'val/target_acc'))} | "
+                f"{cell(metric(runs, 'test/source_acc'))} | {statistics.mean(r['global_step'] for r in runs):.0f} | "
                 f"{statistics.mean(r['time_s'] for r in runs):.0f} | {how} |"
             )
+
+
+def paired(runs: list[dict], control: Path) -> str:
+    """Target test accuracy minus the weight-0 control's (arm `<name>_w0`: the same batches and steps, the
+    alignment loss switched off) on the same seed, mean ± std in points; "-" without a control."""
+    ctl = {}
+    for p in sorted(control.glob("seed*/results.json")):
+        r = json.loads(p.read_text())
+        if r["status"] == "ok":
+            ctl[r["seed"]] = r["metrics"]["test/target_acc"]
+    diffs = [r["metrics"]["test/target_acc"] - ctl[r["seed"]] for r in runs if r["seed"] in ctl]
+    return cell(diffs) if diffs else "-"
 
 
 if __name__ == "__main__":
