@@ -330,6 +330,13 @@ CASES = [
         fix="head.bottleneck=256 (the loss acts on it), or a strategy that trains the backbone",
     ),
     Case(
+        "da_running_stats_joint",
+        ["data=mnist_to_digits", "adaptation=dann", "da.forward=joint", "da.running_stats=source"],
+        "ConfigError",
+        "da.running_stats=source needs separate passes",
+        fix="`da.forward=separate` (one pass has one set of statistics), or `da.running_stats=both`",
+    ),
+    Case(
         "da_target_smaller_than_a_batch",
         [*IMG_PAIR, "adaptation=dann", "strategy=partial", "data.batch_size=16"],
         "DataError",
