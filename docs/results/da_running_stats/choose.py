@@ -53,11 +53,7 @@ def main(dirs: list[str]) -> str:
         pick = {rule: (max if better[rule] == "higher" else min)(m, key=m.get) for rule, m in means.items() if m}
         for rule in [*rules, "test/target_acc"]:
             if rule == "test/target_acc":
-                cells, chosen, cost = (
-                    [f"{100 * test[s]:.1f}" for s in ("both", "source", "target") if s in test],
-                    "",
-                    "",
-                )
+                cells, chosen, cost = [f"{100 * test[s]:.1f}" if s in test else "-" for s in SETTINGS], "", ""
             else:
                 cells = [f"{means[rule][s]:.4g}" if s in means[rule] else "-" for s in SETTINGS]
                 chosen = pick.get(rule, "-")

@@ -159,13 +159,10 @@ def reestimate(backbone: nn.Module, loader, device: torch.device | str = "cpu", 
     return {"layers": len(layers), "samples": samples, "batches": batches}
 
 
-STATS_FROM: tuple[str, ...] = ("both", "source", "target")
-
-
 @contextmanager
 def running_stats_kept(modules: list[nn.Module], keep: bool = True):
     """Within the block, BN layers in training mode still normalise with their batch statistics but leave their
-    running statistics as they were (`da.target_stats`: one domain's batches must not move the averages the
+    running statistics as they were (`da.running_stats`: one domain's batches must not move the averages the
     evaluation uses). Exact: momentum 0 adds 0 x the batch statistic, and `num_batches_tracked` is restored."""
     layers = [m for root in modules for m in bn_layers(root) if m.training and m.track_running_stats] if keep else []
     saved = [(m, m.momentum, m.num_batches_tracked.clone()) for m in layers]
