@@ -70,6 +70,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     ),
     "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
     "da.running_stats": (lambda v: v in ("both", "source", "target"), "'both', 'source' or 'target'"),
+    "da.epoch": (lambda v: v in ("source", "longest"), "'source' or 'longest'"),
     "memory_format": (lambda v: v in MEMORY_FORMATS, "'auto', 'channels_last' or 'contiguous'"),
     "fused_optimizer": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),
     "fill_uninitialized_memory": (lambda v: isinstance(v, bool), "true or false"),

@@ -22,27 +22,40 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from transferlab.data.splits import stratified_split, subsample
 from transferlab.errors import DataError
 
+DA_EPOCHS = ("source", "longest")  # `da.epoch`: what a domain-adaptation epoch is (ClassificationData)
+
 
 class EpochShuffle(Sampler[int]):
     """A random order that is a pure function of (seed, epoch), not of the global RNG.
 
-    Lightning calls `set_epoch` at every epoch start (also after a resume), so a resumed run
-    draws the same batches as the uninterrupted one. Under DDP Lightning swaps in its own
-    DistributedSampler, which is seeded the same way.
+    The order is a stream of permutations of the `n` items (the k-th seeded by (seed, k)); epoch e yields its
+    items [e * num_samples, (e + 1) * num_samples). With `num_samples = n` (the default) that is one fresh
+    permutation per epoch; with more, a short domain cycles through fresh permutations within the epoch; with
+    fewer, a long domain continues where the last epoch stopped (tllib's `ForeverDataIterator`, without its
+    restarts). Lightning calls `set_epoch` at every epoch start (also after a resume), so a resumed run draws
+    the same batches as the uninterrupted one. Under DDP Lightning wraps it in a DistributedSampler.
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    def __init__(self, n: int, seed: int = 0, num_samples: int | None = None) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self.num_samples = n if num_samples is None else num_samples
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        m = self.num_samples
+        if m == 0 or self.n == 0:
+            return iter(())
+        start = self.epoch * m
+        first, last = start // self.n, (start + m - 1) // self.n
+        perms = [torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + k))
+                 for k in range(first, last + 1)]  # fmt: skip
+        off = start - first * self.n
+        return iter(torch.cat(perms)[off : off + m].tolist())
 
 
 @dataclass
@@ -70,6 +83,10 @@ class ClassificationData(L.LightningDataModule):
         split_seed: seed of the train/val/test split (kept fixed across training seeds).
         seed: seed of the training subsample (set from the run's `seed`).
         with_target: feed unlabelled target batches during training (domain adaptation).
+        da_epoch: with target batches, what an epoch is (`da.epoch`): "source", one pass over the labelled
+            source data with the target drawn alongside (cycled or continued across epochs), so a DA run and
+            its source-only baseline take the same steps at the same `max_epochs`; "longest", the longer of the
+            two loaders, the shorter restarted within the epoch (Lightning's `max_size_cycle`).
     """
 
     # Declared capabilities (subclasses override; the run, planner and rules ask these names):
@@ -91,6 +108,7 @@ class ClassificationData(L.LightningDataModule):
         split_seed: int = 0,
         seed: int = 0,
         with_target: bool = False,
+        da_epoch: str = "source",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -105,6 +123,9 @@ class ClassificationData(L.LightningDataModule):
         self.train_per_class, self.train_fraction = train_per_class, train_fraction
         self.fractions = (val_fraction, test_fraction)
         self.split_seed, self.seed, self.with_target = split_seed, seed, with_target
+        if da_epoch not in DA_EPOCHS:
+            raise DataError(f"da.epoch={da_epoch!r} must be one of {', '.join(DA_EPOCHS)}.")
+        self.da_epoch = da_epoch
         self.domains: dict[str, Domain] = {}
         self.datasets: dict[str, Dataset] = {}
         self.preprocessing = None
@@ -190,28 +211,44 @@ class ClassificationData(L.LightningDataModule):
             raise RuntimeError("call build(backbone.preprocessing) before training")
 
     # -- loaders ----------------------------------------------------------------------------------
-    def _loader(self, key: str, train: bool) -> DataLoader:
+    def _loader(self, key: str, train: bool, batches: int | None = None) -> DataLoader:
+        """A training loader (shuffled per epoch; `batches`: exactly that many per epoch) or an eval loader."""
         ds = self.datasets[key]
-        bs = self.batch_size if train else self.eval_batch_size
+        bs = min(self.batch_size, len(ds)) if train else self.eval_batch_size
+        seed = self.seed + (1000 if key.startswith("target") else 0)
         return DataLoader(
             ds,
-            batch_size=min(bs, len(ds)) if train else bs,
-            sampler=EpochShuffle(len(ds), seed=self.seed + (1000 if key.startswith("target") else 0))
-            if train
-            else None,
+            batch_size=bs,
+            sampler=EpochShuffle(len(ds), seed, None if batches is None else batches * bs) if train else None,
             drop_last=train and len(ds) > bs,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate_fn,
         )
 
+    def _uses_target(self) -> bool:
+        return self.with_target and "target" in self.domains
+
+    def epoch_batches(self) -> int:
+        """Training batches in an epoch (one process): the source's, or under `da_epoch="longest"` with target
+        batches the longer domain's. From the split sizes: valid after `prepare()`."""
+
+        def batches(n: int) -> int:
+            return max(1, n // min(self.batch_size, n))  # drop_last once a domain exceeds a batch
+
+        n = batches(len(self.domains["source"].train))
+        if self._uses_target() and self.da_epoch == "longest":
+            n = max(n, batches(len(self.domains["target"].train)))
+        return n
+
     def train_dataloader(self):
         source = self._loader("source/train", train=True)
-        if not (self.with_target and "target" in self.domains):
+        if not self._uses_target():
             return source
         from lightning.pytorch.utilities import CombinedLoader
 
-        target = self._loader("target/train", train=True)
+        batches = len(source) if self.da_epoch == "source" else None  # the target drawn alongside the source
+        target = self._loader("target/train", train=True, batches=batches)
         return CombinedLoader({"source": source, "target": target}, mode="max_size_cycle")
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:

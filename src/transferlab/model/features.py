@@ -102,16 +102,13 @@ def run_budget(trainer_cfg, data) -> tuple[int | None, int | None]:
     accum = trainer_cfg.get("accumulate_grad_batches") or 1
     if trainer_cfg.get("limit_train_batches") not in (None, 1, 1.0):
         return (max_epochs - 1 if max_epochs and max_epochs > 0 else None), (max_steps - 1 if max_steps > 0 else None)
-    per_epoch = []  # batches per epoch of each training domain (drop_last when a domain exceeds a batch)
-    for which in ("source", "target") if data.has_target_domain else ("source",):
-        n = len(data.domains[which].train)
-        per_epoch.append(max(1, n // min(data.batch_size, n)))
+    per_epoch = data.epoch_batches()  # the source's batches, or the longer domain's (da.epoch=longest)
     epochs = [max_epochs] if max_epochs and max_epochs > 0 else []
     steps = [max_steps] if max_steps > 0 else []
-    if max_steps > 0:  # an epoch has at least the source's batches (max_size_cycle only lengthens it)
-        epochs.append(math.ceil(max_steps * accum / per_epoch[0]))
+    if max_steps > 0:
+        epochs.append(math.ceil(max_steps * accum / per_epoch))
     if max_epochs and max_epochs > 0:
-        steps.append(max_epochs * math.ceil(max(per_epoch) / accum))
+        steps.append(max_epochs * math.ceil(per_epoch / accum))
     return (min(epochs) - 1 if epochs else None), (min(steps) - 1 if steps else None)
 
 

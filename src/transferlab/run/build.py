@@ -35,7 +35,7 @@ def build_data(cfg: DictConfig) -> tuple[Any, Any, dict]:
     strategy = instantiate(cfg.strategy)  # its own hyper-parameter checks before anything loads
     adaptation_cls = target_class(OmegaConf.to_container(cfg.adaptation)) if cfg.get("adaptation") else None
     with_target = bool(adaptation_cls is not None and adaptation_cls.needs_target)
-    data = instantiate(cfg.data, with_target=with_target)
+    data = instantiate(cfg.data, with_target=with_target, da_epoch=(cfg.get("da") or {}).get("epoch", "source"))
     rules.check_parts(str(cfg.get("objective") or ""), strategy, data, adaptation_cls)
     data.prepare()  # labels, splits, sizes -> early DataError
     rules.check_classes(strategy, data)

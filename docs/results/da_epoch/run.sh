@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# da.epoch study: what a domain-adaptation epoch is, and what it does to a DA-vs-source-only comparison.
+# Both directions of the digit pair at the pixel-level study's budget (partial, 32 px, 50 labelled images per class,
+# 4 epochs), seeds 0-2, one job at a time, single-threaded:
+#   none                       source-only (no target batches: da.epoch has nothing to change)
+#   dann_w0, dann, cdan        da.epoch=source  (an epoch = one pass over the labelled source data)
+#   longest_dann_w0, longest_cdan   da.epoch=longest (the longer loader: MNIST's 2,750 training images set the
+#                              epoch in digits -> MNIST; the 500 labelled digits are then cycled 5.7 times)
+# Jobs that already finished ok are skipped, so re-running the script completes an interrupted study.
+#   bash docs/results/da_epoch/run.sh
+#   python docs/results/tabulate_da.py multirun/da_epoch/mnist_to_digits; ... digits_to_mnist
+set -u
+cd "$(dirname "$0")/../../.."
+export OMP_NUM_THREADS=1
+OUT=${OUT:-multirun/da_epoch}
+BUDGET="strategy=partial data.image_size=32 data.train_per_class=50 trainer.max_epochs=4 trainer.enable_progress_bar=false cache=off"
+
+job() {  # job DIRECTION ARM SEED OVERRIDES...
+  local dir=$OUT/$1/$2/seed$3 data=$1; shift 3
+  mkdir -p "$(dirname "$dir")"
+  if grep -qs '"status": "ok"' "$dir/results.json"; then return; fi
+  echo "$(date +%T) $dir"
+  .venv/bin/python train.py data=$data $BUDGET seed=${dir##*seed} "$@" hydra.run.dir=$dir > /dev/null 2> "$dir.log" \
+    || echo "  failed: see $dir.log"
+}
+for d in mnist_to_digits digits_to_mnist; do
+  for s in 0 1 2; do
+    job $d none $s
+    job $d dann_w0 $s adaptation=dann adaptation.weight=0 da.epoch=source
+    job $d dann $s adaptation=dann da.epoch=source
+    job $d cdan $s adaptation=cdan da.epoch=source
+  done
+done
+for d in mnist_to_digits digits_to_mnist; do
+  for s in 0 1 2; do
+    job $d longest_dann_w0 $s adaptation=dann adaptation.weight=0 da.epoch=longest
+    job $d longest_cdan $s adaptation=cdan da.epoch=longest
+  done
+done
