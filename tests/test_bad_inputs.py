@@ -337,6 +337,13 @@ CASES = [
         fix="`da.forward=separate` (one pass has one set of statistics), or `da.running_stats=both`",
     ),
     Case(
+        "da_epoch_unknown",
+        ["data=mnist_to_digits", "adaptation=dann", "da.epoch=shortest"],
+        "ConfigError",
+        "da.epoch='shortest' must be 'source' or 'longest'",
+        fix="`da.epoch=source` (an epoch is one pass over the labelled source data) or `da.epoch=longest`",
+    ),
+    Case(
         "da_target_smaller_than_a_batch",
         [*IMG_PAIR, "adaptation=dann", "strategy=partial", "data.batch_size=16"],
         "DataError",

@@ -6,6 +6,8 @@
 #   dann_w0, dann, cdan        da.epoch=source  (an epoch = one pass over the labelled source data)
 #   longest_dann_w0, longest_cdan   da.epoch=longest (the longer loader: MNIST's 2,750 training images set the
 #                              epoch in digits -> MNIST; the 500 labelled digits are then cycled 5.7 times)
+#   steps_none, steps_cdan     da.epoch=source at the step count the longest arms took (120 / 340): max_steps,
+#                              validated once at the end
 # Jobs that already finished ok are skipped, so re-running the script completes an interrupted study.
 #   bash docs/results/da_epoch/run.sh
 #   python docs/results/tabulate_da.py multirun/da_epoch/mnist_to_digits; ... digits_to_mnist
@@ -35,5 +37,13 @@ for d in mnist_to_digits digits_to_mnist; do
   for s in 0 1 2; do
     job $d longest_dann_w0 $s adaptation=dann adaptation.weight=0 da.epoch=longest
     job $d longest_cdan $s adaptation=cdan da.epoch=longest
+  done
+done
+for d in mnist_to_digits digits_to_mnist; do
+  n=$([ $d = mnist_to_digits ] && echo 120 || echo 340)  # the longest arms' steps: 4 epochs of the longer loader
+  steps="trainer.max_epochs=-1 trainer.max_steps=$n +trainer.check_val_every_n_epoch=null +trainer.val_check_interval=$n"
+  for s in 0 1 2; do
+    job $d steps_none $s $steps
+    job $d steps_cdan $s adaptation=cdan da.epoch=source $steps
   done
 done

@@ -12,6 +12,7 @@ rule's pick, in points (0 = the rule chose as well as target labels would have).
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -31,7 +32,7 @@ def load(dirs: list[str]) -> dict[tuple[str, str], list[dict]]:
             r = json.loads(path.read_text())
             if r.get("status") == "ok" and r.get("selection"):
                 stats = (r.get("da") or {}).get("running_stats", "both")
-                runs[(method_name(r).split(", running_stats=")[0].rstrip("]") + "]", stats)].append(r)
+                runs[(re.sub(r", running_stats=\w+", "", method_name(r)), stats)].append(r)
     return runs
 
 

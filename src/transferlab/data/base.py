@@ -31,8 +31,8 @@ class EpochShuffle(Sampler[int]):
     The order is a stream of permutations of the `n` items (the k-th seeded by (seed, k)); epoch e yields its
     items [e * num_samples, (e + 1) * num_samples). With `num_samples = n` (the default) that is one fresh
     permutation per epoch; with more, a short domain cycles through fresh permutations within the epoch; with
-    fewer, a long domain continues where the last epoch stopped (tllib's `ForeverDataIterator`, without its
-    restarts). Lightning calls `set_epoch` at every epoch start (also after a resume), so a resumed run draws
+    fewer, a long domain continues where the last epoch stopped (how tllib's `ForeverDataIterator` and
+    bench/da_reference.py draw the target). Lightning calls `set_epoch` at every epoch start (also after a resume), so a resumed run draws
     the same batches as the uninterrupted one. Under DDP Lightning wraps it in a DistributedSampler.
     """
 
