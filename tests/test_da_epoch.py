@@ -14,7 +14,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import run_config
+from conftest import run_config, train_cli
 
 from transferlab.backbones.base import Preprocessing
 from transferlab.data.base import EpochShuffle
@@ -107,6 +107,22 @@ def test_a_da_run_takes_the_source_only_steps_under_source_and_records_the_setti
     longest = run_config([*args, "adaptation=dann", "da.epoch=longest"], tmp_path / "c")
     assert plain["global_step"] == dann["global_step"] == 3 and longest["global_step"] == 85
     assert dann["da"]["epoch"] == "source" and longest["da"]["epoch"] == "longest"
+
+
+@pytest.mark.slow
+def test_da_epoch_source_under_ddp_cpu(tmp_path):
+    """Under DDP Lightning wraps each sampler (DistributedSamplerWrapper, `set_epoch` forwarded): per rank an epoch is
+    the source's share, 100 labelled digits -> 50 a rank -> one batch of 32 (`longest`: MNIST's, 42; measured)."""
+    import json
+
+    args = ["hardware=ddp_cpu", "data=digits_to_mnist", "data.train_per_class=10", "data.batch_size=32",
+            "data.image_size=32", "strategy=feature_extraction", "head.bottleneck=16", "adaptation=dann",
+            "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "cache=off"]  # fmt: skip
+    out = train_cli([*args, f"hydra.run.dir={tmp_path}"], timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "ok" and result["world_size"] == 2 and result["da"]["epoch"] == "source"
+    assert result["global_step"] == 2  # one batch a rank per epoch, 2 epochs
 
 
 def test_unknown_da_epoch_is_refused_before_anything_loads(tmp_path):
