@@ -32,8 +32,9 @@ class EpochShuffle(Sampler[int]):
     items [e * num_samples, (e + 1) * num_samples). With `num_samples = n` (the default) that is one fresh
     permutation per epoch; with more, a short domain cycles through fresh permutations within the epoch; with
     fewer, a long domain continues where the last epoch stopped (how tllib's `ForeverDataIterator` and
-    bench/da_reference.py draw the target). Lightning calls `set_epoch` at every epoch start (also after a resume), so a resumed run draws
-    the same batches as the uninterrupted one. Under DDP Lightning wraps it in a DistributedSampler.
+    bench/da_reference.py draw the target). Lightning calls `set_epoch` at every epoch start (also after a
+    resume), so a resumed run draws the same batches as the uninterrupted one. Under DDP Lightning wraps it in a
+    DistributedSamplerWrapper, which shards its order and forwards `set_epoch`.
     """
 
     def __init__(self, n: int, seed: int = 0, num_samples: int | None = None) -> None:
