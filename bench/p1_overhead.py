@@ -29,7 +29,7 @@ def plain_loop(steps: int, image_size: int, model: str = "efficientnet_lite0") -
     from transferlab.backbones.weights import efficientnet_lite0
     from transferlab.data.images import ArrayImageData
     from transferlab.data.sources import sklearn_digits
-    from transferlab.model import memory_format
+    from transferlab.model import depthwise_crop, memory_format
     from transferlab.model.norm import apply_policy
     from transferlab.strategies.full import Full
 
@@ -44,6 +44,8 @@ def plain_loop(steps: int, image_size: int, model: str = "efficientnet_lite0") -
     strategy = Full()
     # the same memory layout as the framework run (memory_format=auto: channels_last here)
     memory_format.apply(backbone, memory_format.choose("auto", backbone, "cpu")["used"])
+    if depthwise_crop.choose("auto", backbone, "cpu")["used"]:  # and the same kernels (depthwise_crop=auto)
+        depthwise_crop.apply(backbone)
     backbone = strategy.apply(backbone, head)
     opt = torch.optim.AdamW(strategy.param_groups(backbone, head), weight_decay=0.01)
     backbone.train(), head.train()

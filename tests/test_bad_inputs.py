@@ -437,6 +437,13 @@ CASES = [
         fix="memory_format=auto (channels_last on a CPU for depthwise-conv backbones), channels_last or contiguous",
     ),
     Case(
+        "depthwise_crop_unknown",
+        ["depthwise_crop=maybe"],
+        "ConfigError",
+        "depthwise_crop='maybe' must be 'auto', true or false",
+        fix="depthwise_crop=auto (on a CPU for depthwise-conv backbones), true or false (the layers' own kernels)",
+    ),
+    Case(
         "cpu_devices_minus_one",
         ["hardware.devices=-1"],
         "ConfigError",

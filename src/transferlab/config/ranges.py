@@ -34,7 +34,7 @@ def _names_or_pattern(v) -> bool:
 DEVICE_IDS = re.compile(r"\s*-?\d+(\s*,\s*\d+)*\s*,?\s*")  # `hardware.devices` as a string: "0,1", "-1", "2"
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # `memory_format` (transferlab.model.memory_format)
 # keys whose checks accept true/false (elsewhere a bool where a number belongs is refused)
-BOOL_VALUED = {"fused_optimizer", "fill_uninitialized_memory"}
+BOOL_VALUED = {"fused_optimizer", "fill_uninitialized_memory", "depthwise_crop"}
 
 # Values consumed by code that does not check them itself (Lightning, torch, the head); (test, expected).
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
@@ -73,6 +73,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "da.epoch": (lambda v: v in ("source", "longest"), "'source' or 'longest'"),
     "memory_format": (lambda v: v in MEMORY_FORMATS, "'auto', 'channels_last' or 'contiguous'"),
     "fused_optimizer": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),
+    "depthwise_crop": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),
     "fill_uninitialized_memory": (lambda v: isinstance(v, bool), "true or false"),
     "da.lr_mult": (lambda v: v > 0, "> 0"),
     "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from transferlab.infra.paths import cache_dir
+from transferlab.model import depthwise_crop
 from transferlab.model.feature_store import CacheStats, lookup
 from transferlab.model.memory_format import layout_of
 
@@ -193,6 +194,8 @@ def cache_features(
     model_key = weights_hash(prefix) + ("" if k is None else f"|prefix:{k}")
     if layout_of(prefix) == "channels_last":  # the same values up to rounding: kept apart all the same
         model_key += "|channels_last"
+    if depthwise_crop.applied(prefix):  # identical outputs where measured; kept apart all the same
+        model_key += "|depthwise_crop"
     cached: dict[str, FeatureDataset] = {}
     for which, dom in data.domains.items():
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)

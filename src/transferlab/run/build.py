@@ -92,7 +92,6 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     """(LightningModule, section): the strategy applied, head and adaptation attached, norm policy set."""
     from torch import nn
 
-    from transferlab.model import memory_format
     from transferlab.model.norm import check_batch_size, describe
 
     determinism = _determinism(cfg)
@@ -111,9 +110,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     from transferlab.model.module import TransferModule
 
     head = Head(backbone.num_features, data.num_classes, cfg.head.dropout, cfg.head.get("bottleneck"))
-    setting = cfg.get("memory_format") or "auto"  # null: the default
-    layout = memory_format.choose(setting, backbone, cfg.hardware.get("accelerator", "cpu"))
-    memory_format.apply(backbone, layout["used"])  # before the strategy adds its (contiguous) modules
+    layout, crop = _kernels(cfg, backbone)  # before the strategy adds its (contiguous) modules
     backbone = strategy.apply(backbone, head, data.classes)
     if backbone.info.source == "random-init" and any(not p.requires_grad for p in backbone.parameters()):
         log.warning(
@@ -128,7 +125,8 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     rules.check_model(backbone, head, adaptation, data)
     reestimate = strategy.norm == "adabn" or (adaptation is not None and adaptation.reestimates_bn)
     section["norm"] = {**describe(backbone, strategy.norm), "reestimate": reestimate}
-    section |= {"memory_format": layout, "strategy_choices": strategy.choices(), "determinism": determinism}
+    section |= {"memory_format": layout, "depthwise_crop": crop, "determinism": determinism}
+    section["strategy_choices"] = strategy.choices()
     optimizer, section["optimizer"] = _optimizer(cfg)
     module = TransferModule(
         backbone,
@@ -147,6 +145,19 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
     )
     module.keep_test_outputs = strategy.exports_adapter  # export_peft reuses the test pass
     return module, section
+
+
+def _kernels(cfg: DictConfig, backbone) -> tuple[dict, dict]:
+    """The backbone's memory layout and depthwise kernels for this accelerator, applied: their sections."""
+    from transferlab.model import depthwise_crop, memory_format
+
+    accelerator = cfg.hardware.get("accelerator", "cpu")
+    layout = memory_format.choose(cfg.get("memory_format") or "auto", backbone, accelerator)  # null: the default
+    memory_format.apply(backbone, layout["used"])
+    crop = depthwise_crop.choose(cfg.get("depthwise_crop", "auto"), backbone, accelerator)
+    if crop["used"]:
+        depthwise_crop.apply(backbone)
+    return layout, crop
 
 
 def _optimizer(cfg: DictConfig) -> tuple[Any, dict]:
