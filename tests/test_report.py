@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -270,7 +271,11 @@ def test_report_pushed_to_the_sweeps_wandb_group_offline(tmp_path: Path, capsys)
     assert report_main([str(sweep), "--wandb"]) == 0
     (run_dir,) = sweep.glob("wandb/offline-run-*")
     assert f"wandb sync {run_dir}" in capsys.readouterr().err
-    (run,) = of_type(wandb_records(next(run_dir.glob("run-*.wandb"))), "run")
+    log = next(run_dir.glob("run-*.wandb"))
+    deadline = time.monotonic() + 30  # wandb-core writes the log from its own process: under load a moment later
+    while not of_type(wandb_records(log), "run") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    (run,) = of_type(wandb_records(log), "run")
     assert (run.run_group, run.job_type) == ("study", "report")
     (table_file,) = run_dir.glob("files/media/table/report/table_*.table.json")
     table = json.loads(table_file.read_text())
