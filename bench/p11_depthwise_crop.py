@@ -48,6 +48,18 @@ NOTE = (
 )
 
 
+def cpu() -> str:
+    """The CPU's model and widest vector extension: oneDNN picks its kernels by them."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return "unknown CPU"
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
+    isa = "AVX-512" if " avx512f" in flags else "AVX2, no AVX-512" if " avx2" in flags else "no AVX2"
+    return f"{model} ({isa})"
+
+
 def _timed(fn, n: int) -> float:
     fn()
     t = time.perf_counter()
@@ -140,6 +152,9 @@ def main() -> None:
     args = ap.parse_args()
     grid = [g for g in GRID if g[0] == 672] if args.quick else GRID
     lines = [
+        f"CPU: {cpu()}. oneDNN chooses its kernels by the CPU, so the rule below is this machine's measurement: "
+        "re-run this script on another CPU, and set `depthwise_crop=false` where the layers' own kernels win.",
+        "",
         f"Part 1: one depthwise layer (channels_last, batch 32, padding k//2), the layer's own kernel vs the explicit "
         f"computation (crop + explicit zero padding) at every map size; medians of {args.repeats} interleaved repeats "
         f"of {args.steps} calls. Speed-up = own / explicit (> 1: explicit is faster), in the three ways a layer runs: "

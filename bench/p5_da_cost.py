@@ -86,7 +86,7 @@ def profile() -> str:
         f"The source-only run spends {step:.1f} s (profiled) in its training steps' forward and backward through the "
         "trainable suffix; DANN does the same for every target batch, since the reversed gradient of the domain loss "
         "must reach the suffix's weights. Each speed-up of that suffix work (channels_last, P8; the cropped depthwise "
-        "kernels, P11: these two jobs' fits 2.2-2.3x shorter) makes both arms faster and leaves the ratio where it "
+        "kernels, P11: these two jobs' fits 2.1-2.3x shorter) makes both arms faster and leaves the ratio where it "
         "was or raises it, since the suffix work is what DANN doubles; the discriminator and its optimizer come on "
         "top. Adding the suffix's forward and backward once more to the source-only run, with a free discriminator, "
         f"already gives a ratio of about {1 + step / walls['source-only']:.2f}: the 1.3 goal assumed the target side "

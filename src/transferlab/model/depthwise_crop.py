@@ -1,7 +1,7 @@
 """`depthwise_crop`: depthwise convolutions on maps smaller than their kernel, without the taps that only meet padding.
 
 At the image sizes a CPU study uses (32-64 px), the last stages of EfficientNet/MobileNet-like backbones see 1x1
-to 4x4 maps through 3x3 and 5x5 depthwise kernels. There oneDNN's depthwise weight gradient is slow: 2-23x slower
+to 4x4 maps through 3x3 and 5x5 depthwise kernels. There oneDNN's depthwise weight gradient is slow: 2-24x slower
 than the same sums computed another way, and its forward too where the padding is wider than the map (BENCHMARKS.md
 P11, a grid of channels, kernel, stride and map size). On such a map most kernel taps only ever meet zero padding.
 This computes the convolution with the kernel cropped to the taps that meet a real input element, after padding the
