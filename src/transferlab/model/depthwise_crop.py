@@ -122,11 +122,6 @@ def __getattr__(name: str):  # `CroppedConv2dSame` is made on first use (timm im
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def depthwise_convs(module: nn.Module) -> list[nn.Conv2d]:
-    """The layers that may crop: eligible ones, and those `apply` already swapped."""
-    return [m for m in module.modules() if eligible(m) or isinstance(m, _Cropped)]
-
-
 def apply(module: nn.Module) -> int:
     """Crop the depthwise convolutions of `module` where their input is smaller than their kernel (in place);
     returns how many layers may crop."""
