@@ -66,6 +66,7 @@ def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, re
     import lightning as L
 
     from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
+    from transferlab.callbacks.validated import ValidatedAt
     from transferlab.infra.loggers import HistoryCSVLogger
 
     loggers = _instantiate_dict(cfg.get("logger"))
@@ -76,7 +77,7 @@ def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, re
             continue  # the resumed MLflow run has its params, and MLflow refuses changing one (results.json has all)
         lg.log_hyperparams(redact.scrub(OmegaConf.to_container(cfg, resolve=True)))
     stamp = {"backbone": backbone_name, "strategy": strategy.name, "classes": list(data.classes or [])}
-    callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp)]
+    callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp), ValidatedAt()]
     if module.adaptation is not None:
         callbacks += module.adaptation.callbacks()
     if not loggers:  # LearningRateMonitor needs a logger
@@ -113,17 +114,26 @@ def adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
     stats = {"domain": which, "which": which_layers, **reestimate(module.backbone, loader, module.device, layers)}
     if stats["layers"] and data.val_dataloader():
         trainer.validate(module, datamodule=data, verbose=False)
+    else:  # nothing re-estimated: the model is the fitted one, validated like any other
+        validate_final(trainer, module, data)
     return stats
 
 
 def validate_final(trainer, module, data) -> None:
-    """Fit ended without validation metrics (e.g. max_steps mid-epoch): validate the final model."""
-    if not any(k.startswith("val/") for k in trainer.callback_metrics) and data.fractions[0] > 0:
+    """Validate the final model unless the last validation already saw it: fit may end without val metrics,
+    or (`max_steps` mid-epoch) with those of an earlier step, which the selection rules would then score."""
+    from transferlab.callbacks.validated import validated_at
+
+    if data.fractions[0] <= 0:
+        return
+    has_val = any(k.startswith("val/") for k in trainer.callback_metrics)
+    if not has_val or validated_at(trainer) != trainer.global_step:
         trainer.validate(module, datamodule=data, verbose=False)
 
 
 def test(cfg: DictConfig, trainer, module, data) -> dict:
     """Test metrics (with the final val metrics), the planner's prediction, training counters."""
+    from transferlab.callbacks.validated import validated_at
     from transferlab.plan import predict
 
     metrics = dict(trainer.callback_metrics)
@@ -137,6 +147,7 @@ def test(cfg: DictConfig, trainer, module, data) -> dict:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "world_size": trainer.world_size,
+        "val_step": validated_at(trainer),  # the global step of the model the val metrics and `selection` describe
         "selection": selection(clean, data),
     }
 
