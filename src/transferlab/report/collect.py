@@ -90,6 +90,7 @@ def _row(path: Path, res: dict, root: Path) -> dict:
         "selection": res.get("selection"),
         "seed": res.get("seed"),
         "train_per_class": res.get("train_per_class"),
+        "train_fraction": flat.get("data.train_fraction"),
         "train_size": res.get("train_size"),
         "metric_name": metric,
         "metric": metrics.get(metric),

@@ -15,8 +15,16 @@ def _num(v, fmt: str = "{:.3f}") -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
 
-def _size(per_class, total) -> str:
-    per = "all" if per_class is None or (isinstance(per_class, float) and math.isnan(per_class)) else f"{per_class:g}"
+def _unset(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _size(per_class, total, fraction=None) -> str:
+    """The configured training-set size and its number of examples: "10/class (100)", "fraction 0.1 (360)"
+    (`data.train_fraction`), "all/class (2750)"."""
+    if _unset(per_class) and not _unset(fraction):
+        return f"fraction {fraction:g} ({_num(total, '{:.0f}')})"
+    per = "all" if _unset(per_class) else f"{per_class:g}"
     return f"{per}/class ({_num(total, '{:.0f}')})"
 
 
@@ -46,7 +54,7 @@ def table_md(table: pd.DataFrame, metric: str) -> str:
         failed = f" (+{r['failed']} failed)" if r["failed"] else ""
         lines.append(
             f"| {r['method']} | {r.get('norm', 'n/a')} | "
-            f"{_size(r['train_per_class'], r['train_size'])} | {r['n']}{failed} "
+            f"{_size(r['train_per_class'], r['train_size'], r.get('train_fraction'))} | {r['n']}{failed} "
             f"| {_num(r['mean'])}{ci} | {_num(r['val_acc'])} | {''.join(_num(r[c]) + ' | ' for c in also)}"
             f"{_params(r['trainable'])} | {_num(r['time_s'], '{:.1f}')} |"
         )
@@ -54,7 +62,7 @@ def table_md(table: pd.DataFrame, metric: str) -> str:
 
 
 def _verdict(w: dict) -> str:
-    size, ci = _size(w["train_per_class"], w["train_size"]), "" if w["n"] < 2 else _ci(w)
+    size, ci = _size(w["train_per_class"], w["train_size"], w.get("train_fraction")), "" if w["n"] < 2 else _ci(w)
     lead = f"{w['method']} ({w['mean']:.3f}{ci})"
     if w["verdict"] == "alone":
         return f"- {size}: {lead}, the only method measured"
@@ -82,9 +90,13 @@ def findings_md(table: pd.DataFrame) -> str:
     for c in cross:
         lo, hi = c["between"]
         leader = f"**{c['leader']}**" if c["clear"] else c["leader"]
+        at = (
+            f"(through a tie of the means at ≈ {c['at']:.0f})"
+            if c.get("tie")
+            else f"(≈ {c['at']:.0f}, log-linear interpolation of the means)"
+        )
         lines.append(
-            f"- {leader} overtakes {c['other']} between {lo:g} and {hi:g} training examples "
-            f"(≈ {c['at']:.0f}, log-linear interpolation of the means)"
+            f"- {leader} overtakes {c['other']} between {lo:g} and {hi:g} training examples {at}"
             + ("" if c["clear"] else "; the 95 % intervals do not separate them at both ends: within the seed noise")
         )
     return "\n".join(lines)

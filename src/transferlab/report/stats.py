@@ -17,22 +17,28 @@ def ci95(values) -> float:
     return float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration (method x training-set size) over its ok seeds.
+# The configured training-set size (`data.train_per_class` or `data.train_fraction`; both null: all examples):
+# runs that differ in it are different configurations, whatever their method.
+SIZE_KEYS = ("train_per_class", "train_fraction")
 
-    Columns: method, train_per_class, train_size, n (ok seeds), failed, mean, ci95, std, val_acc,
-    trainable, total, time_s, peak_mem_mb, and the mean of every other test accuracy (e.g. test/source_acc).
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (method x training-set size, `SIZE_KEYS`) over its ok seeds.
+
+    Columns: method, train_per_class, train_fraction, train_size, n (ok seeds), failed, mean, ci95, std,
+    val_acc, trainable, total, time_s, peak_mem_mb, and the mean of every other test accuracy (e.g.
+    test/source_acc).
     """
     rows = []
     also = [c for c in runs.columns if c.startswith("also:")]  # other test accuracies, e.g. test/source_acc
-    keys = ["method", "train_per_class"]
-    for (method, per_class), g in runs.groupby(keys, dropna=False, sort=False):
+    sizes = [k for k in SIZE_KEYS if k in runs]
+    for key, g in runs.groupby(["method", *sizes], dropna=False, sort=False):
         ok = g[(g.status == "ok") & g.metric.notna()]
         m = ok.metric.astype(float)
         rows.append(
             {
-                "method": method,
-                "train_per_class": per_class,
+                "method": key[0],
+                **dict(zip(sizes, key[1:], strict=True)),
                 "norm": ",".join(sorted(set(g["norm"]))) if "norm" in g else "n/a",
                 "train_size": ok.train_size.mean() if len(ok) else g.train_size.mean(),
                 "n": len(ok),
@@ -76,10 +82,11 @@ def winners(table: pd.DataFrame) -> list[dict]:
     `clear` is True for "clear" only.
     """
     out = []
-    for size, g in table[table.n > 0].groupby("train_size", sort=True):
+    keys = ["train_size", *(k for k in SIZE_KEYS if k in table)]  # one group per configured size
+    for _, g in table[table.n > 0].groupby(keys, dropna=False, sort=True):
         g = g.sort_values("mean", ascending=False)
         best, others = g.iloc[0], [r for _, r in g.iloc[1:].iterrows()]
-        row = {"train_size": size, "train_per_class": best.train_per_class, "method": best.method}
+        row = {k: best.get(k) for k in ("train_size", *SIZE_KEYS)} | {"method": best.method}
         row |= {"mean": best["mean"], "ci95": best.ci95, "n": int(best.n), "runner_up": None, "margin": None}
         overlapping = [o.method for o in others if not separated(best, o)]
         if not others:
@@ -94,36 +101,62 @@ def winners(table: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _curves(table: pd.DataFrame) -> dict[str, dict[float, list]]:
+    """method -> training-set size -> its table rows with a mean (several when two configured sizes, e.g.
+    10/class and a fraction, select the same number of examples)."""
+    out: dict[str, dict[float, list]] = {}
+    for method, g in table.dropna(subset=["mean", "train_size"]).groupby("method"):
+        out[method] = {float(s): [r for _, r in rows.iterrows()] for s, rows in g.groupby("train_size", sort=True)}
+    return out
+
+
+def _pooled(rows: list) -> float:
+    """The mean over every ok seed of `rows` (one row: its mean)."""
+    return sum(r.n * r["mean"] for r in rows) / sum(r.n for r in rows)
+
+
+def _sign_changes(diff: np.ndarray) -> list[tuple[int, int]]:
+    """(j, k): consecutive non-zero entries of opposite sign; exact ties (zeros) between them are crossed
+    through, so -, 0, + is one change and -, 0, - none."""
+    nz = [j for j, d in enumerate(diff) if d != 0]
+    return [(j, k) for j, k in zip(nz, nz[1:], strict=False) if np.sign(diff[j]) != np.sign(diff[k])]
+
+
+def _crossing(a: str, b: str, rows: dict, sizes: np.ndarray, diff: np.ndarray, j: int, k: int) -> dict:
+    """The crossing of curves `a` and `b` between sizes[j] and sizes[k] (the means tie exactly in between
+    when k > j + 1); `diff` = mean of a - mean of b per size."""
+    if k == j + 1:  # log-linear interpolation of the means
+        lo, hi = np.log(sizes[j]), np.log(sizes[k])
+        at = float(np.exp(lo + diff[j] / (diff[j] - diff[k]) * (hi - lo)))
+    else:  # the tied sizes (several: their geometric middle)
+        at = float(np.exp((np.log(sizes[j + 1]) + np.log(sizes[k - 1])) / 2))
+    ends = [all(separated(ra, rb) for ra in rows[a][sizes[e]] for rb in rows[b][sizes[e]]) for e in (j, k)]
+    leader, other = (a, b) if diff[k] > 0 else (b, a)
+    return {
+        "leader": leader,
+        "other": other,
+        "between": (float(sizes[j]), float(sizes[k])),
+        "at": at,
+        "tie": k > j + 1,
+        "clear": all(ends),
+    }
+
+
 def crossings(table: pd.DataFrame) -> list[dict]:
     """Where one method's mean curve overtakes another's, located by log-linear interpolation.
 
     Returns one dict per crossing: `leader` (ahead after the crossing), `other`, `between` (the two
-    sizes that bracket it), `at` (the interpolated training-set size) and `clear` (the 95 % intervals
-    separate the two methods at both bracketing sizes: the crossing is beyond the seed noise).
+    sizes that bracket it), `at` (the interpolated training-set size, or the size where the means tie
+    exactly), `tie` (they do: the ranking flips through that tie) and `clear` (the 95 % intervals separate
+    the two methods at both bracketing sizes: the crossing is beyond the seed noise). A method with several
+    rows at one size (different configured sizes) counts there with the mean over all their seeds.
     """
-    rows = {m: g.dropna(subset=["mean"]).set_index("train_size").sort_index() for m, g in table.groupby("method")}
-    curves = {m: r["mean"] for m, r in rows.items()}
+    rows = _curves(table)
     out = []
-    names = sorted(curves)
+    names = sorted(rows)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            common = curves[a].index.intersection(curves[b].index)
-            diff = (curves[a][common] - curves[b][common]).to_numpy()
-            sizes = np.asarray(common, dtype=float)
-            for j in range(len(diff) - 1):
-                if diff[j] == 0 or np.sign(diff[j]) == np.sign(diff[j + 1]) or diff[j + 1] == 0:
-                    continue
-                t = diff[j] / (diff[j] - diff[j + 1])
-                at = float(np.exp(np.log(sizes[j]) + t * (np.log(sizes[j + 1]) - np.log(sizes[j]))))
-                leader, other = (a, b) if diff[j + 1] > 0 else (b, a)
-                ends = [separated(rows[a].loc[sizes[k]], rows[b].loc[sizes[k]]) for k in (j, j + 1)]
-                out.append(
-                    {
-                        "leader": leader,
-                        "other": other,
-                        "between": (sizes[j], sizes[j + 1]),
-                        "at": at,
-                        "clear": all(ends),
-                    }
-                )
+            sizes = np.asarray(sorted(set(rows[a]) & set(rows[b])), dtype=float)
+            diff = np.asarray([_pooled(rows[a][s]) - _pooled(rows[b][s]) for s in sizes])
+            out += [_crossing(a, b, rows, sizes, diff, j, k) for j, k in _sign_changes(diff)]
     return sorted(out, key=lambda c: c["at"])
