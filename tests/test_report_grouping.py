@@ -1,4 +1,4 @@
-"""The report keeps apart what the sweep keeps apart: sizes set by fraction; crossings through ties."""
+"""The report keeps apart what the sweep keeps apart: sizes set by fraction, equal numbers, ties in the curves."""
 
 from __future__ import annotations
 
@@ -110,6 +110,25 @@ def test_several_ties_in_a_row_are_one_crossing():
     (cross,) = crossings(table)
     assert cross["leader"] == "a" and cross["between"] == (100.0, 800.0)
     assert cross["at"] == pytest.approx((200 * 400) ** 0.5)
+
+
+def test_a_float_setting_and_the_equal_int_are_one_arm(tmp_path: Path):
+    """lr=1 (an override) and lr=1.0 (a YAML default) are one job for the sweep, so one arm of 3 seeds."""
+    for seed in range(3):
+        write_run(tmp_path / "old", "full", seed, 0.8, per_class=10, lr=1.0)
+        write_run(tmp_path / "new", "full", seed, 0.8, per_class=10, lr=1)
+        write_run(tmp_path, "full", seed, 0.7, per_class=10, lr=0.1)
+    table = aggregate(load_runs(tmp_path))
+    assert dict(zip(table.method, table.n, strict=True)) == {"full lr=0.1": 3, "full lr=1": 3}
+
+
+def test_different_settings_never_share_a_label(tmp_path: Path):
+    """Two learning rates that print alike at 6 significant digits are two arms, labelled apart."""
+    for seed in range(2):
+        write_run(tmp_path, "full", seed, 0.8, per_class=10, lr=0.1234567)
+        write_run(tmp_path, "full", seed, 0.7, per_class=10, lr=0.1234568)
+    table = aggregate(load_runs(tmp_path))
+    assert sorted(table.method) == ["full lr=0.1234567", "full lr=0.1234568"] and set(table.n) == {2}
 
 
 def test_the_report_names_a_crossing_through_a_tie():

@@ -46,6 +46,19 @@ def test_find_finished_only_matches_ok_results(tmp_path: Path):
     assert find_finished(sweep, _result(probe, lr=2)["config"]) == sweep / "ok" / "results.json"
 
 
+def test_equal_numbers_are_the_same_setting(tmp_path: Path):
+    """`adaptation.weight=1` after a YAML default of 1.0 is the finished job; True is not the setting 1."""
+    one = _result(tmp_path / "a", adaptation={"weight": 1.0, "lrs": [0.5, 2.0]})["config"]
+    assert run_key(one) == run_key(_result(tmp_path / "b", adaptation={"weight": 1, "lrs": [0.5, 2]})["config"])
+    assert run_key(one) != run_key(_result(tmp_path / "c", adaptation={"weight": 1.5, "lrs": [0.5, 2]})["config"])
+    flag = _result(tmp_path / "d", adaptation={"weight": True, "lrs": [0.5, 2]})["config"]
+    assert run_key(flag) != run_key(one) and normalize(flag)["adaptation"]["weight"] is True
+    assert normalize(one)["adaptation"] == {"weight": 1, "lrs": [0.5, 2]}
+    sweep = tmp_path / "sweep"
+    _result(sweep / "default", adaptation={"weight": 1.0})
+    assert find_finished(sweep, _result(tmp_path / "new", adaptation={"weight": 1})["config"]) is not None
+
+
 def test_objective_value():
     assert objective_value({"status": "ok", "metrics": {"val/acc": 0.8}}, "val/acc") == 0.8
     assert math.isnan(objective_value({"status": "failed"}, "val/acc")) and math.isnan(objective_value(None, "val/acc"))

@@ -44,8 +44,21 @@ def _replace(node: Any, old: str, new: str) -> Any:
     return node
 
 
+def _same_numbers(node: Any) -> Any:
+    """`node` with every float of integral value as the equal int (`1.0` -> `1`): a YAML default of 1.0 and
+    an override `=1` are the same setting. Booleans stay booleans (`True` is not the setting `1`)."""
+    if isinstance(node, dict):
+        return {k: _same_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_same_numbers(v) for v in node]
+    if isinstance(node, float) and node.is_integer():
+        return int(node)
+    return node
+
+
 def normalize(config: dict) -> dict:
-    """The resolved config with its run dir (`paths.output_dir`) replaced by `<run_dir>`.
+    """The resolved config with its run dir (`paths.output_dir`) replaced by `<run_dir>` and equal numbers
+    written alike (`1.0` as `1`), as jobs are compared (`run_key`) and the report labels them.
 
     Args:
         config: a resolved config as stored in results.json (`OmegaConf.to_container(cfg, resolve=True)`).
@@ -55,11 +68,12 @@ def normalize(config: dict) -> dict:
     for key, inner in IGNORED_NESTED.items():
         if isinstance(config.get(key), dict):
             config[key] = {k: v for k, v in config[key].items() if k not in inner}
+    config = _same_numbers(config)
     return _replace(config, run_dir.rstrip("/"), RUN_DIR) if run_dir else config
 
 
 def run_key(config: dict) -> str:
-    """A short stable hash of the normalised config: equal keys = the same job."""
+    """A short stable hash of the normalised config: equal keys = the same job (`lr=1` and `lr=1.0` too)."""
     text = json.dumps(normalize(config), sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

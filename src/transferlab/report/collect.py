@@ -37,7 +37,12 @@ def target_metric(metrics: dict) -> str:
 
 
 def _short(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """`value` for a method label: floats as `%g` where that reads back as the same number, else in full, so
+    settings that are different jobs (`transferlab.sweep.run_key`) never share a label."""
+    if not isinstance(value, float):
+        return str(value)
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
 
 
 def load_runs(root: Path | str) -> pd.DataFrame:
