@@ -41,6 +41,28 @@ def test_key_changes_with_what_determines_the_features(tmp_path):
     assert other_size["feature_cache"]["hits"] == 0
     # seed 1 draws another training subset from the same domain: its features are already there
     assert other_seed["feature_cache"]["hits"] == 1 and other_seed["feature_cache"]["forwards"] == 0
+    # the same weights computing other features (max instead of average pooling) must not share entries
+    max_pool = run_config([*ARGS, cache, "+backbone.model_kwargs={global_pool: max}"], tmp_path / "d")
+    assert max_pool["feature_cache"]["hits"] == 0 and max_pool["feature_cache"]["forwards"] == 1797
+
+
+def test_structure_hash_tells_apart_what_the_weights_do_not():
+    import torch
+    from torch import nn
+
+    from transferlab.model.features import structure_hash, weights_hash
+
+    def net(pool):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), pool, nn.Flatten())
+
+    avg, avg_again, mx = net(nn.AdaptiveAvgPool2d(1)), net(nn.AdaptiveAvgPool2d(1)), net(nn.AdaptiveMaxPool2d(1))
+    assert weights_hash(avg) == weights_hash(mx)  # what the key had before: the same for both
+    assert structure_hash(avg) == structure_hash(avg_again) != structure_hash(mx)
+    # a traced graph cut at another node (an ONNX backbone's `backbone.output`): same parameters, other code
+    whole, cut = torch.fx.symbolic_trace(avg_again), torch.fx.symbolic_trace(avg_again[:2])
+    cut.add_module("2", nn.AdaptiveAvgPool2d(1)), cut.add_module("3", nn.Flatten())  # same modules, other graph
+    assert weights_hash(whole) == weights_hash(cut) and structure_hash(whole) != structure_hash(cut)
 
 
 def test_not_used_when_the_backbone_trains(tmp_path):

@@ -18,7 +18,9 @@ and the dtype. With `progressive` the prefix is what its schedule can't reach wi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -54,6 +56,17 @@ def weights_hash(module: torch.nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def structure_hash(module: torch.nn.Module, info=None) -> str:
+    """SHA-256 of what decides the features besides the weights: the module tree as printed (layer types and
+    settings: pooling, activations, strides, dilations), the code of every traced graph in it (an ONNX
+    backbone cut at another node), and the backbone's recorded `info` (its layout, cut point, source)."""
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(module))  # no object addresses: the key must hold across runs
+    text += "".join(m.code for m in module.modules() if isinstance(m, torch.fx.GraphModule))
+    if info is not None:
+        text += json.dumps(info.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @torch.no_grad()
@@ -191,7 +204,8 @@ def cache_features(
         if gb > MAX_PREFIX_GB:
             stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
             return stats
-    model_key = weights_hash(prefix) + ("" if k is None else f"|prefix:{k}")
+    model_key = weights_hash(prefix) + "|" + structure_hash(prefix, getattr(module.backbone, "info", None))
+    model_key += "" if k is None else f"|prefix:{k}"
     if layout_of(prefix) == "channels_last":  # the same values up to rounding: kept apart all the same
         model_key += "|channels_last"
     if depthwise_crop.applied(prefix):  # identical outputs where measured; kept apart all the same
