@@ -192,6 +192,15 @@ def pickled_code(tmp: Path) -> None:
     torch.save({"conv1.weight": _Evil(tmp / "pwned")}, tmp / "evil.pth")
 
 
+def scheduler_module(tmp: Path) -> None:
+    """`my_schedules.one_cycle(optimizer, total_steps)`: a user's OneCycleLR factory, importable from `tmp`."""
+    (tmp / "my_schedules.py").write_text(
+        "import torch\n\n\ndef one_cycle(optimizer, total_steps):\n"
+        "    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=total_steps)\n"
+    )
+    sys.path.insert(0, str(tmp))
+
+
 IMG = ["data=imagefolder", "data.root={tmp}/imgs", "data.num_workers=0"]
 IMG_PAIR = [*IMG, "data.target_root={tmp}/target"]
 CSV = ["backbone=minilm", "data=text_files", "data.source.path={tmp}/d.csv"]
@@ -493,6 +502,16 @@ CASES = [
         "ConfigError",
         "strategy.max_groups=12 but the backbone has only 8 layer groups (0:conv_stem",
         fix="at most the model's layer groups (a timm model built on the meta device); before weights load",
+    ),
+    Case(
+        "progressive_with_a_scheduler_it_cant_extend",
+        ["strategy=progressive", "++scheduler={_target_:my_schedules.one_cycle,_partial_:true}"],
+        "ConfigError",
+        "OneCycleLR keeps per-group settings in the optimizer's groups",
+        "fit",
+        fix="a scheduler with per-group base_lrs/lr_lambdas only (linear_warmup, inv_annealing, LambdaLR, StepLR, "
+        "CosineAnnealingLR, ...), or strategy=partial/full; refused before the first step",
+        setup=scheduler_module,
     ),
     Case(
         "more_prompt_tokens_than_the_context",

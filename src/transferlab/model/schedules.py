@@ -62,3 +62,54 @@ def inv_annealing(
     if total_steps < 1:
         raise ConfigError(f"the schedule needs at least one training step (got total_steps={total_steps}).")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: inv_annealing_factor(s, total_steps, gamma, power))
+
+
+# -- optimizer groups that join during training (progressive unfreezing) ------------------------------
+_EXTENDABLE = {"base_lrs", "lr_lambdas", "_last_lr"}  # the per-group lists `add_group` extends
+_NESTED = {"_schedulers", "_milestones"}  # SequentialLR / ChainedScheduler: their schedulers are checked in turn
+
+
+def _parts(scheduler) -> list:
+    """`scheduler` and the schedulers nested in it (SequentialLR, ChainedScheduler), depth first."""
+    return [scheduler, *(p for s in getattr(scheduler, "_schedulers", []) for p in _parts(s))]
+
+
+def why_not_extendable(scheduler, optimizer: torch.optim.Optimizer) -> str | None:
+    """Why `add_group` can't extend `scheduler` to a parameter group added to `optimizer` later; None: it can.
+
+    A scheduler's per-group state is in lists aligned with the optimizer's groups and in keys it writes into
+    the groups; `add_group` extends `base_lrs`, `lr_lambdas` and `_last_lr` (LambdaLR, the schedules above,
+    StepLR, CosineAnnealingLR, ...), not others (CyclicLR's `max_lrs`, OneCycleLR's `max_lr` group key,
+    ReduceLROnPlateau's `min_lrs`).
+    """
+    n = len(optimizer.param_groups)
+    known = set(optimizer.defaults) | {"params", "name", "initial_lr"}
+    for part in _parts(scheduler):
+        name = type(part).__name__
+        if not isinstance(part, torch.optim.lr_scheduler.LRScheduler):
+            return f"{name} is not a torch LRScheduler"
+        lists = {k for k, v in vars(part).items() if isinstance(v, list) and len(v) == n} - _EXTENDABLE - _NESTED
+        if lists:
+            return f"{name} keeps per-group {', '.join(sorted(lists))}"
+    keys = {k for g in optimizer.param_groups for k in g} - known
+    if keys:
+        return (
+            f"{type(scheduler).__name__} keeps per-group settings in the optimizer's groups ({', '.join(sorted(keys))})"
+        )
+    return None
+
+
+def add_group(scheduler, like: int, initial_lr: float) -> None:
+    """Extend `scheduler` to the parameter group just appended to its optimizer.
+
+    The new group gets the LR function of group `like` (LambdaLR's `lr_lambdas`: the same multiplier as
+    that group) and `initial_lr` as its base LR; `why_not_extendable` says which schedulers this covers.
+    """
+    lr = scheduler.optimizer.param_groups[-1]["lr"]
+    for part in _parts(scheduler):
+        if hasattr(part, "base_lrs"):
+            part.base_lrs.append(initial_lr)
+        if hasattr(part, "lr_lambdas"):
+            part.lr_lambdas.append(part.lr_lambdas[like])
+        if hasattr(part, "_last_lr"):
+            part._last_lr.append(lr)

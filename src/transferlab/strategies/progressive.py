@@ -20,7 +20,8 @@ class Progressive(Strategy):
         unfreeze_at: explicit epochs/steps at which one more group joins (overrides `unfreeze_every`).
         unit: "epoch" or "step".
         max_groups: stop after this many groups (null = all).
-        warmup_steps: a newly joined group's LR ramps linearly from 0 over this many steps.
+        warmup_steps: a newly joined group's LR ramps linearly from 0 over this many steps (on top of
+            the run's `scheduler`, whose multiplier every joined group follows like the head).
         lr, backbone_lr_mult, lr_decay, norm: see `Strategy`; group k from the top gets
             `lr * backbone_lr_mult * lr_decay**k`.
     """

@@ -12,6 +12,8 @@ from typing import Protocol
 import lightning as L
 import torch
 
+from transferlab.errors import ConfigError
+
 
 class Schedule(Protocol):
     """What the callback drives: `Progressive` hands itself over (no import of it here, no circle)."""
@@ -34,7 +36,10 @@ class Schedule(Protocol):
 class ProgressiveUnfreezing(L.Callback):
     """Unfreezes layer groups top-down on the strategy's schedule and adds them to the optimizer.
 
-    Logs `train/unfrozen_groups` and `train/lr/<group>` for every optimizer group.
+    A joined group follows the run's LR scheduler like the head: the scheduler is extended to it
+    (`schedules.add_group`; a scheduler that can't be is refused at fit start) and its LR is
+    `group_lr(k)` x the schedule's multiplier x its own warm-up ramp. Logs `train/unfrozen_groups` and
+    `train/lr/<group>` for every optimizer group.
     """
 
     def __init__(self, strategy: Schedule) -> None:
@@ -70,12 +75,25 @@ class ProgressiveUnfreezing(L.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._apply_freeze(pl_module)  # after the DDP wrap; the schedule's state is restored by now
+        from transferlab.model.schedules import why_not_extendable
+
+        for config in trainer.lr_scheduler_configs:
+            why = why_not_extendable(config.scheduler, trainer.optimizers[0])
+            if why:
+                raise ConfigError(
+                    f"strategy=progressive adds layer groups to the optimizer during training and the LR "
+                    f"scheduler must take them on, but {why}. Use a scheduler with per-group base_lrs/lr_lambdas "
+                    "only (transferlab.model.schedules.linear_warmup or inv_annealing; torch's LambdaLR, StepLR, "
+                    "CosineAnnealingLR, ...), or this scheduler with strategy=partial or strategy=full."
+                )
 
     # -- the schedule -----------------------------------------------------------------------------
     def _advance(self, trainer, pl_module, t: int) -> bool:
         target = self.strategy.target(t)
         if target <= self.strategy.unfrozen:
             return False
+        from transferlab.model.schedules import add_group
+
         optimizer = trainer.optimizers[0]
         groups = self._layer_groups(pl_module)
         while self.strategy.unfrozen < target:
@@ -83,29 +101,30 @@ class ProgressiveUnfreezing(L.Callback):
             g = groups[len(groups) - 1 - k]
             for p in g.parameters():
                 p.requires_grad_(True)
-            lr = 0.0 if self.strategy.warmup_steps else self.strategy.group_lr(k)
+            peak = self.strategy.group_lr(k)
+            lr = 0.0 if self.strategy.warmup_steps else peak * _multiplier(optimizer)
             optimizer.add_param_group(
-                {
-                    "name": f"backbone.{g.name}",
-                    "params": g.parameters(),
-                    "lr": lr,
-                    "initial_lr": self.strategy.group_lr(k),
-                }
+                {"name": f"backbone.{g.name}", "params": g.parameters(), "lr": lr, "initial_lr": peak}
             )
+            for config in trainer.lr_scheduler_configs:  # the scheduler takes the group on, like the head
+                add_group(config.scheduler, _head_index(optimizer), peak)
             self.joined_at[k] = trainer.global_step
         pl_module.train()  # newly trainable groups leave eval mode
         return True
 
-    def _warmup(self, trainer, pl_module) -> None:
-        """Linear LR ramp of each joined group over `warmup_steps`, derived from the global step."""
-        if not self.strategy.warmup_steps:
-            return
+    def _set_lrs(self, trainer, pl_module) -> None:
+        """Each joined group's LR for this step: its peak `group_lr(k)` x the run's LR schedule multiplier
+        (the head's LR over its initial LR; 1 without a scheduler) x its linear ramp over `warmup_steps` from
+        the step it joined. Derived from the global step and the head's LR, so a resume sets the same."""
+        optimizer = trainer.optimizers[0]
+        multiplier = _multiplier(optimizer)
         groups = self._layer_groups(pl_module)
-        by_name = {g.get("name"): g for g in trainer.optimizers[0].param_groups}
+        by_name = {g.get("name"): g for g in optimizer.param_groups}
         for k, joined in self.joined_at.items():
             group = by_name[f"backbone.{groups[len(groups) - 1 - k].name}"]
-            ramp = min(1.0, (trainer.global_step - joined + 1) / self.strategy.warmup_steps)
-            group["lr"] = self.strategy.group_lr(k) * ramp
+            steps = self.strategy.warmup_steps
+            ramp = min(1.0, (trainer.global_step - joined + 1) / steps) if steps else 1.0
+            group["lr"] = self.strategy.group_lr(k) * multiplier * ramp
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self.strategy.unit == "epoch":
@@ -115,8 +134,18 @@ class ProgressiveUnfreezing(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.strategy.unit == "step":
             self._advance(trainer, pl_module, trainer.global_step)
-        self._warmup(trainer, pl_module)
+        self._set_lrs(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for group in trainer.optimizers[0].param_groups:
             pl_module.log(f"train/lr/{group.get('name', '?')}", torch.tensor(group["lr"]), on_epoch=True)
+
+
+def _head_index(optimizer: torch.optim.Optimizer) -> int:
+    return next(i for i, g in enumerate(optimizer.param_groups) if g.get("name") == "head")
+
+
+def _multiplier(optimizer: torch.optim.Optimizer) -> float:
+    """The LR schedule's current multiplier, read off the head group (its LR over its initial LR)."""
+    head = optimizer.param_groups[_head_index(optimizer)]
+    return float(head["lr"]) / float(head.get("initial_lr", head["lr"]))
