@@ -115,3 +115,52 @@ def test_snd_needs_two_examples_and_a_positive_temperature():
         snd(torch.zeros(4, K), temperature=0)
     with pytest.raises(KeyError, match="choose one of"):
         oriented("dev", 1.0)
+
+
+@pytest.mark.parametrize(
+    "metric, way",
+    [
+        ("val/target_entropy", "lower"),
+        ("val/target_snd", "higher"),
+        ("val/target_info_max", "higher"),
+        ("val/acc", "higher"),
+        ("val/source_acc", "higher"),
+        ("val/loss", "lower"),
+        ("val/target_loss", "lower"),
+        ("val/perplexity", "lower"),
+        ("val/something", None),
+    ],
+)
+def test_which_way_a_metric_improves(metric, way):
+    from transferlab.adaptation.selection import better
+
+    assert better(metric) == way
+
+
+def test_search_direction_follows_the_objective_and_refuses_a_contradiction():
+    from transferlab.adaptation.selection import search_direction
+    from transferlab.errors import ConfigError
+
+    assert search_direction("val/target_entropy", None) == "minimize"
+    assert search_direction("val/target_entropy", "auto") == "minimize"
+    assert search_direction("val/acc", "auto") == "maximize"
+    assert search_direction("val/acc", "maximize") == "maximize"
+    assert search_direction("val/something", "minimize") == "minimize"  # unknown metric: the user's word
+    with pytest.raises(ConfigError, match=r"contradicts objective 'val/target_entropy'.*search.direction=minimize"):
+        search_direction("val/target_entropy", "maximize")
+    with pytest.raises(ConfigError, match="can't tell whether objective 'val/something'"):
+        search_direction("val/something", "auto")
+    with pytest.raises(ConfigError, match="must be 'auto', 'maximize' or 'minimize'"):
+        search_direction("val/acc", "max")
+
+
+def test_search_refuses_a_contradicting_direction_before_any_trial(tmp_path, capsys):
+    from conftest import ROOT
+
+    from transferlab import search
+
+    args = ["--config-dir", str(ROOT / "sweeps"), "--config-name", "optuna_partial"]
+    args += ["objective=val/loss", "search.direction=maximize", f"hydra.sweep.dir={tmp_path / 'study'}"]
+    assert search.main(args) == 2
+    assert "use search.direction=minimize" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()  # refused before the study dir or a trial

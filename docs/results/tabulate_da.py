@@ -15,12 +15,10 @@ method was ahead. Same seed = same data split, same initialisation of the head a
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 KEYS = [
     "test/target_acc",
@@ -68,10 +66,11 @@ def fmt(values: list[float], std: bool = False) -> str:
 
 
 def main(dirs: list[str], std: bool = False, source_only: bool = False) -> str:
+    from transferlab.sweep import iter_results  # runs archived under <job>/replaced/<n>/ are not counted
+
     groups: dict[str, list[dict]] = defaultdict(list)
     for d in dirs:
-        for path in sorted(Path(d).rglob("results.json")):
-            r = json.loads(path.read_text())
+        for _, r in iter_results(d):
             if r.get("status") == "ok":
                 groups[method_name(r)].append(r)
     keys = [k for k in KEYS if any(k in r["metrics"] for rs in groups.values() for r in rs)]

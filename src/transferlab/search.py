@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+from transferlab.adaptation.selection import search_direction
 from transferlab.sweep import check_study, compose_study, find_finished, objective_value
 
 log = logging.getLogger("transferlab.search")
@@ -107,7 +108,7 @@ class Worker:
         self.study = optuna.create_study(
             storage=self.storage,
             study_name=self.search.get("study_name") or cfg.get("sweep_name") or "transferlab",
-            direction=self.search.get("direction", "maximize"),
+            direction=search_direction(cfg.objective, self.search.get("direction")),
             load_if_exists=True,
         )
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "token": _token(os.getpid())}
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         check_study(cfg)
         if not cfg.get("search") or not cfg.get("objective"):
             raise ConfigError(f"{args.config_name} has no `search:` node or no `objective:`: not a search study")
+        search_direction(cfg.objective, cfg.search.get("direction"))  # before any trial runs
         os.environ.update({k: str(v) for k, v in (cfg.hydra.job.env_set or {}).items()})  # before torch loads
         sweep_dir = Path(cfg.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 
     python docs/results/da_reference/tabulate.py [multirun/da_reference] [multirun/da_selection/small]
 
-Reads `reference.jsonl` (bench/da_reference.py) and every `results.json` under `framework*/`, prints
-markdown: target/source test accuracy per method (mean ± 95 % CI over seeds) for both implementations,
-the framework's gap to the reference, and per seed which method each model-selection rule picks.
+Reads `reference.jsonl` (bench/da_reference.py) and every `results.json` under `framework*/` (not the runs
+archived under `replaced/`), prints markdown: target/source test accuracy per method (mean ± 95 % CI over
+seeds) for both implementations, the framework's gap to the reference, and per seed which method each
+model-selection rule picks.
 """
 
 from __future__ import annotations
@@ -40,13 +41,20 @@ def label(method: str, weight) -> str:
     return f"{name} weight 0 (control)" if weight == 0 else name
 
 
+def _framework_runs(root: Path) -> list[dict]:
+    """Every results.json under `framework*/`; runs archived under `<job>/replaced/<n>/` (a job re-run in its dir)
+    are not counted again."""
+    from transferlab.sweep import iter_results
+
+    return [r for d in sorted(p for p in root.glob("framework*") if p.is_dir()) for _, r in iter_results(d)]
+
+
 def main(root: Path) -> None:
     ref, fw = defaultdict(list), defaultdict(list)
     for line in (root / "reference.jsonl").read_text().splitlines():
         r = json.loads(line)
         ref[label(r["method"], r.get("weight", 1.0))].append(r)
-    for path in sorted(root.glob("framework*/**/results.json")):
-        r = json.loads(path.read_text())
+    for r in _framework_runs(root):
         if r["status"] != "ok":
             continue
         weight = (r.get("adaptation_params") or {}).get("weight", 1.0)

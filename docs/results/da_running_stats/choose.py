@@ -11,7 +11,6 @@ rule's pick, in points (0 = the rule chose as well as target labels would have).
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import sys
@@ -26,10 +25,11 @@ SETTINGS = ("both", "source", "target")
 
 def load(dirs: list[str]) -> dict[tuple[str, str], list[dict]]:
     """(method label without the setting, setting) -> ok results."""
+    from transferlab.sweep import iter_results  # runs archived under <job>/replaced/<n>/ are not counted
+
     runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for d in dirs:
-        for path in sorted(Path(d).rglob("results.json")):
-            r = json.loads(path.read_text())
+        for _, r in iter_results(d):
             if r.get("status") == "ok" and r.get("selection"):
                 stats = (r.get("da") or {}).get("running_stats", "both")
                 runs[(re.sub(r", running_stats=\w+", "", method_name(r)), stats)].append(r)

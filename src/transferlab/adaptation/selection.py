@@ -128,3 +128,46 @@ def oriented(name: str, value: float) -> float:
     if name not in VALIDATORS:
         raise KeyError(f"unknown validator '{name}'; choose one of {sorted(VALIDATORS)}.")
     return value if VALIDATORS[name][1] == "higher" else -value
+
+
+def better(metric: str) -> str | None:
+    """Which way metric `metric` (a results.json `metrics` key) improves: "higher", "lower", or None (unknown).
+
+    A label-free validator `val/target_<name>` has its own (entropy: lower; info_max, snd: higher); otherwise
+    the name's last part decides: losses, errors and perplexities lower; accuracies and scores higher.
+    """
+    last = metric.rsplit("/", 1)[-1]
+    if last.startswith("target_") and last.removeprefix("target_") in VALIDATORS:
+        return VALIDATORS[last.removeprefix("target_")][1]
+    if last.endswith(("loss", "error", "err", "perplexity", "ppl")):
+        return "lower"
+    if last.endswith(("acc", "accuracy", "f1", "auroc", "auc", "precision", "recall", "mcc")):
+        return "higher"
+    return None
+
+
+def search_direction(objective: str, given: str | None) -> str:
+    """Optuna's `direction` for `objective`: `given` ("maximize"/"minimize"), or with None/"auto" the metric's own.
+
+    Raises `ConfigError` when `given` contradicts how the metric improves (maximising `val/target_entropy`
+    chooses the least confident models) or when the direction can't be told from the metric's name.
+    """
+    from transferlab.errors import ConfigError
+
+    way = better(objective)
+    want = {"higher": "maximize", "lower": "minimize"}.get(way or "")
+    if given in (None, "auto"):
+        if want is None:
+            raise ConfigError(
+                f"can't tell whether objective '{objective}' improves up or down: set search.direction=maximize "
+                "or search.direction=minimize."
+            )
+        return want
+    if given not in ("maximize", "minimize"):
+        raise ConfigError(f"search.direction='{given}' must be 'auto', 'maximize' or 'minimize'.")
+    if want is not None and given != want:
+        raise ConfigError(
+            f"search.direction={given} contradicts objective '{objective}' ({way} is better): "
+            f"use search.direction={want} (or auto)."
+        )
+    return given
