@@ -1,4 +1,4 @@
-"""The study scripts under docs/results: each job counted once."""
+"""The study scripts under docs/results: each job counted once, every batch-norm arm tabulated."""
 
 from __future__ import annotations
 
@@ -52,3 +52,39 @@ def test_da_scripts_do_not_count_runs_archived_under_replaced(tmp_path: Path):
     assert [len(rs) for rs in choose.load([str(tmp_path / "study")]).values()] == [2]
     ref = _load_script("da_reference_tabulate", "docs/results/da_reference/tabulate.py")
     assert sorted(r["metrics"]["test/target_acc"] for r in ref._framework_runs(tmp_path / "ref")) == [0.6, 0.7]
+
+
+def _norm_result(strategy: str, per_class, policy: str, seed: int, acc: float) -> dict:
+    return {
+        "status": "ok",
+        "strategy": strategy,
+        "train_per_class": per_class,
+        "seed": seed,
+        "norm": {"policy": policy},
+        "metrics": {"val/acc": acc, "test/acc": acc - 0.01},
+    }
+
+
+def test_norm_policy_table_has_the_adabn_arm_and_may_choose_it(tmp_path: Path):
+    accs = {"train": (0.50, 0.52), "frozen": (0.80, 0.82), "adabn": (0.90, 0.92)}
+    for policy, per_seed in accs.items():
+        for seed, acc in enumerate(per_seed):
+            _write(tmp_path / f"full,{policy},10,{seed}", _norm_result("full", 10, policy, seed, acc))
+            _write(tmp_path / f"full,{policy},all,{seed}", _norm_result("full", None, policy, seed, acc - 0.2))
+    tab = _load_script("norm_policy_tabulate", "docs/results/norm_policy/tabulate.py")
+    rows = [line for line in tab.table(tmp_path).splitlines()[2:]]
+    assert [r.split(" | ")[1:3] for r in rows] == [[size, p] for size in ("10", "None") for p in accs]
+    assert rows[0] == "| full | 10 | train | 2 | 0.510 ± 0.127 | 0.500 ± 0.127 |  |"  # rows as before
+    assert rows[2].startswith("| full | 10 | adabn | 2 | 0.910 ± 0.127 |") and rows[2].endswith("| **yes** |")
+
+
+def test_norm_policy_table_without_adabn_runs_is_unchanged(tmp_path: Path):
+    """The committed tables (train and frozen only): same rows, same choice."""
+    for policy, acc in (("train", 0.9), ("frozen", 0.8)):
+        for seed in range(2):
+            _write(tmp_path / f"{policy}{seed}", _norm_result("partial", 64, policy, seed, acc + seed / 100))
+    tab = _load_script("norm_policy_tabulate", "docs/results/norm_policy/tabulate.py")
+    assert tab.table(tmp_path).splitlines()[2:] == [
+        "| partial | 64 | train | 2 | 0.905 ± 0.064 | 0.895 ± 0.064 | **yes** |",
+        "| partial | 64 | frozen | 2 | 0.805 ± 0.064 | 0.795 ± 0.064 |  |",
+    ]

@@ -1,4 +1,4 @@
-"""The batch-norm policy study: per strategy and size, train vs frozen on the selection metric, then test.
+"""The batch-norm policy study: per strategy and size, train vs frozen vs adabn on the selection metric, then test.
 
     python docs/results/norm_policy/tabulate.py \
         multirun/norm_policy_digits/small multirun/norm_policy_mnist_to_digits/small
@@ -17,6 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from scipy import stats
+
+POLICIES = ("train", "frozen", "adabn")  # the sweeps' `strategy.norm` arms (adabn: the full grids), in table order
 
 
 def mean_ci(xs: list[float]) -> str:
@@ -45,14 +47,17 @@ def table(root: Path) -> str:
         f"| strategy | per class | norm | seeds | **{sel}** (chooses) | {' | '.join(shown)} | chosen |",
         "|---" * (6 + len(shown)) + "|",
     ]
-    for strategy, size in sorted({(s, n) for s, n, _ in runs}):
+    found = {p for _, _, p in runs}
+    policies = [p for p in POLICIES if p in found] + sorted(found - set(POLICIES))  # no arm left out
+    # by strategy, then size (null = all examples, as the full mnist_to_digits grid runs: last)
+    for strategy, size in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[0], k[1] is None, k[1] or 0)):
         means = {
             p: sum(m[sel] for m in runs[(strategy, size, p)]) / len(runs[(strategy, size, p)])
-            for p in ("train", "frozen")
+            for p in policies
             if runs[(strategy, size, p)]
         }
         best = max(means, key=means.get) if means else None
-        for policy in ("train", "frozen"):
+        for policy in policies:
             ms = runs[(strategy, size, policy)]
             if not ms:
                 continue
