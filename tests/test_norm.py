@@ -231,6 +231,20 @@ def test_adabn_reestimates_only_layers_that_trained_with_batch_statistics(run_di
     assert every["norm"]["adabn"]["layers"] == 49 and every["norm"]["adabn"]["which"] == "all"
 
 
+def test_adabn_reestimates_the_bottleneck_of_the_head(run_dir):
+    """The head's Linear-BN-ReLU bottleneck trains with batch statistics: AdaBN swaps its statistics for the
+    target's too (before, only the backbone's BN layers were collected: with frozen backbone statistics
+    AdaBN then re-estimated nothing and warned)."""
+    import warnings
+
+    args = ["data=mnist_to_digits", "strategy=partial", "adaptation=adabn", "data.train_per_class=5"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*nothing was re-estimated")
+        result = run_config([*args, "head.bottleneck=16"], run_dir / "bottleneck")
+    adabn = result["norm"]["adabn"]
+    assert adabn["layers"] == 1 and adabn["head_layers"] == 1 and adabn["samples"] == 989
+
+
 # -- the study's figures at one seed (thresholds: measured values in docs/results/norm_policy.md, with margin) ----
 NO_CKPT = ["logger=none", "callbacks.checkpoint=null", "trainer.enable_progress_bar=false"]
 PROGRESSIVE_MIN = 0.75

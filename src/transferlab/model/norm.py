@@ -117,10 +117,11 @@ def reestimate(backbone: nn.Module, loader, device: torch.device | str = "cpu", 
     modules' modes and momenta are restored afterwards.
 
     Args:
-        backbone: the (possibly peft-wrapped) backbone.
+        backbone: the (possibly peft-wrapped) backbone, or the whole model (backbone and head: a bottleneck's
+            BN is re-estimated on the backbone's features of the same batches).
         loader: batches `{"inputs": ...}` of unlabelled data of the evaluation domain.
         device: where the backbone lives.
-        layers: the BN layers to re-estimate (default: every BN layer of the backbone).
+        layers: the BN layers to re-estimate (default: every BN layer of `backbone`).
 
     Returns:
         `{"layers": n, "samples": m, "batches": b}` (`layers` 0 with a warning when there is no BN).

@@ -104,14 +104,16 @@ def adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
     pair, else the train split), then validate again so the val metrics describe the adapted model."""
     from torch.utils.data import DataLoader
 
-    from transferlab.model.norm import batch_stat_layers, reestimate
+    from transferlab.model.norm import batch_stat_layers, bn_layers, reestimate
 
     which = "target" if "target" in data.domains else "source"
     loader = DataLoader(
         data.datasets[f"{which}/train"], batch_size=data.eval_batch_size, shuffle=False, collate_fn=data.collate_fn
     )
-    layers = None if which_layers == "all" else batch_stat_layers(module.backbone, norm)
-    stats = {"domain": which, "which": which_layers, **reestimate(module.backbone, loader, module.device, layers)}
+    layers = bn_layers(module.backbone) if which_layers == "all" else batch_stat_layers(module.backbone, norm)
+    head = bn_layers(module.head)  # the bottleneck's BN normalises with batch statistics whatever the policy
+    stats = {"domain": which, "which": which_layers, **reestimate(module, loader, module.device, layers + head)}
+    stats["head_layers"] = len(head) if stats["layers"] else 0
     if stats["layers"] and data.val_dataloader():
         trainer.validate(module, datamodule=data, verbose=False)
     else:  # nothing re-estimated: the model is the fitted one, validated like any other
