@@ -149,7 +149,7 @@ def test_instruction_labels_cover_only_the_response(minilm):
 # -- backbones -----------------------------------------------------------------------------------
 def test_minilm_layer_groups_and_features(minilm):
     names = [g.name for g in minilm.layer_groups()]
-    assert names[0] == "0:embeddings" and names[-1] == "7:final" and len(names) == 8  # embeddings, 6 blocks, pooler
+    assert names[0] == "0:embeddings" and names[-1] == "6:block5" and len(names) == 7  # embeddings, 6 blocks
     x = minilm.tokenize(["a great book", "an awful laptop that overheats constantly"])
     with torch.no_grad():
         f = minilm.eval()(x)

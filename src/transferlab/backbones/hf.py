@@ -147,7 +147,10 @@ class HFBackbone(Backbone):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def layer_groups(self) -> list[LayerGroup]:
-        """embeddings (+ soft prompts), one group per transformer block, then the rest (final norm, pooler, LM head)."""
+        """embeddings (+ soft prompts), one group per transformer block, then the rest (final norm, LM head).
+
+        An encoder has no such rest: its pooler, which `HFEncoder.forward` never uses, is dropped.
+        """
         embed, blocks, rest = [], {}, []
         for n, p in self.named_parameters():
             m = _BLOCK.search(n)
@@ -210,6 +213,19 @@ class HFEncoder(HFBackbone):
             raise ConfigError(f"backbone.pooling='{pooling}' must be 'mean' or 'cls'.")
         super().__init__(**kwargs)
         self.pooling = pooling
+
+    def __setattr__(self, name: str, value) -> None:
+        """The encoder's transformers model never keeps its pooler (BERT's dense + tanh over [CLS]).
+
+        `forward` pools `last_hidden_state` itself and never reads `pooler_output`, so the pooler would be
+        parameters that train without a gradient, count as trainable, take the top layer group (partial,
+        progressive and layer-wise LR decay one group off) and leave DDP with unused parameters. Dropped
+        (`pooler = None`, transformers' own `add_pooling_layer=False`) wherever the model is set: the
+        load, QLoRA's 4-bit reload and the planner's meta build (`planning.arch`), so all agree.
+        """
+        if name == "model" and isinstance(getattr(value, "pooler", None), torch.nn.Module):
+            value.pooler = None
+        super().__setattr__(name, value)
 
     def forward(self, inputs: dict) -> torch.Tensor:
         mask = inputs["attention_mask"]  # (B, T)
