@@ -1261,6 +1261,18 @@ def test_nan_skip_policy_skips_the_step_and_finishes(tmp_path: Path, caplog) -> 
     assert _load_ckpt(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4
 
 
+def test_nan_skip_policy_puts_back_the_running_statistics_the_bad_batch_moved(tmp_path: Path) -> None:
+    """A head bottleneck's BN normalises with batch statistics: the NaN batch's forward folds NaN into its
+    running statistics before the guard sees the loss. Skipping the step restores them, so evaluation and the
+    checkpoint stay finite (before: NaN logits, and the epoch-end checkpoint refused as non-finite)."""
+    args = ["trainer.max_epochs=2", "callbacks.nan_guard.policy=skip", "head.bottleneck=16", *_inject(1)]
+    result = run_config(args, tmp_path / "run")
+    assert result["status"] == "ok" and result["nan_guard"]["skipped_steps"] == [1]
+    assert all(v is None or math.isfinite(v) for v in result["metrics"].values())
+    ckpt = _load_ckpt(tmp_path / "run" / "checkpoints" / "last.ckpt")  # running_mean/var included: all finite
+    assert ckpt["global_step"] == 4 and ckpt["state_dict"]["head.1.num_batches_tracked"] == 3
+
+
 class NanGradients(L.Callback):
     """Fault injection: a finite loss whose gradients are not finite (one head gradient NaN) at step `step`."""
 

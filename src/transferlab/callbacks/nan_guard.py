@@ -8,7 +8,8 @@ backward and at the gradients before the optimizer step:
   applied and Lightning's epoch-end checkpoint never runs: the last checkpoint on disk is the last good
   one. The message names the step and the likely causes; results.json records the failure.
 - `policy: skip` drops the step's gradients (the optimizer skips parameters without a gradient) and
-  goes on; after `max_skips` skipped steps it stops as above.
+  puts back the running statistics its forward passes moved (BN layers normalising with batch statistics
+  fold every batch in, a NaN one too), then goes on; after `max_skips` skipped steps it stops as above.
 
 Whatever the policy, a checkpoint whose weights are not finite is refused (`on_save_checkpoint`).
 """
@@ -54,9 +55,12 @@ class NanGuard(L.Callback):
         self.skipped: list[int] = []
         self._bad_loss: float | None = None
         self._batch_idx = 0
+        self._stats: list[tuple[torch.Tensor, torch.Tensor]] = []  # (running-stat buffer, its value before the step)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self._batch_idx = batch_idx
+        if self.policy == "skip" and batch_idx % max(1, trainer.accumulate_grad_batches) == 0:
+            self._stats = [(b, b.clone()) for b in running_stats(pl_module)]  # a step's first micro-batch
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         if self._bad_loss is None and not torch.isfinite(loss.detach()).all():
@@ -85,6 +89,8 @@ class NanGuard(L.Callback):
         step = trainer.global_step
         if self.policy == "skip" and len(self.skipped) < self.max_skips:
             optimizer.zero_grad(set_to_none=True)  # optimizers skip parameters without a gradient: no update
+            for buffer, before in self._stats:  # the bad batch's statistics out of the BN layers again
+                buffer.copy_(before)
             self.skipped.append(step)
             log.warning(
                 "step %d: %s; step skipped (callbacks.nan_guard.policy=skip, %d of at most %d)",
@@ -152,3 +158,17 @@ class NanGuard(L.Callback):
         return {
             "nan_guard": {"policy": self.policy, "check_grads": self.check_grads, "skipped_steps": list(self.skipped)}
         }
+
+
+def running_stats(module: torch.nn.Module) -> list[torch.Tensor]:
+    """The running-statistics buffers of `module`'s batch-norm layers (means, variances, batch counts)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    names = ("running_mean", "running_var", "num_batches_tracked")
+    return [
+        b
+        for m in module.modules()
+        if isinstance(m, _BatchNorm)
+        for b in (getattr(m, n) for n in names)
+        if b is not None
+    ]
