@@ -6,6 +6,7 @@ is unchanged at initialisation because every adapter starts as the identity.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -26,6 +27,26 @@ SUBLAYERS = {
     "qwen2": (r"self_attn\.o_proj$", r"mlp\.down_proj$"),
     "gpt2": (r"attn\.c_proj$", r"mlp\.c_proj$"),
 }
+# Normalisation layers of the same architectures beyond torch's nn.LayerNorm / nn.RMSNorm (BERT, RoBERTa and
+# GPT-2 use nn.LayerNorm): transformers' own classes, by `config.model_type`. Selected by type, not by name:
+# GPT-2 calls its layer norms `ln_1`, `ln_2`, `ln_f`.
+NORMS = {
+    "bert": (),
+    "roberta": (),
+    "llama": ("LlamaRMSNorm",),
+    "mistral": ("MistralRMSNorm",),
+    "qwen2": ("Qwen2RMSNorm",),
+    "gpt2": (),
+}
+
+
+def norm_types(model_type: str) -> tuple[type, ...]:
+    """The module classes of `model_type`'s normalisation layers (`NORMS`)."""
+    names = NORMS[model_type]
+    if not names:
+        return (nn.LayerNorm, nn.RMSNorm)
+    module = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    return (nn.LayerNorm, nn.RMSNorm, *(getattr(module, name) for name in names))
 
 
 class Adapter(PeftStrategy):
@@ -34,7 +55,7 @@ class Adapter(PeftStrategy):
     Args:
         placement: "houlsby" (after attention and FFN) or "pfeiffer" (after FFN only).
         bottleneck: adapter inner size.
-        train_norms: also train the layer norms (Houlsby et al. do).
+        train_norms: also train the normalisation layers (LayerNorm / RMSNorm; Houlsby et al. do).
         lr, peft_lr, norm: see `PeftStrategy`.
     """
 
@@ -70,9 +91,10 @@ class Adapter(PeftStrategy):
             adapter = BottleneckAdapter(backbone.num_features, self.bottleneck).to(next(base.parameters()).device)
             setattr(parent, child, Adapted(base, adapter))
         if self.train_norms:
-            for n, p in backbone.model.named_parameters():
-                if re.search(r"norm", n, re.IGNORECASE):
-                    p.requires_grad_(True)
+            norms = norm_types(mtype)
+            for m in backbone.model.modules():
+                if isinstance(m, norms):
+                    m.requires_grad_(True)
         self.targets = targets
         head.requires_grad_(True)
         return backbone
