@@ -114,3 +114,29 @@ def test_progressive_with_a_scheduler_it_cant_extend_is_refused_before_training(
     overrides = [*RUN[:-1], "++scheduler={_target_:one_cycle_factory.one_cycle,_partial_:true}"]
     with pytest.raises(ConfigError, match="OneCycleLR keeps per-group settings.*max_lr.*strategy=partial"):
         run_config(overrides, run_dir, fast=False)
+
+
+def test_results_report_what_was_unfrozen_by_the_end(run_dir):
+    """`params` and `norm` stay the before-fit figures; `params_final` and `unfrozen` say what trained at the end."""
+    import json
+
+    from conftest import compose
+
+    from transferlab.config.instantiate import build
+
+    args = ["strategy=progressive", "strategy.norm=train", "trainer.max_epochs=3", "logger=none"]
+    result = run_config(args, run_dir)  # FAST: 2 batches an epoch; one more group joins each epoch
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert result["status"] == "ok" and all(on_disk[k] == result[k] for k in ("params_final", "unfrozen"))
+    assert result["unfrozen"]["groups"] == [
+        {"group": "backbone.7:blocks.6", "step": 2, "epoch": 1},
+        {"group": "backbone.6:blocks.5", "step": 4, "epoch": 2},
+    ]
+    groups = {g.name: g for g in build(compose(args, run_dir / "c").backbone).layer_groups()}
+    joined = groups["7:blocks.6"].numel() + groups["6:blocks.5"].numel()
+    assert result["params"]["trainable"] == 1280 * 10 + 10  # before fit: the head
+    assert result["params_final"]["trainable"] == result["params"]["trainable"] + joined
+    assert result["params_final"]["total"] == result["params"]["total"]
+    assert result["norm"]["trainable_bn_layers"] == 0  # before fit
+    bn = result["unfrozen"]["trainable_bn_layers"]
+    assert bn > 0 and result["unfrozen"]["batch_stat_bn_layers"] == bn  # norm=train: they used batch statistics

@@ -20,6 +20,7 @@ class Schedule(Protocol):
 
     unit: str
     warmup_steps: int
+    norm: str
 
     @property
     def unfrozen(self) -> int: ...
@@ -39,20 +40,28 @@ class ProgressiveUnfreezing(L.Callback):
     A joined group follows the run's LR scheduler like the head: the scheduler is extended to it
     (`schedules.add_group`; a scheduler that can't be is refused at fit start) and its LR is
     `group_lr(k)` x the schedule's multiplier x its own warm-up ramp. Logs `train/unfrozen_groups` and
-    `train/lr/<group>` for every optimizer group.
+    `train/lr/<group>` for every optimizer group. results.json gets what was true at the end of training
+    (`result_section`): `params_final` and `unfrozen`.
     """
 
     def __init__(self, strategy: Schedule) -> None:
         self.strategy = strategy
         self.joined_at: dict[int, int] = {}  # group depth from the top -> global step it joined
+        self.joined_epoch: dict[int, int] = {}  # group depth from the top -> epoch it joined in
+        self._section: dict = {}
 
     # -- state: restored before configure_optimizers (Lightning restores callbacks first) --------
     def state_dict(self) -> dict:
-        return {"unfrozen": self.strategy.unfrozen, "joined_at": dict(self.joined_at)}
+        return {
+            "unfrozen": self.strategy.unfrozen,
+            "joined_at": dict(self.joined_at),
+            "joined_epoch": self.joined_epoch,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.strategy.restore(int(state["unfrozen"]))
         self.joined_at = {int(k): int(v) for k, v in state["joined_at"].items()}
+        self.joined_epoch = {int(k): int(v) for k, v in state.get("joined_epoch", {}).items()}  # older: none
 
     def _layer_groups(self, pl_module):
         return pl_module.backbone.layer_groups()
@@ -108,7 +117,7 @@ class ProgressiveUnfreezing(L.Callback):
             )
             for config in trainer.lr_scheduler_configs:  # the scheduler takes the group on, like the head
                 add_group(config.scheduler, _head_index(optimizer), peak)
-            self.joined_at[k] = trainer.global_step
+            self.joined_at[k], self.joined_epoch[k] = trainer.global_step, trainer.current_epoch
         pl_module.train()  # newly trainable groups leave eval mode
         return True
 
@@ -139,6 +148,32 @@ class ProgressiveUnfreezing(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for group in trainer.optimizers[0].param_groups:
             pl_module.log(f"train/lr/{group.get('name', '?')}", torch.tensor(group["lr"]), on_epoch=True)
+
+    # -- results.json: the end of training (the run's `params` and `norm` are counted before fit) ------
+    def on_train_end(self, trainer, pl_module) -> None:
+        from transferlab.model.norm import batch_stat_layers, trainable_bn_layers
+        from transferlab.strategies.peft_base import count_params
+
+        groups, backbone = self._layer_groups(pl_module), pl_module.backbone
+        joined = [
+            {"group": f"backbone.{groups[len(groups) - 1 - k].name}", "step": step, "epoch": self.joined_epoch.get(k)}
+            for k, step in sorted(self.joined_at.items())
+        ]
+        self._section = {
+            "params_final": count_params(pl_module),
+            "unfrozen": {
+                "unit": self.strategy.unit,
+                "groups": joined,
+                "trainable_bn_layers": len(trainable_bn_layers(backbone)),
+                "batch_stat_bn_layers": len(batch_stat_layers(backbone, self.strategy.norm)),
+            },
+        }
+
+    def result_section(self) -> dict:
+        """`params_final`: `params` counted at the end of training. `unfrozen`: the groups that joined, in
+        order, each with the global step (optimizer steps taken before it joined) and 0-based epoch it joined
+        at, and the backbone's BN layers that were trainable / normalised with batch statistics at the end."""
+        return self._section
 
 
 def _head_index(optimizer: torch.optim.Optimizer) -> int:
