@@ -353,6 +353,13 @@ CASES = [
         fix="`da.epoch=source` (an epoch is one pass over the labelled source data) or `da.epoch=longest`",
     ),
     Case(
+        "da_rng_unknown",
+        ["data=mnist_to_digits", "adaptation=dann", "da.rng=separate"],
+        "ConfigError",
+        "da.rng='separate' must be 'isolated' or 'shared'",
+        fix="`da.rng=isolated` (the target side draws its own random stream) or `da.rng=shared`",
+    ),
+    Case(
         "da_target_smaller_than_a_batch",
         [*IMG_PAIR, "adaptation=dann", "strategy=partial", "data.batch_size=16"],
         "DataError",

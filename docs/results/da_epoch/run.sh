@@ -17,8 +17,9 @@ export OMP_NUM_THREADS=1
 OUT=${OUT:-multirun/da_epoch}
 # depthwise_crop=false: the committed tables ran before depthwise_crop existed (BENCHMARKS.md P11); the cropped
 # kernels give the same outputs but gradients that differ in the last bits, which a DA run amplifies. CROP=auto: today's default.
+# da.rng=shared: the committed tables ran before da.rng existed (one random stream); RNG=isolated: today's default.
 BUDGET="strategy=partial data.image_size=32 data.train_per_class=50 trainer.max_epochs=4 trainer.enable_progress_bar=false cache=off
-  depthwise_crop=${CROP:-false}"
+  depthwise_crop=${CROP:-false} da.rng=${RNG:-shared}"
 
 job() {  # job DIRECTION ARM SEED OVERRIDES...
   local dir=$OUT/$1/$2/seed$3 data=$1; shift 3

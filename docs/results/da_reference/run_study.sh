@@ -16,7 +16,9 @@ for seed in 0 1 2; do
 done
 # da.epoch=longest: the committed tables ran before da.epoch existed, when the longer loader set the epoch
 # (docs/results/da_epoch.md); it reproduces them to the digit.
-COMMON="experiment=digits_da_reference logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null da.epoch=longest"
+# da.rng=shared: they ran before da.rng existed (one random stream for source, target and discriminator); RNG=isolated:
+# today's default, where a weight-0 control is source-only to the digit.
+COMMON="experiment=digits_da_reference logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null da.epoch=longest da.rng=${RNG:-shared}"
 $PY train.py -m $COMMON adaptation=none,dann,cdan,cdan_e seed=0,1,2 hydra.sweep.dir="$OUT/framework"
 $PY train.py -m $COMMON adaptation=dann adaptation.weight=0 seed=0,1,2 hydra.sweep.dir="$OUT/framework_control"
 # the other feature-level methods (no reference implementation: framework only)

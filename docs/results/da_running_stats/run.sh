@@ -13,8 +13,9 @@ SEEDS=${SEEDS:-0,1,2,3,4,5}
 # (docs/results/da_epoch.md); it reproduces them to the digit.
 # depthwise_crop=false: the committed tables ran before depthwise_crop existed (BENCHMARKS.md P11); the cropped
 # kernels give the same outputs but gradients that differ in the last bits, which a DA run amplifies. CROP=auto: today's default.
+# da.rng=shared: the committed tables ran before da.rng existed (one random stream); RNG=isolated: today's default.
 COMMON="data=mnist_to_digits strategy=partial data.image_size=32 data.train_per_class=100 trainer.max_epochs=4 da.epoch=longest
-  depthwise_crop=${CROP:-false}
+  depthwise_crop=${CROP:-false} da.rng=${RNG:-shared}
   head.bottleneck=256 logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null hydra/launcher=local
   hydra.launcher.n_jobs=${N_JOBS:-2} +hydra.job.env_set.OMP_NUM_THREADS=1"
 $PY train.py -m $COMMON adaptation=dann,cdan_e da.running_stats=both,source,target seed=$SEEDS hydra.sweep.dir=$OUT/methods

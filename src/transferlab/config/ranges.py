@@ -71,6 +71,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "da.forward": (lambda v: v in ("separate", "joint"), "'separate' or 'joint'"),
     "da.running_stats": (lambda v: v in ("both", "source", "target"), "'both', 'source' or 'target'"),
     "da.epoch": (lambda v: v in ("source", "longest"), "'source' or 'longest'"),
+    "da.rng": (lambda v: v in ("isolated", "shared"), "'isolated' or 'shared'"),
     "memory_format": (lambda v: v in MEMORY_FORMATS, "'auto', 'channels_last' or 'contiguous'"),
     "fused_optimizer": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),
     "depthwise_crop": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),

@@ -23,6 +23,7 @@ from transferlab.data.splits import stratified_split, subsample
 from transferlab.errors import DataError
 
 DA_EPOCHS = ("source", "longest")  # `da.epoch`: what a domain-adaptation epoch is (ClassificationData)
+DA_RNGS = ("isolated", "shared")  # `da.rng`: whether target batches draw on the run's random stream
 
 
 class EpochShuffle(Sampler[int]):
@@ -88,6 +89,8 @@ class ClassificationData(L.LightningDataModule):
             source data with the target drawn alongside (cycled or continued across epochs), so a DA run and
             its source-only baseline take the same steps at the same `max_epochs`; "longest", the longer of the
             two loaders, the shorter restarted within the epoch (Lightning's `max_size_cycle`).
+        da_rng: `da.rng`: "isolated", the target training loader draws its iterators' seeds from its own
+            generator (a DA run's global random stream is then source-only's); "shared", from the global one.
     """
 
     # Declared capabilities (subclasses override; the run, planner and rules ask these names):
@@ -110,6 +113,7 @@ class ClassificationData(L.LightningDataModule):
         seed: int = 0,
         with_target: bool = False,
         da_epoch: str = "source",
+        da_rng: str = "isolated",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -126,7 +130,9 @@ class ClassificationData(L.LightningDataModule):
         self.split_seed, self.seed, self.with_target = split_seed, seed, with_target
         if da_epoch not in DA_EPOCHS:
             raise DataError(f"da.epoch={da_epoch!r} must be one of {', '.join(DA_EPOCHS)}.")
-        self.da_epoch = da_epoch
+        if da_rng not in DA_RNGS:
+            raise DataError(f"da.rng={da_rng!r} must be one of {', '.join(DA_RNGS)}.")
+        self.da_epoch, self.da_rng = da_epoch, da_rng
         self.domains: dict[str, Domain] = {}
         self.datasets: dict[str, Dataset] = {}
         self.preprocessing = None
@@ -217,8 +223,10 @@ class ClassificationData(L.LightningDataModule):
         ds = self.datasets[key]
         bs = min(self.batch_size, len(ds)) if train else self.eval_batch_size
         seed = self.seed + (1000 if key.startswith("target") else 0)
+        own = train and key.startswith("target") and self.da_rng == "isolated"  # its iterators' seeds: not the run's
         return DataLoader(
             ds,
+            generator=torch.Generator().manual_seed(seed) if own else None,
             batch_size=bs,
             sampler=EpochShuffle(len(ds), seed, None if batches is None else batches * bs) if train else None,
             drop_last=train and len(ds) > bs,

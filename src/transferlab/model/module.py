@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from transferlab.backbones.base import Backbone
+from transferlab.model.da_rng import own_stream
 from transferlab.model.norm import apply_policy, running_stats_kept
 from transferlab.strategies.base import Strategy
 
@@ -48,6 +49,8 @@ class TransferModule(L.LightningModule):
         da_running_stats: with an adaptation loss and separate passes, whose training batches update the running
             statistics of BN layers that normalise with batch statistics (the head's bottleneck; the backbone's
             under strategy.norm=train): "both", "source" or "target" (docs/results/da_running_stats.md).
+        da_rng: "isolated": the target pass and the adaptation loss draw their own random stream (`model.da_rng`);
+            "shared": the run's.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class TransferModule(L.LightningModule):
         da_forward: str = "separate",
         adaptation_lr_mult: float = 1.0,
         da_running_stats: str = "both",
+        da_rng: str = "isolated",
     ) -> None:
         super().__init__()
         self.backbone, self.head, self.adaptation = backbone, head, adaptation
@@ -74,7 +78,7 @@ class TransferModule(L.LightningModule):
         self.strategy, self.optimizer_fn, self.scheduler_fn = strategy, optimizer, scheduler
         self.eval_names = eval_names or [""]
         self.da_forward, self.adaptation_lr_mult = da_forward, adaptation_lr_mult
-        self.da_running_stats = da_running_stats
+        self.da_running_stats, self.da_rng, self._rng_base = da_running_stats, da_rng, torch.initial_seed()
         self._target_val_logits: list[torch.Tensor] = []  # for the label-free validators
         self._test_outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # per test set: (logits, labels)
         self.keep_test_outputs = False  # set where the run exports an adapter (strategy.exports_adapter)
@@ -156,7 +160,7 @@ class TransferModule(L.LightningModule):
             stats, nets = self.da_running_stats, [self.backbone, self.head]
             with running_stats_kept(nets, adapt and stats == "target"):
                 z_s = self._embed(inputs)  # (B, W)
-            with running_stats_kept(nets, adapt and stats == "source"):
+            with running_stats_kept(nets, adapt and stats == "source"), self._target_side(adapt, 0):
                 z_t = self._embed(batch["target"]["inputs"]) if adapt else None  # cached prefix/features too
         logits = self._classify(z_s)  # (B, K)
         loss = F.cross_entropy(logits, src["labels"])
@@ -165,13 +169,18 @@ class TransferModule(L.LightningModule):
         if log_now:  # train/cls_loss also without adaptation: the source-only control's curve in DA comparisons
             self.log("train/cls_loss", loss, batch_size=bs)
         if adapt:
-            da_loss, logs = self.adaptation(z_s, z_t, logits, self._classify(z_t))
+            with self._target_side(adapt, 1):
+                da_loss, logs = self.adaptation(z_s, z_t, logits, self._classify(z_t))
             for k, v in logs.items() if log_now else ():
                 self.log(f"train/{k}", v, batch_size=bs)
             loss = loss + da_loss
         if log_now:
             self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss
+
+    def _target_side(self, adapt: bool, part: int):
+        on = adapt and self.da_rng == "isolated"
+        return own_stream(on, self._rng_base, self.global_step, part, self.device)
 
     def on_train_epoch_end(self) -> None:
         if self.train_acc.update_called:

@@ -35,7 +35,10 @@ def build_data(cfg: DictConfig) -> tuple[Any, Any, dict]:
     strategy = instantiate(cfg.strategy)  # its own hyper-parameter checks before anything loads
     adaptation_cls = target_class(OmegaConf.to_container(cfg.adaptation)) if cfg.get("adaptation") else None
     with_target = bool(adaptation_cls is not None and adaptation_cls.needs_target)
-    data = instantiate(cfg.data, with_target=with_target, da_epoch=(cfg.get("da") or {}).get("epoch", "source"))
+    da = cfg.get("da") or {}
+    data = instantiate(
+        cfg.data, with_target=with_target, da_epoch=da.get("epoch", "source"), da_rng=da.get("rng", "isolated")
+    )
     rules.check_parts(str(cfg.get("objective") or ""), strategy, data, adaptation_cls)
     data.prepare()  # labels, splits, sizes -> early DataError
     rules.check_classes(strategy, data)
@@ -142,6 +145,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         da_forward=cfg.da.forward,
         adaptation_lr_mult=cfg.da.lr_mult,
         da_running_stats=cfg.da.running_stats,
+        da_rng=cfg.da.get("rng", "isolated"),
     )
     module.keep_test_outputs = strategy.exports_adapter  # export_peft reuses the test pass
     return module, section
@@ -176,7 +180,13 @@ def _adaptation(cfg: DictConfig, head, data) -> tuple[Any, dict]:
     """The adaptation loss sized for the head (None without `adaptation=`) and its result sections."""
     if not cfg.get("adaptation"):
         return None, {}
-    adaptation = instantiate(cfg.adaptation)(num_features=head.out_features, num_classes=data.num_classes)
+    import torch
+
+    from transferlab.model.da_rng import own_stream
+
+    isolated = cfg.da.get("rng", "isolated") == "isolated"  # its random init leaves the run's stream as it was
+    with own_stream(isolated, torch.initial_seed(), -1, 0, torch.device("cpu")):
+        adaptation = instantiate(cfg.adaptation)(num_features=head.out_features, num_classes=data.num_classes)
     aligns = "bottleneck" if head.has_bottleneck else "backbone features"
     return adaptation, {
         "adaptation_params": OmegaConf.to_container(cfg.adaptation, resolve=True),
