@@ -499,7 +499,7 @@ CASES = [
         "more_groups_than_the_model",
         ["backbone=minilm", "data=reviews", "strategy=partial", "strategy.trainable_groups=9", *TEXT],
         "ConfigError",
-        "but the backbone has only 8 layer groups (embeddings, 6 transformer blocks, final)",
+        "but the backbone has only 7 layer groups (embeddings, 6 transformer blocks)",
         fast=False,
         fix="at most the model's layer groups (from its config.json); refused before weights load",
     ),

@@ -190,15 +190,15 @@ def check_groups(tree: dict) -> None:
 
 def _group_count(node: dict) -> tuple[int, str] | None:
     """(layer groups, their names) of backbone `node` without its weights; None when unknown here."""
-    from transferlab.backbones.hf import HFBackbone
+    from transferlab.backbones.hf import HFBackbone, HFEncoder
     from transferlab.backbones.timm import TimmBackbone
     from transferlab.config.schema import target_class
 
     cls = target_class(node)
     if _declared(cls, HFBackbone):
-        arch = _arch(node) or {}
-        blocks = arch.get("num_hidden_layers") or arch.get("n_layer")
-        return (int(blocks) + 2, f"embeddings, {blocks} transformer blocks, final") if blocks else None
+        blocks = (_arch(node) or {}).get("num_hidden_layers") or (_arch(node) or {}).get("n_layer")
+        final = "" if _declared(cls, HFEncoder) else ", final"  # an encoder's unused pooler is dropped: no final group
+        return (int(blocks) + 1 + bool(final), f"embeddings, {blocks} transformer blocks{final}") if blocks else None
     if _declared(cls, TimmBackbone):
         from omegaconf import OmegaConf
 
