@@ -176,3 +176,6 @@ def test_da_table_labels_the_epoch_setting_pairs_within_it_and_shows_the_steps(t
     assert "minus source-only, same seed" in "\n".join(lines)
     assert "| +17.5 ± " in rows["dann [norm=frozen]"] and "| +12.5 ± " in rows["dann [norm=frozen, epoch=longest]"]
     assert "| +2.5 ± " in rows["dann (weight 0: control) [norm=frozen]"] and "none [norm=frozen]" not in rows
+    shared = {"config": {}, "adaptation": "dann", "da": {"epoch": "longest", "rng": "shared"}}  # da.rng labelled too
+    assert tab.method_name(shared) == "dann [norm=train, epoch=longest, rng=shared]"
+    assert tab._source_only(tab.method_name(shared)) == "none [norm=train]"

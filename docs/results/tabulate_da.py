@@ -5,7 +5,8 @@
     python docs/results/tabulate_da.py --vs-source-only DIRS        # pair with source-only, not the weight-0 control
 
 Rows are labelled by method, bottleneck, weight-0 control, augmentation, the BN policy and any non-default
-`da.running_stats` or `da.epoch` (runs from before `da.epoch` existed record none: they ran `longest`); the last
+`da.running_stats`, `da.epoch` or `da.rng` (runs from before those existed record none: they ran `longest` and
+`shared`); the last
 columns are the mean optimizer steps and seconds per run. Target labels are never trained on; `val/target_acc`
 needs them (an oracle).
 A second table pairs every method with its weight-0 control (DANN at weight 0, same bottleneck and BN policy)
@@ -45,10 +46,12 @@ def method_name(r: dict) -> str:
     da = r.get("da") or {}
     stats = da.get("running_stats", "both")  # older runs: both domains moved them
     epoch = da.get("epoch", "source")  # older runs record none (they ran `longest`): unlabelled, as before
+    rng = da.get("rng", "isolated")  # older runs record none (they ran `shared`): unlabelled, as before
     return (
         f"{name} [norm={policy}"
         + (f", running_stats={stats}" if stats != "both" else "")
-        + (f", epoch={epoch}]" if epoch != "source" else "]")
+        + (f", epoch={epoch}" if epoch != "source" else "")
+        + (f", rng={rng}]" if rng != "isolated" else "]")
     )
 
 
@@ -91,9 +94,9 @@ def _control(name: str) -> str:
 
 def _source_only(name: str) -> str:
     """The source-only label for method label `name`: same bottleneck and BN policy; the DA settings (running
-    statistics, epoch) don't apply to a run without target batches."""
+    statistics, epoch, random stream) don't apply to a run without target batches."""
     prefix = name.split(": ", 1)[0] + ": " if name.startswith("bottleneck") else ""
-    return f"{prefix}none [" + re.sub(r", (running_stats|epoch)=\w+", "", name.rsplit("[", 1)[1])
+    return f"{prefix}none [" + re.sub(r", (running_stats|epoch|rng)=\w+", "", name.rsplit("[", 1)[1])
 
 
 def paired(groups: dict[str, list[dict]], metric: str = "test/target_acc", source_only: bool = False) -> list[str]:
