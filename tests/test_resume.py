@@ -138,6 +138,32 @@ def test_resume_with_another_strategy_is_refused(tmp_path):
     run_config(["strategy=partial", *SMALL], tmp_path)
     with pytest.raises(ConfigError, match="different run.*strategy"):
         run_config(["strategy=full", *SMALL, "trainer.max_epochs=2", "ckpt_path=last"], tmp_path)
+    with pytest.raises(ConfigError, match=r"strategy.lr: checkpoint 0.001 vs this run 0.01"):
+        run_config(["strategy=partial", *SMALL, "strategy.lr=0.01", "trainer.max_epochs=2", "ckpt_path=last"], tmp_path)
+    with pytest.raises(ConfigError, match=r"data.train_per_class: checkpoint 10 vs this run 20"):
+        run_config(["strategy=partial", *SMALL, "data.train_per_class=20", "ckpt_path=last"], tmp_path)
+    # the budget may change: one more epoch on the same run
+    resumed = run_config(["strategy=partial", *SMALL, "trainer.max_epochs=2", "ckpt_path=last"], tmp_path)
+    assert resumed["status"] == "ok" and resumed["epochs"] == 2
+
+
+def test_training_settings_and_their_diff(tmp_path):
+    from conftest import compose
+
+    from transferlab.callbacks.resume import stamp_diff, training_settings
+
+    base = training_settings(compose(["strategy=partial"], tmp_path))
+    assert {"seed", "strategy", "optimizer", "data"} <= set(base) and "num_workers" not in base["data"]
+    other = training_settings(
+        compose(["strategy=partial", "strategy.lr=0.5", "seed=3", "trainer.max_epochs=9"], tmp_path)
+    )
+    assert stamp_diff(base, other) == [
+        "seed: checkpoint 0 vs this run 3",
+        f"strategy.lr: checkpoint {base['strategy']['lr']!r} vs this run 0.5",
+        "data.seed: checkpoint 0 vs this run 3",  # the training subset's draw
+    ]  # trainer.* (the budget) is not a training setting
+    assert stamp_diff({"strategy": "partial"}, {"strategy": "partial", "settings": other}) == []  # an older stamp
+    assert stamp_diff(base, training_settings(compose(["strategy=partial", "data.num_workers=2"], tmp_path))) == []
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ class ResumeState(L.Callback):
     """Saves the RNG states with every checkpoint and restores them when training resumes.
 
     Args:
-        stamp: what must match to resume (backbone, strategy, classes); a mismatch is an error.
+        stamp: what must match to resume (backbone, strategy, classes, `training_settings`); a mismatch is an
+            error naming each differing key.
     """
 
     def __init__(self, stamp: dict | None = None) -> None:
@@ -46,14 +47,7 @@ class ResumeState(L.Callback):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        saved = state.get("stamp", {})
-        diff = {k: (saved.get(k), v) for k, v in self.stamp.items() if k in saved and saved[k] != v}
-        if diff:
-            listing = "; ".join(f"{k}: checkpoint {a!r} vs this run {b!r}" for k, (a, b) in diff.items())
-            raise ConfigError(
-                f"can't resume: the checkpoint was written by a different run ({listing}). "
-                "Resume with the same backbone/strategy/data, or start a new run without ckpt_path."
-            )
+        refuse_other_run(state.get("stamp", {}), self.stamp)
         self._restore = state
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -66,6 +60,52 @@ class ResumeState(L.Callback):
         random.setstate(s["python"])
         if "cuda" in s and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(s["cuda"])
+
+
+# What a run's training depended on besides its weights: resuming with another value would silently train a
+# different run under the checkpoint's history. Free to change: the budget (trainer.*), hardware, loggers,
+# callbacks, paths, the cache, kernels and layout, and how data is loaded (workers, eval batch, where it lives).
+RESUME_KEYS = ("seed", "strategy", "optimizer", "scheduler", "head", "adaptation", "da", "augment", "data")
+FREE_DATA_KEYS = ("num_workers", "eval_batch_size", "root", "target_root")
+
+
+def training_settings(cfg) -> dict:
+    """The resolved `RESUME_KEYS` sections of `cfg` as plain values (weights_only-safe in a checkpoint)."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    out = {k: tree.get(k) for k in RESUME_KEYS}
+    if isinstance(out["data"], dict):
+        out["data"] = {k: v for k, v in out["data"].items() if k not in FREE_DATA_KEYS}
+    return json.loads(json.dumps(out, default=str))
+
+
+def stamp_diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """`key: checkpoint A vs this run B` for each key both stamps have with different values (dotted, nested);
+    keys a stamp lacks (a checkpoint from before they were stamped) are not compared."""
+    out = []
+    for key, value in current.items():
+        if key not in saved:
+            continue
+        if isinstance(saved[key], dict) and isinstance(value, dict):
+            out += stamp_diff(saved[key], value, f"{prefix}{key}.")
+        elif saved[key] != value:
+            out.append(f"{prefix}{key}: checkpoint {saved[key]!r} vs this run {value!r}")
+    return out
+
+
+def refuse_other_run(saved: dict, current: dict) -> None:
+    """ConfigError when checkpoint stamp `saved` is not this run's `current` (backbone, strategy, classes,
+    training settings)."""
+    diff = stamp_diff(saved or {}, current)
+    if diff:
+        raise ConfigError(
+            f"can't resume: the checkpoint was written by a different run ({'; '.join(diff)}). Resume with the "
+            "same settings (only the budget, hardware, loggers, callbacks and paths may change), or start a new "
+            "run without ckpt_path."
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

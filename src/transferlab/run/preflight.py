@@ -72,13 +72,9 @@ def check_ckpt_path(cfg: DictConfig) -> dict | None:
 
 def check_resume_stamp(stamp: dict, expected: dict) -> None:
     """Refuse to resume a checkpoint another run wrote (before any weights load or features are cached)."""
-    diff = {k: (stamp[k], v) for k, v in expected.items() if stamp and k in stamp and v is not None and stamp[k] != v}
-    if diff:
-        listing = "; ".join(f"{k}: checkpoint {a!r} vs this run {b!r}" for k, (a, b) in diff.items())
-        raise ConfigError(
-            f"can't resume: the checkpoint was written by a different run ({listing}). "
-            "Resume with the same backbone/strategy/data, or start a new run without ckpt_path."
-        )
+    from transferlab.callbacks.resume import refuse_other_run
+
+    refuse_other_run(stamp, expected)
 
 
 def explain(e: BaseException) -> TransferlabError | None:

@@ -65,7 +65,7 @@ def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, re
     """
     import lightning as L
 
-    from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState
+    from transferlab.callbacks.resume import AtomicCheckpointIO, ResumeState, training_settings
     from transferlab.callbacks.validated import ValidatedAt
     from transferlab.infra.loggers import HistoryCSVLogger
 
@@ -77,6 +77,7 @@ def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, re
             continue  # the resumed MLflow run has its params, and MLflow refuses changing one (results.json has all)
         lg.log_hyperparams(redact.scrub(OmegaConf.to_container(cfg, resolve=True)))
     stamp = {"backbone": backbone_name, "strategy": strategy.name, "classes": list(data.classes or [])}
+    stamp["settings"] = training_settings(cfg)  # seed, strategy, optimizer, data ...: a resume must match them
     callbacks = _instantiate_dict(cfg.get("callbacks")) + strategy.callbacks() + [ResumeState(stamp), ValidatedAt()]
     if module.adaptation is not None:
         callbacks += module.adaptation.callbacks()
