@@ -69,11 +69,31 @@ def structure_hash(module: torch.nn.Module, info=None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The run's `trainer.precision` -> the autocast dtype its frozen forward runs under (None: float32). Other
+# precisions (bf16-true, 16-true, 64-true) cast the weights when training starts: the cache declines them.
+AUTOCAST = {"32": None, "32-true": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16}
+AUTOCAST |= {"16": torch.float16, "16-mixed": torch.float16}
+
+
+def precision_reason(precision) -> str:
+    """Why the cache can't serve a run at `precision` ("" when it can: float32, or mixed under autocast)."""
+    if str(precision) in AUTOCAST:
+        return ""
+    return f"precision={precision} casts the backbone's weights when training starts: float32 features aren't its own"
+
+
 @torch.no_grad()
 def compute(
-    backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str, stats: CacheStats, rows=None
+    backbone: torch.nn.Module,
+    dataset: Dataset,
+    batch_size: int,
+    desc: str,
+    stats: CacheStats,
+    rows=None,
+    autocast: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(features, labels)` of the dataset (or of its `rows`, a range starting at a multiple of `batch_size`)."""
+    """`(features, labels)` of the dataset (or of its `rows`, a range starting at a multiple of `batch_size`),
+    under autocast to `autocast` when the run trains with mixed precision (its uncached forward does)."""
     from torch.utils.data import Subset
     from tqdm.auto import tqdm
 
@@ -81,13 +101,16 @@ def compute(
         dataset = Subset(dataset, rows)
 
     feats, labels = [], []
+    device = next(iter(backbone.parameters()), torch.empty(0)).device.type  # where the forward runs
     was_training = backbone.training
     backbone.eval()
     # A DataLoader draws its base seed from the global RNG: fork it, so that a cached run shuffles
     # (and everything after) exactly like the uncached run.
     with torch.random.fork_rng(devices=[]):
         for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"features {desc}", leave=False):
-            feats.append(backbone(batch["inputs"]).float().cpu().contiguous())  # (B, F) or (B, C, H, W)
+            with torch.autocast(device, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                out = backbone(batch["inputs"])
+            feats.append(out.float().cpu().contiguous())  # (B, F) or (B, C, H, W); mixed: its rounded values
             labels.append(batch["labels"])
             stats.forwards += len(batch["labels"])
             stats.by_domain[desc] = stats.by_domain.get(desc, 0) + len(batch["labels"])
@@ -170,17 +193,30 @@ def why_not(strategy, module, data, budget: tuple[int | None, int | None] = (Non
     return ""
 
 
+def _model_key(prefix: torch.nn.Module, backbone, k: int | None) -> str:
+    """What decides the frozen part's outputs: weights, structure, the cut, layout and kernels."""
+    key = weights_hash(prefix) + "|" + structure_hash(prefix, getattr(backbone, "info", None))
+    key += "" if k is None else f"|prefix:{k}"
+    if layout_of(prefix) == "channels_last":  # the same values up to rounding: kept apart all the same
+        key += "|channels_last"
+    if depthwise_crop.applied(prefix):  # identical outputs where measured; kept apart all the same
+        key += "|depthwise_crop"
+    return key
+
+
 def cache_features(
     module,
     data,
     directory: str | None = None,
     batch_size: int = 128,
     budget: tuple[int | None, int | None] = (None, None),
+    precision="32-true",
 ) -> CacheStats:
     """Swap `data`'s datasets for cached backbone features and switch `module` to them.
 
     Features are cached per *domain* (every image of it, in a fixed order), and each split takes its
     rows by index: all training subsets, seeds and sizes of a sweep share one backbone pass per image.
+    `precision` (`trainer.precision`): a mixed one computes them under autocast, as the uncached run would.
     """
     import numpy as np
 
@@ -204,22 +240,18 @@ def cache_features(
         if gb > MAX_PREFIX_GB:
             stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
             return stats
-    model_key = weights_hash(prefix) + "|" + structure_hash(prefix, getattr(module.backbone, "info", None))
-    model_key += "" if k is None else f"|prefix:{k}"
-    if layout_of(prefix) == "channels_last":  # the same values up to rounding: kept apart all the same
-        model_key += "|channels_last"
-    if depthwise_crop.applied(prefix):  # identical outputs where measured; kept apart all the same
-        model_key += "|depthwise_crop"
+    model_key = _model_key(prefix, module.backbone, k)
     cached: dict[str, FeatureDataset] = {}
     for which, dom in data.domains.items():
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
-        key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|float32".encode()).hexdigest()[:40]
+        numbers = "float32" if AUTOCAST[str(precision)] is None else str(AUTOCAST[str(precision)])
+        key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|{numbers}".encode()).hexdigest()[:40]
         path = root / f"{key}.safetensors"
         # filled in ranges of whole batches (about 16) by every sweep job that needs it at the same time
         chunk = batch_size * max(1, -(-len(full) // (batch_size * 16)))
 
         def rows(lo: int, hi: int, full=full, which=which):
-            return compute(prefix, full, batch_size, which, stats, rows=range(lo, hi))
+            return compute(prefix, full, batch_size, which, stats, range(lo, hi), AUTOCAST[str(precision)])
 
         hit = lookup(key, path, rows, stats, rows=len(full), chunk=chunk)
         stats.keys.append(key)
