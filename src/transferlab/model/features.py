@@ -17,6 +17,7 @@ and the dtype. With `progressive` the prefix is what its schedule can't reach wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -108,7 +109,7 @@ def compute(
     # (and everything after) exactly like the uncached run.
     with torch.random.fork_rng(devices=[]):
         for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"features {desc}", leave=False):
-            with torch.autocast(device, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            with torch.autocast(device, dtype=autocast) if autocast else contextlib.nullcontext():
                 out = backbone(batch["inputs"])
             feats.append(out.float().cpu().contiguous())  # (B, F) or (B, C, H, W); mixed: its rounded values
             labels.append(batch["labels"])

@@ -70,13 +70,6 @@ def check_ckpt_path(cfg: DictConfig) -> dict | None:
     return {"stamp": _stamp(loaded), "global_step": int(loaded.get("global_step", 0))}
 
 
-def check_resume_stamp(stamp: dict, expected: dict) -> None:
-    """Refuse to resume a checkpoint another run wrote (before any weights load or features are cached)."""
-    from transferlab.callbacks.resume import refuse_other_run
-
-    refuse_other_run(stamp, expected)
-
-
 def explain(e: BaseException) -> TransferlabError | None:
     """A known fault from the libraries underneath, as one clear error (None: not one of them)."""
     import os

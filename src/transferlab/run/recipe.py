@@ -66,12 +66,11 @@ class Recipe:
         strategy, data, section = build.build_data(cfg)
         self._add(section)
         if self.resume is not None:  # a resume: the checkpoint must be this run's, before anything heavy
-            from transferlab.callbacks.resume import training_settings
-            from transferlab.run.preflight import check_resume_stamp
+            from transferlab.callbacks.resume import refuse_other_run, training_settings
 
             expected = {"backbone": cfg.backbone.get("name"), "strategy": strategy.name, "classes": list(data.classes)}
             expected = {k: v for k, v in expected.items() if v is not None}  # e.g. a backbone without a name
-            check_resume_stamp(self.resume["stamp"], {**expected, "settings": training_settings(cfg)})
+            refuse_other_run(self.resume["stamp"], {**expected, "settings": training_settings(cfg)})
         if cfg.get("translate"):  # pixel-level adaptation: source images -> target style
             self._enter("translate")
             self._add({"translate": build.instantiate(cfg.translate).apply(data, cfg.paths.output_dir)})

@@ -27,9 +27,10 @@ def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
     budget = run_budget(cfg.trainer, data)  # how far an unfreezing schedule can get: the rest stays frozen
     precision = cfg.hardware.get("precision", "32-true")
     reason = why_not(strategy, module, data, budget) or precision_reason(precision)
-    with torch.random.fork_rng(devices=[]):  # caching (its DataLoaders draw seeds) must not shift the run's RNG
-        stats = None if reason else cache_features(module, data, cfg.cache.dir, budget=budget, precision=precision)
-        stats = stats and stats.to_dict()
+    stats: dict = {}
+    if not reason:
+        with torch.random.fork_rng(devices=[]):  # caching (its DataLoaders draw seeds) must not shift the run's RNG
+            stats = cache_features(module, data, cfg.cache.dir, budget=budget, precision=precision).to_dict()
     reason = reason or stats["reason"]
     return {"feature_cache": {"used": False, "reason": reason} if reason else {"used": True, **stats}}
 
