@@ -453,6 +453,14 @@ CASES = [
         fix="memory_format=auto (channels_last on a CPU for depthwise-conv backbones), channels_last or contiguous",
     ),
     Case(
+        "backbone_dropout_unknown",
+        ["backbone_dropout=frozen"],
+        "ConfigError",
+        "backbone_dropout='frozen' must be 'after_trainable', 'all' or 'frozen_subtrees'",
+        fix="backbone_dropout=after_trainable (training mode after the first trainable parameter), all or "
+        "frozen_subtrees (the rule before 2026-12-07)",
+    ),
+    Case(
         "depthwise_crop_unknown",
         ["depthwise_crop=maybe"],
         "ConfigError",

@@ -164,6 +164,9 @@ def test_training_settings_and_their_diff(tmp_path):
     ]  # trainer.* (the budget) is not a training setting
     assert stamp_diff({"strategy": "partial"}, {"strategy": "partial", "settings": other}) == []  # an older stamp
     assert stamp_diff(base, training_settings(compose(["strategy=partial", "data.num_workers=2"], tmp_path))) == []
+    assert stamp_diff(base, training_settings(compose(["strategy=partial", "backbone_dropout=all"], tmp_path))) == [
+        "backbone_dropout: checkpoint 'after_trainable' vs this run 'all'"  # which parts train in training mode
+    ]
 
 
 @pytest.mark.slow

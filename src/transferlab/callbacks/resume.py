@@ -65,7 +65,18 @@ class ResumeState(L.Callback):
 # What a run's training depended on besides its weights: resuming with another value would silently train a
 # different run under the checkpoint's history. Free to change: the budget (trainer.*), hardware, loggers,
 # callbacks, paths, the cache, kernels and layout, and how data is loaded (workers, eval batch, where it lives).
-RESUME_KEYS = ("seed", "strategy", "optimizer", "scheduler", "head", "adaptation", "da", "augment", "data")
+RESUME_KEYS = (
+    "seed",
+    "strategy",
+    "optimizer",
+    "scheduler",
+    "head",
+    "adaptation",
+    "da",
+    "augment",
+    "data",
+    "backbone_dropout",
+)
 FREE_DATA_KEYS = ("num_workers", "eval_batch_size", "root", "target_root")
 
 

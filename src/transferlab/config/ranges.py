@@ -77,6 +77,10 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "depthwise_crop": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),
     "fill_uninitialized_memory": (lambda v: isinstance(v, bool), "true or false"),
     "da.lr_mult": (lambda v: v > 0, "> 0"),
+    "backbone_dropout": (
+        lambda v: v in ("after_trainable", "all", "frozen_subtrees"),
+        "'after_trainable', 'all' or 'frozen_subtrees'",
+    ),
     "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "data.num_workers": (lambda v: isinstance(v, int) and 0 <= v <= 256, "a worker count in [0, 256]"),
     "data.batch_size": (lambda v: isinstance(v, int) and v <= 2**20, "a batch size <= 1048576"),

@@ -185,6 +185,8 @@ def why_not(strategy, module, data, budget: tuple[int | None, int | None] = (Non
             f"the frozen part ({k} layer groups) of '{module.backbone.info.name}' is not a prefix the cache can cut "
             "(supported: timm EfficientNets and ResNets)"
         )
+    if getattr(module.__dict__.get("dropout_policy"), "policy", None) == "all":
+        return "backbone_dropout=all runs the frozen layers in training mode: their outputs are not fixed"
     if module.augment is not None or module.tta is not None:
         return "augmentation changes the backbone's inputs"
     if module.strategy.norm == "adabn" or (module.adaptation is not None and module.adaptation.reestimates_bn):

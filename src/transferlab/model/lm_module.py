@@ -58,6 +58,13 @@ class InstructionModule(L.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self.forward_counts = {"backbone": 0, "suffix": 0}  # results.json `forwards`
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        policy = self.__dict__.get("dropout_policy")  # backbone_dropout (transferlab.model.dropout)
+        if mode and policy is not None:
+            policy.apply(self.backbone)
+        return self
+
     def forward(self, batch: dict):
         self.forward_counts["backbone"] += len(batch["input_ids"])
         return self.backbone.lm(batch["input_ids"], batch["attention_mask"], batch["labels"])

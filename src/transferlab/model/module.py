@@ -131,8 +131,8 @@ class TransferModule(L.LightningModule):
         super().train(mode)
         if mode and self.features_cached and self.__dict__["_cached_suffix"] is None:
             self.backbone.eval()  # batches hold the whole backbone's features: it never runs while training
-        elif mode:  # frozen parts keep BN statistics and no dropout; BN of trainable parts as strategy.norm says
-            apply_policy(self.backbone, getattr(self.strategy, "norm", "train"))
+        elif mode:  # the frozen prefix and frozen BN in eval mode (backbone_dropout); trainable BN as strategy.norm
+            apply_policy(self.backbone, getattr(self.strategy, "norm", "train"), self.__dict__.get("dropout_policy"))
         return self
 
     def on_train_epoch_start(self) -> None:

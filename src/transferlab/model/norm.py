@@ -60,15 +60,20 @@ def trainable_bn_layers(module: nn.Module) -> list[_BatchNorm]:
     return [m for m in bn_layers(module) if any(p.requires_grad for p in m.parameters(recurse=False))]
 
 
-def apply_policy(backbone: nn.Module, norm: str) -> None:
+def apply_policy(backbone: nn.Module, norm: str, dropout=None) -> None:
     """Put the BN layers of a backbone in training mode into the policy's mode (call after `.train()`).
 
-    Frozen sub-trees are always in eval mode (`set_frozen_eval`); `frozen` additionally puts every BN
-    layer in eval mode, so it normalises with its pretrained running statistics and never updates them.
+    Frozen BN layers are always in eval mode, and so is the frozen part the forward runs first (`dropout`, a
+    `transferlab.model.dropout.DropoutPolicy`; None: every frozen sub-tree, `set_frozen_eval`); `frozen`
+    additionally puts every BN layer in eval mode, so it normalises with its pretrained running statistics
+    and never updates them.
     """
     from transferlab.backbones.base import set_frozen_eval
 
-    set_frozen_eval(backbone)  # frozen parts keep BN statistics and no dropout
+    if dropout is None:
+        set_frozen_eval(backbone)  # frozen parts keep BN statistics and no dropout
+    else:
+        dropout.apply(backbone)
     if norm == "frozen":
         for bn in bn_layers(backbone):
             bn.eval()

@@ -108,6 +108,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         module = InstructionModule(backbone, strategy, optimizer, _scheduler(cfg))
         norm = {**describe(backbone, strategy.norm), "reestimate": False}
         section = {"norm": norm, "optimizer": opt_section, "determinism": determinism}
+        section["dropout"] = _dropout(cfg, module, data, lambda bb, b: bb.lm(b["input_ids"], b["attention_mask"]))
         return module, {**section, "strategy_choices": strategy.choices()}
     from transferlab.model.head import Head
     from transferlab.model.module import TransferModule
@@ -148,6 +149,7 @@ def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
         da_rng=cfg.da.get("rng", "isolated"),
     )
     module.keep_test_outputs = strategy.exports_adapter  # export_peft reuses the test pass
+    section["dropout"] = _dropout(cfg, module, data)
     return module, section
 
 
@@ -162,6 +164,19 @@ def _kernels(cfg: DictConfig, backbone) -> tuple[dict, dict]:
     if crop["used"]:
         depthwise_crop.apply(backbone)
     return layout, crop
+
+
+def _dropout(cfg: DictConfig, module, data, forward=None) -> dict:
+    """Attach the `backbone_dropout` policy (with the backbone's traced forward order); its results.json section."""
+    from transferlab.model.dropout import build_policy
+
+    policy = build_policy(cfg.get("backbone_dropout") or "after_trainable", module.backbone, data, forward)
+    module.__dict__["dropout_policy"] = policy  # not a sub-module, not in the state dict
+    was = module.training
+    module.train()  # the modes training starts in, counted
+    section = policy.describe(module.backbone)
+    module.train(was)
+    return section
 
 
 def _optimizer(cfg: DictConfig) -> tuple[Any, dict]:
