@@ -163,3 +163,24 @@ def test_instruction_tuning_traces_the_lm_forward(tmp_path):
     layers = [m for n, m in named.items() if n.endswith("layers.0")]
     assert embed and not any(m.training for m in embed)  # the frozen prefix before the first adapted layer
     assert layers and all(m.training for m in layers)
+
+
+def test_wrappers_added_after_the_trace_keep_the_rule():
+    """FSDP and activation checkpointing wrap modules after the build-time trace (`_fsdp_wrapped_module`, ...):
+    the traced names still match, so the rule holds instead of degrading."""
+
+    class Wrapper(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self._fsdp_wrapped_module = inner
+
+        def forward(self, x):
+            return self._fsdp_wrapped_module(x)
+
+    _, nested = _nets()
+    pol = DropoutPolicy("after_trainable", trace_order(nested, torch.randn(2, 3)), True)
+    for i in range(3):
+        nested[i] = Wrapper(nested[i])
+    nested.train()
+    pol.apply(nested)
+    assert [m.training for m in nested.modules() if isinstance(m, nn.Dropout)] == [False, True]

@@ -109,7 +109,7 @@ def first_trainable(backbone: nn.Module, order: dict[str, int]) -> float:
     for name, m in backbone.named_modules():
         if any(p.requires_grad for p in m.parameters(recurse=False)):
             unit = [u for u in units if name.startswith(f"{u}.")]
-            idx.append(order.get(min(unit, key=len) if unit else name, float("inf")))
+            idx.append(order.get(canonical(min(unit, key=len) if unit else name), float("inf")))
     return min(idx, default=float("inf"))
 
 
@@ -117,15 +117,25 @@ def _prefix_eval(module: nn.Module, name: str, last: dict[str, int], first: floa
     """Eval mode for each largest sub-tree that runs wholly before `first` and trains nothing. A sub-tree the
     trace never called keeps its parent's mode (BERT's SDPA attention reads its `training` flag, not its
     unused `dropout` module); one that neither ran nor trains where nothing trains is in eval mode."""
-    if name not in last:
-        if first == float("inf"):
+    key, trains = canonical(name), any(p.requires_grad for p in module.parameters())
+    if key not in last:
+        if first == float("inf") and not trains:
             module.eval()
         return
-    if last[name] < first and not any(p.requires_grad for p in module.parameters()):
+    if last[key] < first and not trains:
         module.eval()
         return
     for child_name, child in module.named_children():
         _prefix_eval(child, f"{name}.{child_name}" if name else child_name, last, first)
+
+
+WRAPPERS = ("_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod")  # FSDP, activation checkpointing,
+# torch.compile: wrappers a distributed or compiled run puts around modules after the build-time trace
+
+
+def canonical(name: str) -> str:
+    """A module's name without the wrapper segments added after tracing (the traced name)."""
+    return ".".join(p for p in name.split(".") if p not in WRAPPERS) if name else name
 
 
 def registration_order(backbone: nn.Module) -> dict[str, int]:
@@ -136,7 +146,7 @@ def trace_order(backbone: nn.Module, inputs: Any, forward: Callable[[Any], Any] 
     """Module name -> index of its first call in one forward of `inputs` (`forward(inputs)`, default
     `backbone(inputs)`), in eval mode, without gradients, on a forked random stream."""
     order: dict[str, int] = {}
-    names = {id(m): n for n, m in backbone.named_modules()}
+    names = {id(m): canonical(n) for n, m in backbone.named_modules()}
 
     def hook(m, _args):
         n = names.get(id(m))
