@@ -88,3 +88,28 @@ def test_norm_policy_table_without_adabn_runs_is_unchanged(tmp_path: Path):
         "| partial | 64 | train | 2 | 0.905 ± 0.064 | 0.895 ± 0.064 | **yes** |",
         "| partial | 64 | frozen | 2 | 0.805 ± 0.064 | 0.795 ± 0.064 |  |",
     ]
+
+
+def test_dropout_policy_tabulator_pairs_seeds_and_skips_archived_runs(tmp_path: Path, capsys, monkeypatch):
+    tab = _load_script("dropout_policy_tabulate", "docs/results/dropout_policy/tabulate.py")
+
+    def result(policy: str, seed: int, val: float, active: int) -> dict:
+        return {
+            "status": "ok",
+            "strategy": "prompt_tuning",
+            "seed": seed,
+            "dropout": {"policy": policy, "active": active, "layers": 19},
+            "metrics": {"val/acc": val, "test/acc": val - 0.05},
+        }
+
+    for seed, (new, old) in enumerate(((0.86, 0.84), (0.90, 0.85))):
+        _write(tmp_path / f"new{seed}", result("after_trainable", seed, new, 19))
+        _write(tmp_path / f"old{seed}", result("frozen_subtrees", seed, old, 0))
+    _write(tmp_path / "old0" / "replaced" / "1", result("frozen_subtrees", 0, 0.0, 0))  # not counted
+    _write(tmp_path / "unpaired", result("frozen_subtrees", 7, 0.5, 0) | {"status": "failed"})  # not counted
+    monkeypatch.setattr("sys.argv", ["tabulate.py", str(tmp_path)])
+    tab.main()
+    out = capsys.readouterr().out
+    assert "| prompt_tuning | after_trainable | 19/19 | 2 | 88.0 ± 25.4 |" in out
+    assert "| prompt_tuning | frozen_subtrees | 0/19 | 2 | 84.5 ± 6.4 |" in out
+    assert "| prompt_tuning | 2 | 3.5 ± 19.1 |" in out  # paired: +2.0 and +5.0 points
