@@ -160,11 +160,15 @@ def _memo_plan(cfg: DictConfig, arch: str | None, seq_len: int | None) -> dict:
     (seed, training-set size, output paths, loggers, callbacks)."""
     import copy
 
-    tree = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    for key in ("seed", "paths", "hydra", "logger", "callbacks"):
+    tree = OmegaConf.to_container(cfg, resolve=False)  # pruned before resolving: paths and loggers read Hydra's
+    for key in ("seed", "paths", "hydra", "logger", "callbacks"):  # runtime, set only inside a Hydra run
         tree.pop(key, None)
     for key in ("train_per_class", "seed", "split_seed"):
         tree.get("data", {}).pop(key, None)
+    try:
+        tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True, throw_on_missing=False)
+    except Exception:  # an interpolation only a Hydra run resolves: the unresolved text keys the memo as well
+        pass
     key = json.dumps([tree, arch, seq_len], sort_keys=True, default=str)
     if key not in _PLANS:
         while len(_PLANS) >= 8:
