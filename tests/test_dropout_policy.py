@@ -184,3 +184,14 @@ def test_wrappers_added_after_the_trace_keep_the_rule():
     nested.train()
     pol.apply(nested)
     assert [m.training for m in nested.modules() if isinstance(m, nn.Dropout)] == [False, True]
+
+
+def test_the_run_summary_names_the_policy_where_the_backbone_has_dropout():
+    from transferlab.infra.results import summary
+
+    base = {"status": "ok", "strategy": "lora", "train_size": 550}
+    text = summary({**base, "dropout": {"policy": "after_trainable", "order": "traced", "layers": 31, "active": 30}})
+    assert "dropout      after_trainable (30 of 31 layers in training mode)" in text
+    assert text.index("dropout") < text.index("train size")
+    no_dropout = {"policy": "after_trainable", "order": "traced", "layers": 0, "active": 0}  # EfficientNet-Lite0
+    assert "dropout" not in summary({**base, "dropout": no_dropout})

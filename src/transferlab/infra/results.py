@@ -71,6 +71,9 @@ def summary(result: dict) -> str:
         ("norm", _norm_text(result.get("norm"))),
         ("train size", str(result.get("train_size"))),
     ]
+    drop = result.get("dropout") or {}
+    if drop.get("layers"):  # a backbone with dropout: how many of its layers trained in training mode
+        rows.insert(-1, ("dropout", f"{drop['policy']} ({drop['active']} of {drop['layers']} layers in training mode)"))
     p = result.get("params") or {}
     if p:
         rows.append(
