@@ -66,6 +66,38 @@ def test_frozen_batch_norm_keeps_its_statistics_under_every_policy():
         assert net[2].training, policy  # after the trainable Linear
 
 
+def test_batch_norm_without_affine_parameters_is_not_frozen():
+    """BN(affine=False) has no parameters to freeze: after a trainable layer it normalises with batch statistics
+    (under strategy.norm=train) as under the old rule, instead of counting as a frozen layer."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, affine=False), nn.Dropout(0.5))
+    for policy in POLICIES:
+        net.train()
+        DropoutPolicy(policy, trace_order(net, torch.randn(2, 3)), True).apply(net)
+        assert net[1].training, policy
+
+
+def test_a_module_called_before_and_after_the_first_trainable_layer_trains():
+    """A dropout the forward uses twice (T5's stack applies one module to the embeddings and to the output) is
+    judged by its latest call: it runs after the trainable block, so it is in training mode."""
+    from transferlab.model.dropout import trace_calls
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.dropout, self.block = _frozen(nn.Linear(3, 3)), nn.Dropout(0.5), nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.dropout(self.block(self.dropout(self.embed(x))))
+
+    net = Net()
+    first, latest = trace_calls(net, torch.randn(2, 3))
+    assert first["dropout"] < first["block"] < latest["dropout"]
+    net.train()
+    DropoutPolicy("after_trainable", first, True, latest).apply(net)
+    assert net.dropout.training and not net.embed.training
+
+
 def test_unknown_policy_names_the_choices():
     with pytest.raises(Exception, match="after_trainable, all, frozen_subtrees"):
         check_policy("some")

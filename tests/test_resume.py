@@ -167,6 +167,27 @@ def test_training_settings_and_their_diff(tmp_path):
     assert stamp_diff(base, training_settings(compose(["strategy=partial", "backbone_dropout=all"], tmp_path))) == [
         "backbone_dropout: checkpoint 'after_trainable' vs this run 'all'"  # which parts train in training mode
     ]
+    null = training_settings(compose(["strategy=partial", "backbone_dropout=null"], tmp_path))
+    assert stamp_diff(base, null) == []  # null means the default
+
+
+def test_a_settings_stamp_from_before_backbone_dropout_resumes_only_under_the_old_rule(tmp_path):
+    """Checkpoints stamped before 2026-12-07 trained under the old dropout rule: resuming them under the new
+    default would change which layers drop out mid-run, so it is refused, naming the setting to pass."""
+    from conftest import compose
+
+    from transferlab.callbacks.resume import refuse_other_run, training_settings
+    from transferlab.errors import ConfigError
+
+    new = training_settings(compose(["strategy=partial"], tmp_path))
+    old = {k: v for k, v in new.items() if k != "backbone_dropout"}  # what such a checkpoint holds
+    with pytest.raises(
+        ConfigError, match="backbone_dropout: checkpoint 'frozen_subtrees' vs this run 'after_trainable'"
+    ):
+        refuse_other_run({"settings": old}, {"settings": new})
+    pinned = training_settings(compose(["strategy=partial", "backbone_dropout=frozen_subtrees"], tmp_path))
+    refuse_other_run({"settings": old}, {"settings": pinned})  # the old rule: resumes
+    refuse_other_run({}, {"settings": new})  # no settings stamp at all (older still): not compared
 
 
 @pytest.mark.slow

@@ -88,6 +88,7 @@ def training_settings(cfg) -> dict:
 
     tree = OmegaConf.to_container(cfg, resolve=True)
     out = {k: tree.get(k) for k in RESUME_KEYS}
+    out["backbone_dropout"] = out["backbone_dropout"] or "after_trainable"  # null and absent mean the default
     if isinstance(out["data"], dict):
         out["data"] = {k: v for k, v in out["data"].items() if k not in FREE_DATA_KEYS}
     return json.loads(json.dumps(out, default=str))
@@ -107,10 +108,17 @@ def stamp_diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
     return out
 
 
+# Settings a stamp lacks because they did not exist yet, with the behaviour the run had then: compared as such
+SETTINGS_BEFORE = {"backbone_dropout": "frozen_subtrees"}  # added 2026-12-07; the rule before it
+
+
 def refuse_other_run(saved: dict, current: dict) -> None:
     """ConfigError when checkpoint stamp `saved` is not this run's `current` (backbone, strategy, classes,
     training settings)."""
-    diff = stamp_diff(saved or {}, current)
+    saved = dict(saved or {})
+    if isinstance(saved.get("settings"), dict):  # a settings stamp from before a setting existed
+        saved["settings"] = {**SETTINGS_BEFORE, **saved["settings"]}
+    diff = stamp_diff(saved, current)
     if diff:
         raise ConfigError(
             f"can't resume: the checkpoint was written by a different run ({'; '.join(diff)}). Resume with the "

@@ -50,16 +50,18 @@ def check_policy(policy: str) -> str:
 
 @dataclass
 class DropoutPolicy:
-    """The policy and the backbone's forward order: module name -> index of its first call."""
+    """The policy and the backbone's forward order: module name -> index (in calls) of its first call, and of
+    its latest (`latest`; default: the first), for a module the forward calls more than once."""
 
     policy: str = "after_trainable"
     order: dict[str, int] = field(default_factory=dict)
     traced: bool = False
-    last: dict[str, int] = field(init=False, repr=False)  # sub-tree name -> its latest first-call index
+    latest: dict[str, int] = field(default_factory=dict)
+    last: dict[str, int] = field(init=False, repr=False)  # sub-tree name -> the latest call in it
 
     def __post_init__(self) -> None:
         self.last = {}
-        for name, i in self.order.items():  # every ancestor ("" is the backbone) ran no earlier than this
+        for name, i in {**self.order, **self.latest}.items():  # every ancestor ("" is the backbone) runs then too
             parts = name.split(".") if name else []
             for k in range(len(parts) + 1):
                 a = ".".join(parts[:k])
@@ -73,7 +75,8 @@ class DropoutPolicy:
             set_frozen_eval(backbone)
             return
         for m in backbone.modules():  # frozen BN keeps its pretrained statistics under every policy
-            if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            params = list(m.parameters())  # (BN without affine parameters is not frozen: it has none)
+            if isinstance(m, _BatchNorm) and params and not any(p.requires_grad for p in params):
                 m.eval()
         if self.policy == "after_trainable":
             first = first_trainable(backbone, self.order)
@@ -84,7 +87,7 @@ class DropoutPolicy:
         layers = [m for m in backbone.modules() if is_dropout(m)]
         return {
             "policy": self.policy,
-            "order": None if self.policy == "frozen_subtrees" else "traced" if self.traced else "registration",
+            "order": None if self.policy != "after_trainable" else "traced" if self.traced else "registration",
             "layers": len(layers),
             "active": sum(m.training for m in layers),
         }
@@ -143,15 +146,26 @@ def registration_order(backbone: nn.Module) -> dict[str, int]:
 
 
 def trace_order(backbone: nn.Module, inputs: Any, forward: Callable[[Any], Any] | None = None) -> dict[str, int]:
-    """Module name -> index of its first call in one forward of `inputs` (`forward(inputs)`, default
-    `backbone(inputs)`), in eval mode, without gradients, on a forked random stream."""
+    """Module name -> index of its first call in one forward of `inputs` (`trace_calls`)."""
+    return trace_calls(backbone, inputs, forward)[0]
+
+
+def trace_calls(
+    backbone: nn.Module, inputs: Any, forward: Callable[[Any], Any] | None = None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(first, latest): module name -> index, among all module calls, of its first and of its latest call in one
+    forward of `inputs` (`forward(inputs)`, default `backbone(inputs)`), in eval mode, without gradients, on a
+    forked random stream. A module called twice (a dropout used before and after a block) has both."""
     order: dict[str, int] = {}
+    latest: dict[str, int] = {}
     names = {id(m): canonical(n) for n, m in backbone.named_modules()}
+    calls = iter(range(1 << 62))
 
     def hook(m, _args):
         n = names.get(id(m))
-        if n is not None and n not in order:
-            order[n] = len(order)
+        if n is not None:
+            latest[n] = i = next(calls)
+            order.setdefault(n, i)
 
     handles = [m.register_forward_pre_hook(hook) for m in backbone.modules()]
     was = backbone.training
@@ -163,7 +177,7 @@ def trace_order(backbone: nn.Module, inputs: Any, forward: Callable[[Any], Any] 
         for h in handles:
             h.remove()
         backbone.train(was)
-    return order
+    return order, latest
 
 
 def example_batch(data, device: torch.device, n: int = 2) -> dict:
@@ -187,12 +201,13 @@ def build_policy(
     """The policy with the backbone's traced forward order (registration order if the trace fails).
     `forward(backbone, batch)` runs one training batch (default: `backbone(batch["inputs"])`)."""
     check_policy(policy)
-    if policy == "frozen_subtrees":
+    if policy != "after_trainable":  # the only policy that reads the order
         return DropoutPolicy(policy)
     run = forward or (lambda bb, batch: bb(batch["inputs"]))
     try:
         batch = example_batch(data, next(backbone.parameters()).device)
-        return DropoutPolicy(policy, trace_order(backbone, batch, lambda b: run(backbone, b)), True)
+        first, latest = trace_calls(backbone, batch, lambda b: run(backbone, b))
+        return DropoutPolicy(policy, first, True, latest)
     except Exception as e:  # a backbone that can't run two examples here: its modules' registration order
         log.warning("backbone_dropout: tracing the forward order failed (%s); using registration order", e)
         return DropoutPolicy(policy, registration_order(backbone), False)
