@@ -33,6 +33,7 @@ def _names_or_pattern(v) -> bool:
 
 DEVICE_IDS = re.compile(r"\s*-?\d+(\s*,\s*\d+)*\s*,?\s*")  # `hardware.devices` as a string: "0,1", "-1", "2"
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")  # `memory_format` (transferlab.model.memory_format)
+BACKBONE_DROPOUT = ("after_trainable", "all", "frozen_subtrees")  # `backbone_dropout` (transferlab.model.dropout)
 # keys whose checks accept true/false (elsewhere a bool where a number belongs is refused)
 BOOL_VALUED = {"fused_optimizer", "fill_uninitialized_memory", "depthwise_crop"}
 
@@ -77,10 +78,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "depthwise_crop": (lambda v: v == "auto" or isinstance(v, bool), "'auto', true or false"),
     "fill_uninitialized_memory": (lambda v: isinstance(v, bool), "true or false"),
     "da.lr_mult": (lambda v: v > 0, "> 0"),
-    "backbone_dropout": (
-        lambda v: v in ("after_trainable", "all", "frozen_subtrees"),
-        "'after_trainable', 'all' or 'frozen_subtrees'",
-    ),
+    "backbone_dropout": (lambda v: v in BACKBONE_DROPOUT, "'after_trainable', 'all' or 'frozen_subtrees'"),
     "data.split_seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "data.num_workers": (lambda v: isinstance(v, int) and 0 <= v <= 256, "a worker count in [0, 256]"),
     "data.batch_size": (lambda v: isinstance(v, int) and v <= 2**20, "a batch size <= 1048576"),

@@ -32,11 +32,10 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from transferlab.config.ranges import BACKBONE_DROPOUT as POLICIES  # torch-free: validation checks them early
 from transferlab.errors import ConfigError
 
 log = logging.getLogger("transferlab")
-
-POLICIES = ("after_trainable", "all", "frozen_subtrees")
 
 
 def check_policy(policy: str) -> str:
@@ -182,17 +181,12 @@ def trace_calls(
 
 def example_batch(data, device: torch.device, n: int = 2) -> dict:
     """The first `n` training examples collated as in training, on `device`."""
+    from lightning.fabric.utilities.apply_func import move_data_to_device
     from torch.utils.data import default_collate
 
     ds = data.datasets["source/train"]
     batch = (data.collate_fn or default_collate)([ds[i] for i in range(min(n, len(ds)))])
-    return _to(batch, device)
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    return {k: _to(v, device) for k, v in x.items()} if isinstance(x, dict) else x
+    return move_data_to_device(batch, device)
 
 
 def build_policy(
