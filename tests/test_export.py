@@ -43,6 +43,7 @@ def lora_run(tmp_path_factory) -> Path:
         fast=False,
     )
     assert result["status"] == "ok" and result["adapter"]["merged"]["within_tol"]
+    assert result["adapter"]["device"] == "cpu"  # the merged check ran on the run's own device
     return out
 
 

@@ -44,6 +44,7 @@ class CacheStats:
     helped_rows: int = 0  # rows this process computed for an entry another process was filling
     rows_from_others: int = 0  # rows of the entries this process filled that other processes computed
     prefix_groups: int | None = None  # None: whole backbone cached; k: the first k layer groups (partial)
+    device: str = "cpu"  # where the frozen forwards ran (the run's own accelerator)
     keys: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -32,6 +32,7 @@ from transferlab.infra.paths import cache_dir
 from transferlab.model import depthwise_crop
 from transferlab.model.feature_store import CacheStats, lookup
 from transferlab.model.memory_format import layout_of
+from transferlab.model.run_device import placed
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +103,19 @@ def compute(
         dataset = Subset(dataset, rows)
 
     feats, labels = [], []
-    device = next(iter(backbone.parameters()), torch.empty(0)).device.type  # where the forward runs
+    device = next(iter(backbone.parameters()), torch.empty(0)).device  # where the forward runs
     was_training = backbone.training
     backbone.eval()
     # A DataLoader draws its base seed from the global RNG: fork it, so that a cached run shuffles
     # (and everything after) exactly like the uncached run.
     with torch.random.fork_rng(devices=[]):
-        for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"features {desc}", leave=False):
-            with torch.autocast(device, dtype=autocast) if autocast else contextlib.nullcontext():
-                out = backbone(batch["inputs"])
+        for batch in tqdm(
+            DataLoader(dataset, batch_size=batch_size, pin_memory=device.type == "cuda"),
+            desc=f"features {desc}",
+            leave=False,
+        ):
+            with torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext():
+                out = backbone(batch["inputs"].to(device, non_blocking=True))
             feats.append(out.float().cpu().contiguous())  # (B, F) or (B, C, H, W); mixed: its rounded values
             labels.append(batch["labels"])
             stats.forwards += len(batch["labels"])
@@ -214,40 +219,64 @@ def cache_features(
     batch_size: int = 128,
     budget: tuple[int | None, int | None] = (None, None),
     precision="32-true",
+    device: torch.device | str = "cpu",
 ) -> CacheStats:
     """Swap `data`'s datasets for cached backbone features and switch `module` to them.
 
     Features are cached per *domain* (every image of it, in a fixed order), and each split takes its
     rows by index: all training subsets, seeds and sizes of a sweep share one backbone pass per image.
     `precision` (`trainer.precision`): a mixed one computes them under autocast, as the uncached run would.
+    `device`: where the frozen part runs meanwhile (`run_device.run_device(cfg.hardware)`: the run's own
+    accelerator); it goes back where it was afterwards. Features computed off the CPU are kept apart in the key.
     """
-    import numpy as np
-
     stats = CacheStats()
     root = Path(directory).expanduser() if directory else cache_dir("features")
     stats.dir = str(root)
     k = frozen_prefix(module.strategy, module.backbone, budget)
     prefix, suffix = (module.backbone, None) if k is None else module.backbone.split(k)
     stats.prefix_groups = k
-    if suffix is not None:
-        with torch.no_grad():
-            x = next(iter(DataLoader(data.make_dataset(next(iter(data.domains)), np.arange(1), train=False))))["inputs"]
-            probe = prefix.eval()(x)
+    device = torch.device(device)
+    stats.device = str(device)
+    model_key = _model_key(prefix, module.backbone, k)  # hashed where the weights are (the CPU, at build)
+    with placed(prefix, device):
+        if suffix is not None:
+            reason = _prefix_reason(prefix, data, k, device)
+            if reason:
+                stats.reason = reason
+                return stats
+        cached = _fill(prefix, model_key, data, root, batch_size, precision, device, stats)
+    data.use_datasets(cached)
+    module.use_cached_features(suffix)  # None: the cache holds the backbone's features
+    return stats
+
+
+def _prefix_reason(prefix: torch.nn.Module, data, k: int, device: torch.device) -> str:
+    """Why a frozen prefix's outputs are not worth caching ("" when they are)."""
+    import numpy as np
+
+    with torch.no_grad():
+        x = next(iter(DataLoader(data.make_dataset(next(iter(data.domains)), np.arange(1), train=False))))["inputs"]
+        probe = prefix.eval()(x.to(device))
         gb = 4 * probe.numel() * sum(len(d.labels) for d in data.domains.values()) / 1e9
-        if probe.numel() > x.numel():  # e.g. only the stem is frozen (LoRA): caching would cost more than it saves
-            stats.reason = (
-                f"the frozen prefix ({k} layer groups) outputs more values per image ({probe.numel():,}) "
-                f"than its input ({x.numel():,}): not worth caching"
-            )
-            return stats
-        if gb > MAX_PREFIX_GB:
-            stats.reason = f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
-            return stats
-    model_key = _model_key(prefix, module.backbone, k)
+    if probe.numel() > x.numel():  # e.g. only the stem is frozen (LoRA): caching would cost more than it saves
+        return (
+            f"the frozen prefix ({k} layer groups) outputs more values per image ({probe.numel():,}) "
+            f"than its input ({x.numel():,}): not worth caching"
+        )
+    if gb > MAX_PREFIX_GB:
+        return f"the frozen prefix's outputs would take {gb:.1f} GB (> {MAX_PREFIX_GB} GB)"
+    return ""
+
+
+def _fill(prefix, model_key: str, data, root: Path, batch_size: int, precision, device, stats) -> dict:
+    """Every domain's cached features (from the cache, or computed on `device`), split by split."""
+    import numpy as np
+
     cached: dict[str, FeatureDataset] = {}
     for which, dom in data.domains.items():
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
         numbers = "float32" if AUTOCAST[str(precision)] is None else str(AUTOCAST[str(precision)])
+        numbers += "" if device.type == "cpu" else f"|{device.type}"  # other kernels: other rounding
         key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|{numbers}".encode()).hexdigest()[:40]
         path = root / f"{key}.safetensors"
         # filled in ranges of whole batches (about 16) by every sweep job that needs it at the same time
@@ -262,6 +291,4 @@ def cache_features(
         for split in ("train", "val", "test"):
             idx = torch.from_numpy(np.asarray(getattr(dom, split), dtype=np.int64))
             cached[f"{which}/{split}"] = FeatureDataset(feats[idx], labels[idx])
-    data.use_datasets(cached)
-    module.use_cached_features(suffix)  # None: the cache holds the backbone's features
-    return stats
+    return cached

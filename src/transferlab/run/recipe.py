@@ -86,6 +86,7 @@ class Recipe:
 
     def train_and_test(self, strategy, data, module) -> None:
         """Stages cache .. export-adapters."""
+        from transferlab.model.run_device import run_device
         from transferlab.run import stages
         from transferlab.strategies.peft_base import count_params
 
@@ -106,10 +107,11 @@ class Recipe:
         self._enter("fit")
         if strategy.trains:
             trainer.fit(module, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+        device = run_device(cfg.hardware)  # for the passes outside Lightning's loops (after fit: on the CPU)
         if self.result["norm"]["reestimate"]:
             self._enter("adabn")
             which = module.adaptation.bn_layers if module.adaptation is not None else "batch_stat"
-            self.result["norm"]["adabn"] = stages.adabn(module, data, trainer, strategy.norm, which)
+            self.result["norm"]["adabn"] = stages.adabn(module, data, trainer, strategy.norm, which, device)
         elif strategy.trains:
             stages.validate_final(trainer, module, data)
         self._enter("test")
@@ -117,7 +119,7 @@ class Recipe:
         self._add({"shift_after": stages.shift(cfg, module, data) or self.result["shift_before"]})
         self._add(stages.callback_sections(callbacks))
         self._enter("export-adapters")
-        self._add(stages.adapters(strategy, module, data, trainer, cfg.paths.output_dir))
+        self._add(stages.adapters(strategy, module, data, trainer, cfg.paths.output_dir, device))
         self._add({"forwards": stages.forwards(module, self.result.get("feature_cache"))})
 
     def run(self) -> dict:

@@ -23,6 +23,7 @@ def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
     import torch
 
     from transferlab.model.features import cache_features, precision_reason, run_budget, why_not
+    from transferlab.model.run_device import run_device
 
     budget = run_budget(cfg.trainer, data)  # how far an unfreezing schedule can get: the rest stays frozen
     precision = cfg.hardware.get("precision", "32-true")
@@ -30,7 +31,9 @@ def feature_cache(cfg: DictConfig, strategy, module, data) -> dict:
     stats: dict = {}
     if not reason:
         with torch.random.fork_rng(devices=[]):  # caching (its DataLoaders draw seeds) must not shift the run's RNG
-            stats = cache_features(module, data, cfg.cache.dir, budget=budget, precision=precision).to_dict()
+            device = run_device(cfg.hardware)  # the run's own accelerator: its speed, its kernels
+            stats = cache_features(module, data, cfg.cache.dir, budget=budget, precision=precision, device=device)
+            stats = stats.to_dict()
     reason = reason or stats["reason"]
     return {"feature_cache": {"used": False, "reason": reason} if reason else {"used": True, **stats}}
 
@@ -46,14 +49,17 @@ def say_cache_plan(section: dict | None) -> None:
 
 
 def shift(cfg: DictConfig, module, data) -> dict | None:
-    """Domain-shift diagnostics (proxy A-distance, MMD) on the backbone's current features."""
+    """Domain-shift diagnostics (proxy A-distance, MMD) on the backbone's current features, computed on the run's
+    accelerator (after `fit` Lightning has moved the model back to the CPU)."""
     if not (cfg.diagnostics.enabled and data.has_target_domain and not module.features_cached):
         return None
     import torch
 
     from transferlab.adaptation.diagnostics import shift_report
+    from transferlab.model.run_device import placed, run_device
 
-    with torch.random.fork_rng(devices=[]):  # measuring must not change the run's random stream
+    # measuring must not change the run's random stream
+    with torch.random.fork_rng(devices=[]), placed(module.backbone, run_device(cfg.hardware)):
         return shift_report(module.backbone, data, cfg.diagnostics.max_samples, cfg.diagnostics.split)
 
 
@@ -103,12 +109,14 @@ def make_trainer(cfg: DictConfig, strategy, module, data, backbone_name: str, re
     return trainer, loggers, callbacks
 
 
-def adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
+def adabn(module, data, trainer, norm: str, which_layers: str, device="cpu") -> dict:
     """Re-estimate BN statistics on unlabelled data of the evaluation domain (target train split for a domain
-    pair, else the train split), then validate again so the val metrics describe the adapted model."""
+    pair, else the train split), then validate again so the val metrics describe the adapted model.
+    `device`: where to run the passes (`run_device(cfg.hardware)`: after `fit` the model is back on the CPU)."""
     from torch.utils.data import DataLoader
 
     from transferlab.model.norm import batch_stat_layers, bn_layers, reestimate
+    from transferlab.model.run_device import placed
 
     which = "target" if "target" in data.domains else "source"
     loader = DataLoader(
@@ -116,7 +124,9 @@ def adabn(module, data, trainer, norm: str, which_layers: str) -> dict:
     )
     layers = bn_layers(module.backbone) if which_layers == "all" else batch_stat_layers(module.backbone, norm)
     head = bn_layers(module.head)  # the bottleneck's BN normalises with batch statistics whatever the policy
-    stats = {"domain": which, "which": which_layers, **reestimate(module, loader, module.device, layers + head)}
+    with placed(module, device):
+        stats = {"domain": which, "which": which_layers, **reestimate(module, loader, device, layers + head)}
+    stats["device"] = str(device)
     stats["head_layers"] = len(head) if stats["layers"] else 0
     if stats["layers"] and data.val_dataloader():
         trainer.validate(module, datamodule=data, verbose=False)
@@ -192,19 +202,22 @@ def callback_sections(callbacks: list) -> dict:
     return out
 
 
-def adapters(strategy, module, data, trainer, out_dir: str) -> dict:
-    """A PEFT strategy's adapter in peft format, plus the merged model re-evaluated (rank 0)."""
+def adapters(strategy, module, data, trainer, out_dir: str, device="cpu") -> dict:
+    """A PEFT strategy's adapter in peft format, plus the merged model re-evaluated (rank 0) on `device`
+    (`run_device(cfg.hardware)`: after testing Lightning has moved the model back to the CPU)."""
     if not (strategy.exports_adapter and trainer.is_global_zero):
         return {}
     from transferlab.export_peft import classification_outputs, export_adapter
     from transferlab.model.module import TransferModule
+    from transferlab.model.run_device import placed
 
     # a single process saw the whole test set: its outputs stand in for a second unmerged pass
     per_set = module.test_outputs() if isinstance(module, TransferModule) and trainer.world_size == 1 else None
     tested = classification_outputs(per_set) if per_set else None
     if tested is not None and len(tested[1]) != sum(len(loader.dataset) for loader in data.test_dataloader()):
         tested = None  # the test pass saw part of the test sets (trainer.limit_test_batches): evaluate them whole
-    return {"adapter": export_adapter(strategy, module, data, out_dir, tested=tested)}
+    with placed(module, device):
+        return {"adapter": {**export_adapter(strategy, module, data, out_dir, tested=tested), "device": str(device)}}
 
 
 def forwards(module, cache: dict | None) -> dict:

@@ -1,0 +1,76 @@
+"""Where the feature cache's frozen forwards run: the device the run's own training process will use.
+
+The cache is filled before the Trainer exists (it decides what the run trains on), so without this the frozen
+backbone would run on the CPU even under `hardware=gpu`: a feature-extraction study on a GPU box would spend
+its time in CPU convolutions, and its cached features would come from other kernels than the uncached run's.
+`run_device(cfg.hardware)` follows Lightning's device assignment instead: one CUDA device per process
+(`hardware.devices` as a count, `-1`/`auto`, or device ids; the process's local rank picks its entry), MPS,
+else the CPU (also for TPUs: their XLA tensors are not filled here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+
+def gpu_ids(devices, count: int) -> list[int]:
+    """The CUDA device indices `hardware.devices` selects, as Lightning's `Trainer(devices=...)` reads it:
+    an int N > 0 (the first N), -1 / "-1" / "auto" (all `count`), a list or a string of ids ("0,2", "1,")."""
+    if devices is None or devices == "auto" or devices == -1 or (isinstance(devices, str) and devices.strip() == "-1"):
+        return list(range(count))
+    if isinstance(devices, str):
+        devices = [int(x) for x in devices.split(",") if x.strip()] if "," in devices else int(devices.strip())
+    if isinstance(devices, int):
+        return list(range(devices))
+    return [int(d) for d in devices]
+
+
+def local_rank() -> int:
+    """This process's rank on its node: Lightning's LOCAL_RANK (its DDP launcher sets it), or SLURM's task id."""
+    for var in ("LOCAL_RANK", "SLURM_LOCALID"):
+        value = os.environ.get(var, "")
+        if value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def run_device(hardware, rank: int | None = None, cuda_count: int | None = None) -> torch.device:
+    """The device this process trains on under `hardware` (the config group).
+
+    Args:
+        hardware: `cfg.hardware` (`accelerator`, `devices`).
+        rank: the process's local rank (default: `local_rank()`).
+        cuda_count: visible CUDA devices (default: `torch.cuda.device_count()`).
+    """
+    accelerator = str(hardware.get("accelerator", "auto")).lower()
+    count = torch.cuda.device_count() if cuda_count is None else cuda_count
+    if accelerator in ("gpu", "cuda", "auto") and count > 0:
+        ids = gpu_ids(hardware.get("devices", "auto"), count) or [0]
+        rank = local_rank() if rank is None else rank
+        index = ids[rank] if rank < len(ids) else ids[0]
+        # torchelastic / srun may show each process only its own device: index 0 of what it sees
+        return torch.device("cuda", index if index < count else rank % count)
+    mps = getattr(torch.backends, "mps", None)
+    if accelerator in ("mps", "gpu", "auto") and mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def placed(module: torch.nn.Module, device: torch.device):
+    """`module` on `device` inside the block, back on the device of its first parameter afterwards (the
+    Trainer moves the whole model when it starts)."""
+    home = next(iter(module.parameters()), torch.empty(0)).device
+    if torch.device(device) == home:
+        yield module
+        return
+    module.to(device)
+    try:
+        yield module
+    finally:
+        module.to(home)
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()  # the frozen part's activations: the training run wants the memory
