@@ -70,7 +70,7 @@ def classification_outputs(per_set: dict[str, list[tuple[torch.Tensor, torch.Ten
     return metrics, torch.cat(outputs)
 
 
-def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-4, tested=None) -> dict:
+def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-4, tested=None, device=None) -> dict:
     """Save the adapter (+ head, + the run's test outputs); merge and check the merged model if mergeable.
 
     `tested`: `(metrics, outputs)` of the run's own test pass (`TransferModule.test_outputs`), used instead
@@ -78,18 +78,28 @@ def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-
     `strategy.merge_check` test examples (all with null) and compared output by output with the trained
     model's: `within_tol` when the largest difference is within `tol` of the outputs' scale (max(1, largest
     absolute output)), no prediction changes where the trained model's margin exceeds twice that, and, when
-    the whole test set was checked, the metrics agree within `tol`.
+    the whole test set was checked, the metrics agree within `tol`. `device`: where those evaluations run
+    (`run_device(cfg.hardware)`; after testing Lightning has left the model on the CPU); the adapter is saved
+    from where the model is, and the model goes back there. results.json `adapter.device` records it.
     """
+    import contextlib
+
     from safetensors.torch import save_file
 
+    from transferlab.model.run_device import placed
+
     out = strategy.save_adapter(module.backbone, module.head, Path(out_dir) / "adapter")
-    metrics, outputs = tested or evaluate(module, data.test_dataloader())
+    mergeable = getattr(strategy, "mergeable", False)
+    evaluates = tested is None or mergeable  # else (QLoRA's 4-bit base, not merged) no round trip to the device
+    device = device if evaluates and device is not None else module.device
+    with placed(module, device) if evaluates else contextlib.nullcontext():
+        metrics, outputs = tested or evaluate(module, data.test_dataloader())
+        info: dict = {"path": str(out), "test": metrics, "device": str(device)}
+        if mergeable:
+            module.backbone.model = module.backbone.model.merge_and_unload()
+            merged, merged_out = evaluate(module, data.test_dataloader(), limit=getattr(strategy, "merge_check", None))
+            info["merged"] = merge_check(outputs, merged_out, metrics, merged, tol)
     save_file({"outputs": outputs.contiguous()}, str(out / "test_outputs.safetensors"))
-    info: dict = {"path": str(out), "test": metrics}
-    if getattr(strategy, "mergeable", False):
-        module.backbone.model = module.backbone.model.merge_and_unload()
-        merged, merged_out = evaluate(module, data.test_dataloader(), limit=getattr(strategy, "merge_check", None))
-        info["merged"] = merge_check(outputs, merged_out, metrics, merged, tol)
     return info
 
 

@@ -209,15 +209,13 @@ def adapters(strategy, module, data, trainer, out_dir: str, device="cpu") -> dic
         return {}
     from transferlab.export_peft import classification_outputs, export_adapter
     from transferlab.model.module import TransferModule
-    from transferlab.model.run_device import placed
 
     # a single process saw the whole test set: its outputs stand in for a second unmerged pass
     per_set = module.test_outputs() if isinstance(module, TransferModule) and trainer.world_size == 1 else None
     tested = classification_outputs(per_set) if per_set else None
     if tested is not None and len(tested[1]) != sum(len(loader.dataset) for loader in data.test_dataloader()):
         tested = None  # the test pass saw part of the test sets (trainer.limit_test_batches): evaluate them whole
-    with placed(module, device):
-        return {"adapter": {**export_adapter(strategy, module, data, out_dir, tested=tested), "device": str(device)}}
+    return {"adapter": export_adapter(strategy, module, data, out_dir, tested=tested, device=device)}
 
 
 def forwards(module, cache: dict | None) -> dict:
