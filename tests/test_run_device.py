@@ -7,7 +7,7 @@ import torch
 from conftest import run_config
 from test_feature_cache import ARGS, metrics
 
-from transferlab.model.run_device import gpu_ids, local_rank, placed, run_device
+from transferlab.model.run_device import forks, gpu_ids, local_rank, placed, run_device
 
 
 @pytest.mark.parametrize(
@@ -31,10 +31,20 @@ def test_gpu_ids_read_devices_as_lightning_does(devices, ids):
         ({"accelerator": "tpu", "devices": 8}, 0, 0, "cpu"),  # XLA tensors: not here
     ],
 )
-def test_run_device_is_the_process_s_training_device(hardware, rank, count, device, monkeypatch):
-    if device == "cpu" and hardware["accelerator"] in ("auto", "gpu"):
-        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+def test_run_device_is_the_process_s_training_device(hardware, rank, count, device):
     assert run_device(hardware, rank=rank, cuda_count=count) == torch.device(device)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "fork"),
+    [("ddp_fork", True), ("ddp_notebook", True), ({"_target_": "DDPStrategy", "start_method": "fork"}, True),
+     ("ddp", False), ("ddp_spawn", False), ({"_target_": "DDPStrategy"}, False), (None, False)],
+)  # fmt: skip
+def test_a_forking_launcher_keeps_the_parent_off_cuda(strategy, fork):
+    # Lightning refuses to fork once this process has a CUDA context: the fill then stays on the CPU
+    assert forks(strategy) is fork
+    hardware = {"accelerator": "gpu", "devices": 2, "strategy": strategy}
+    assert run_device(hardware, rank=0, cuda_count=2) == torch.device("cpu" if fork else "cuda:0")
 
 
 def test_local_rank_from_lightning_or_slurm(monkeypatch):
@@ -61,8 +71,16 @@ def test_a_cpu_run_records_where_its_features_were_computed(tmp_path):
     assert result["feature_cache"]["forwards"] == 1797
 
 
+@pytest.fixture
+def no_tf32(monkeypatch):
+    """Full float32 on the GPU: TF32 convolutions and matmuls (cuDNN's default) round to 10 bits, more than the 1e-4
+    these comparisons allow between equal computations in another order or batch shape."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device machine's check)")
-def test_a_gpu_run_fills_its_cache_on_the_gpu_with_the_uncached_run_s_metrics(tmp_path):
+def test_a_gpu_run_fills_its_cache_on_the_gpu_with_the_uncached_run_s_metrics(tmp_path, no_tf32):
     gpu = [*ARGS, "hardware=gpu", f"cache.dir={tmp_path / 'cache'}"]
     off = run_config([*ARGS, "hardware=gpu", "cache=off"], tmp_path / "off")
     on = run_config(gpu, tmp_path / "on")
@@ -76,15 +94,14 @@ def test_a_gpu_run_fills_its_cache_on_the_gpu_with_the_uncached_run_s_metrics(tm
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device machine's check)")
 def test_adabn_after_fit_runs_on_the_gpu(tmp_path):
-    result = run_config(
-        ["data=mnist_to_digits", "strategy=partial", "adaptation=adabn", "hardware=gpu", "logger=none"], tmp_path
-    )
+    args = ["data=mnist_to_digits", "strategy=partial", "strategy.norm=train", "adaptation=adabn"]
+    result = run_config([*args, "data.train_per_class=5", "data.batch_size=8", "hardware=gpu"], tmp_path)
     assert result["status"] == "ok"
     assert result["norm"]["adabn"]["layers"] > 0 and result["norm"]["adabn"]["device"] == "cuda:0"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the device machine's check)")
-def test_lora_s_merged_check_runs_on_the_gpu(tmp_path):
+def test_lora_s_merged_check_runs_on_the_gpu(tmp_path, no_tf32):
     result = run_config([*ARGS, "strategy=lora", "hardware=gpu"], tmp_path)
     assert result["status"] == "ok" and result["adapter"]["device"] == "cuda:0"
     assert result["adapter"]["merged"]["within_tol"]

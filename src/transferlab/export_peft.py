@@ -90,7 +90,7 @@ def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-
 
     out = strategy.save_adapter(module.backbone, module.head, Path(out_dir) / "adapter")
     mergeable = getattr(strategy, "mergeable", False)
-    evaluates = tested is None or mergeable  # else (QLoRA's 4-bit base, not merged) no round trip to the device
+    evaluates = tested is None or mergeable  # else (prompt/prefix tuning: nothing to merge) no round trip
     device = device if evaluates and device is not None else module.device
     with placed(module, device) if evaluates else contextlib.nullcontext():
         metrics, outputs = tested or evaluate(module, data.test_dataloader())

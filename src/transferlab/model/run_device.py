@@ -37,6 +37,14 @@ def local_rank() -> int:
     return 0
 
 
+def forks(strategy) -> bool:
+    """Whether Lightning starts the run's processes by forking this one (`ddp_fork`, `ddp_notebook`, or a strategy
+    node with `start_method: fork`): a CUDA context created before that makes Lightning refuse to fork."""
+    if isinstance(strategy, str):
+        return strategy.startswith(("ddp_fork", "ddp_notebook"))
+    return hasattr(strategy, "get") and str(strategy.get("start_method", "")) == "fork"
+
+
 def run_device(hardware, rank: int | None = None, cuda_count: int | None = None) -> torch.device:
     """The device this process trains on under `hardware` (the config group).
 
@@ -46,8 +54,10 @@ def run_device(hardware, rank: int | None = None, cuda_count: int | None = None)
         cuda_count: visible CUDA devices (default: `torch.cuda.device_count()`).
     """
     accelerator = str(hardware.get("accelerator", "auto")).lower()
+    if accelerator not in ("gpu", "cuda", "auto", "mps") or forks(hardware.get("strategy")):
+        return torch.device("cpu")  # a CPU run; or CUDA must stay uninitialised until Lightning forks its workers
     count = torch.cuda.device_count() if cuda_count is None else cuda_count
-    if accelerator in ("gpu", "cuda", "auto") and count > 0:
+    if accelerator != "mps" and count > 0:
         ids = gpu_ids(hardware.get("devices", "auto"), count) or [0]
         rank = local_rank() if rank is None else rank
         index = ids[rank] if rank < len(ids) else ids[0]
@@ -67,8 +77,8 @@ def placed(module: torch.nn.Module, device: torch.device):
     if torch.device(device) == home:
         yield module
         return
-    module.to(device)
     try:
+        module.to(device)
         yield module
     finally:
         module.to(home)

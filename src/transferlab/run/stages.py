@@ -124,6 +124,7 @@ def adabn(module, data, trainer, norm: str, which_layers: str, device="cpu") -> 
     )
     layers = bn_layers(module.backbone) if which_layers == "all" else batch_stat_layers(module.backbone, norm)
     head = bn_layers(module.head)  # the bottleneck's BN normalises with batch statistics whatever the policy
+    device = device if layers + head else module.device  # nothing to re-estimate: no round trip
     with placed(module, device):
         stats = {"domain": which, "which": which_layers, **reestimate(module, loader, device, layers + head)}
     stats["device"] = str(device)
