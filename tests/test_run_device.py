@@ -7,7 +7,7 @@ import torch
 from conftest import run_config
 from test_feature_cache import ARGS, metrics
 
-from transferlab.model.run_device import forks, gpu_ids, local_rank, placed, run_device
+from transferlab.model.run_device import forks, gpu_ids, kernels_key, local_rank, placed, run_device
 
 
 @pytest.mark.parametrize(
@@ -55,6 +55,16 @@ def test_local_rank_from_lightning_or_slurm(monkeypatch):
     assert local_rank() == 2
     monkeypatch.setenv("LOCAL_RANK", "1")  # Lightning's own launcher wins
     assert local_rank() == 1
+    for var in ("LOCAL_RANK", "SLURM_LOCALID"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "3")  # mpirun
+    assert local_rank() == 3
+
+
+def test_cpu_features_keep_their_cache_keys():
+    # entries computed on the CPU before the device was part of the key still hit; others are kept apart
+    assert kernels_key(torch.device("cpu")) == ""
+    assert kernels_key(torch.device("mps")) == "|mps"
 
 
 def test_placed_is_a_no_op_on_the_module_s_own_device():

@@ -80,7 +80,8 @@ def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-
     absolute output)), no prediction changes where the trained model's margin exceeds twice that, and, when
     the whole test set was checked, the metrics agree within `tol`. `device`: where those evaluations run
     (`run_device(cfg.hardware)`; after testing Lightning has left the model on the CPU); the adapter is saved
-    from where the model is, and the model goes back there. results.json `adapter.device` records it.
+    from where the model is, and the model goes back there. results.json `adapter.device` records it
+    (null where nothing was evaluated: prompt and prefix tuning on one process).
     """
     import contextlib
 
@@ -94,7 +95,7 @@ def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-
     device = device if evaluates and device is not None else module.device
     with placed(module, device) if evaluates else contextlib.nullcontext():
         metrics, outputs = tested or evaluate(module, data.test_dataloader())
-        info: dict = {"path": str(out), "test": metrics, "device": str(device)}
+        info: dict = {"path": str(out), "test": metrics, "device": str(device) if evaluates else None}
         if mergeable:
             module.backbone.model = module.backbone.model.merge_and_unload()
             merged, merged_out = evaluate(module, data.test_dataloader(), limit=getattr(strategy, "merge_check", None))

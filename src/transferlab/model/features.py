@@ -32,7 +32,7 @@ from transferlab.infra.paths import cache_dir
 from transferlab.model import depthwise_crop
 from transferlab.model.feature_store import CacheStats, lookup
 from transferlab.model.memory_format import layout_of
-from transferlab.model.run_device import placed
+from transferlab.model.run_device import kernels_key, placed
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def _fill(prefix, model_key: str, data, root: Path, batch_size: int, precision, 
     for which, dom in data.domains.items():
         full = data.make_dataset(which, np.arange(len(dom.labels)), train=False)
         numbers = "float32" if AUTOCAST[str(precision)] is None else str(AUTOCAST[str(precision)])
-        numbers += "" if device.type == "cpu" else f"|{device.type}"  # other kernels: other rounding
+        numbers += kernels_key(device)  # "" on the CPU: other kernels, other rounding
         key = hashlib.sha256(f"{model_key}|{full.fingerprint()}|{numbers}".encode()).hexdigest()[:40]
         path = root / f"{key}.safetensors"
         # filled in ranges of whole batches (about 16) by every sweep job that needs it at the same time

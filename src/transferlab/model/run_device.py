@@ -29,8 +29,9 @@ def gpu_ids(devices, count: int) -> list[int]:
 
 
 def local_rank() -> int:
-    """This process's rank on its node: Lightning's LOCAL_RANK (its DDP launcher sets it), or SLURM's task id."""
-    for var in ("LOCAL_RANK", "SLURM_LOCALID"):
+    """This process's rank on its node, from the variables Lightning's cluster environments read: LOCAL_RANK (its
+    own DDP launcher, torchelastic), SLURM's task id, LSF's (jsrun) and Open MPI's local ranks."""
+    for var in ("LOCAL_RANK", "SLURM_LOCALID", "JSM_NAMESPACE_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"):
         value = os.environ.get(var, "")
         if value.strip().isdigit():
             return int(value)
@@ -84,3 +85,15 @@ def placed(module: torch.nn.Module, device: torch.device):
         module.to(home)
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()  # the frozen part's activations: the training run wants the memory
+
+
+def kernels_key(device: torch.device) -> str:
+    """What the feature cache's key adds for features computed on `device` ("" on the CPU, as before): the device
+    type and, on CUDA, the GPU model and whether TF32 rounds float32 convolutions and matmuls (other kernels,
+    other rounding: a cached entry is served only to runs that would compute the same values)."""
+    if device.type == "cpu":
+        return ""
+    if device.type != "cuda":
+        return f"|{device.type}"
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    return f"|cuda|{torch.cuda.get_device_name(device)}|tf32={int(tf32[0])}{int(tf32[1])}"
