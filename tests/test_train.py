@@ -158,6 +158,26 @@ def test_shift_diagnostics_before_and_after(run_dir):
     for key in ("shift_before", "shift_after"):
         assert 0 <= result[key]["proxy_a_distance"] <= 2 and result[key]["mmd"] >= 0
     assert result["adaptation_params"]["_target_"].endswith("CORAL")
+    # the frozen prefix's outputs came from the cache and the suffix trained: "after" is measured on the trained
+    # suffix (it was a copy of "before" whenever the cache served the run)
+    assert result["feature_cache"]["used"] and result["feature_cache"]["prefix_groups"] > 0
+    assert result["shift_after"]["mmd"] != result["shift_before"]["mmd"]
+
+
+def test_shift_diagnostics_measure_the_bottleneck_and_leave_the_run_alone(tmp_path):
+    args = ["data=mnist_to_digits", "strategy=feature_extraction", "head.bottleneck=32", "adaptation=dann"]
+    args += ["diagnostics.max_samples=64", "logger=none"]
+    on = run_config([*args, "diagnostics.enabled=true"], tmp_path / "on")
+    off = run_config([*args, "diagnostics.enabled=false"], tmp_path / "off")
+    before, after = on["shift_before"], on["shift_after"]
+    # the backbone is frozen (its features cached): its shift can't move; the bottleneck, where DANN acts, trained
+    assert on["feature_cache"]["used"] and after["mmd"] == pytest.approx(before["mmd"], abs=1e-4)
+    assert after["proxy_a_distance"] == pytest.approx(before["proxy_a_distance"], abs=1e-6)
+    assert (
+        0 <= after["bottleneck"]["proxy_a_distance"] <= 2 and after["bottleneck"]["mmd"] != before["bottleneck"]["mmd"]
+    )
+    # measuring changes nothing the run reports: metrics, forward counts (the head's BN statistics stay)
+    assert on["metrics"] == off["metrics"] and on["forwards"] == off["forwards"]
 
 
 def test_first_use_of_packaged_weights_does_not_change_the_run(tmp_path, monkeypatch):

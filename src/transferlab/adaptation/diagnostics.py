@@ -22,15 +22,18 @@ def _to_device(obj, device):
 
 
 @torch.no_grad()
-def extract_features(backbone: torch.nn.Module, loader, max_samples: int = 500) -> torch.Tensor:
-    """Backbone features of up to `max_samples` examples of `loader` (batches with "inputs") -> `(N, F)`."""
+def extract_features(backbone: torch.nn.Module, loader, max_samples: int = 500, fn=None) -> torch.Tensor:
+    """Backbone features of up to `max_samples` examples of `loader` (batches with "inputs") -> `(N, F)`.
+    `fn`: what maps a batch's inputs to the features (default `backbone`; a run's `module.features`, which
+    also reads cached features or finishes a cached prefix's outputs), with `backbone` in eval mode meanwhile."""
     was_training = backbone.training
     backbone.eval()
     device = next(backbone.parameters()).device
+    fn = backbone if fn is None else fn
     feats, n = [], 0
     try:
         for batch in loader:
-            f = backbone(_to_device(batch["inputs"], device)).float().cpu()
+            f = fn(_to_device(batch["inputs"], device)).float().cpu()
             feats.append(f)
             n += len(f)
             if n >= max_samples:
@@ -64,16 +67,31 @@ def feature_shift(f_s: torch.Tensor, f_t: torch.Tensor, seed: int = 0) -> dict:
     return {"proxy_a_distance": proxy_a_distance(f_s, f_t, seed), "mmd": mmd}
 
 
-def shift_report(backbone: torch.nn.Module, data, max_samples: int = 500, split: str = "val", seed: int = 0) -> dict:
+def shift_report(
+    backbone: torch.nn.Module, data, max_samples: int = 500, split: str = "val", seed: int = 0, fn=None, embed=None
+) -> dict:
     """Measure the source/target shift on `backbone`'s features over `data`'s `split` sets.
 
     Args:
-        backbone: any backbone (its current weights; call before and after training).
+        backbone: any backbone (its current weights; call before and after training), or a run's module.
         data: a built `ClassificationData` with a target domain (`data.build(...)` done).
         max_samples: examples per domain (the PAD classifier uses half of them to train).
         split: "train", "val" or "test" (labels are not used).
         seed: seed of the PAD train/test split.
+        fn: inputs -> features (default `backbone`; see `extract_features`).
+        embed: features -> the space the adaptation loss aligns (a head's bottleneck, in eval mode): adds
+            `bottleneck` {`proxy_a_distance`, `mmd`} measured there.
     """
     loaders = {w: data._loader(f"{w}/{split}", train=False) for w in ("source", "target")}
-    f_s, f_t = (extract_features(backbone, loaders[w], max_samples) for w in ("source", "target"))
-    return feature_shift(f_s, f_t, seed)
+    f_s, f_t = (extract_features(backbone, loaders[w], max_samples, fn) for w in ("source", "target"))
+    report = feature_shift(f_s, f_t, seed)
+    if embed is not None:  # in eval mode: the bottleneck's BN normalises with (and keeps) its running statistics
+        device, was_training = next(backbone.parameters()).device, backbone.training
+        backbone.eval()
+        try:
+            with torch.no_grad():
+                z_s, z_t = (embed(f.to(device)).float().cpu() for f in (f_s, f_t))
+        finally:
+            backbone.train(was_training)
+        report["bottleneck"] = feature_shift(z_s, z_t, seed)
+    return report

@@ -116,7 +116,7 @@ class Recipe:
             stages.validate_final(trainer, module, data)
         self._enter("test")
         self._add(stages.test(cfg, trainer, module, data))
-        self._add({"shift_after": stages.shift(cfg, module, data) or self.result["shift_before"]})
+        self._add({"shift_after": stages.shift(cfg, module, data)})
         self._add(stages.callback_sections(callbacks))
         self._enter("export-adapters")
         self._add(stages.adapters(strategy, module, data, trainer, cfg.paths.output_dir, device))

@@ -49,18 +49,26 @@ def say_cache_plan(section: dict | None) -> None:
 
 
 def shift(cfg: DictConfig, module, data) -> dict | None:
-    """Domain-shift diagnostics (proxy A-distance, MMD) on the backbone's current features, computed on the run's
-    accelerator (after `fit` Lightning has moved the model back to the CPU)."""
-    if not (cfg.diagnostics.enabled and data.has_target_domain and not module.features_cached):
+    """Domain-shift diagnostics (proxy A-distance, MMD) on the backbone's current features, and (`bottleneck`) where
+    the adaptation loss acts when the head has a bottleneck; computed on the run's accelerator (after `fit`
+    Lightning has moved the model back to the CPU). With the feature cache the features come as training sees
+    them: cached, or a cached frozen prefix's outputs through the trained suffix."""
+    if not (cfg.diagnostics.enabled and data.has_target_domain):
         return None
     import torch
 
     from transferlab.adaptation.diagnostics import shift_report
     from transferlab.model.run_device import placed, run_device
 
+    head = module.head if getattr(module.head, "has_bottleneck", False) else None
+    counts = dict(module.forward_counts)  # diagnostics are not among results.json `forwards`
     # measuring must not change the run's random stream
-    with torch.random.fork_rng(devices=[]), placed(module.backbone, run_device(cfg.hardware)):
-        return shift_report(module.backbone, data, cfg.diagnostics.max_samples, cfg.diagnostics.split)
+    with torch.random.fork_rng(devices=[]), placed(module, run_device(cfg.hardware)):
+        try:
+            args = (cfg.diagnostics.max_samples, cfg.diagnostics.split)
+            return shift_report(module, data, *args, fn=module.features, embed=head.embed if head else None)
+        finally:
+            module.forward_counts.update(counts)
 
 
 def _instantiate_dict(node) -> list:
