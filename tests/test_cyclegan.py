@@ -282,6 +282,7 @@ def test_cyclegan_with_dann_end_to_end_then_reused(tmp_path):
     first = run_config(args, tmp_path / "a")
     t = first["translate"]
     assert first["status"] == "ok" and t["reused"] is False and t["batches"] == 3 and t["settings"]["image_size"] == 32
+    assert t["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # translate.accelerator=auto
     assert {"test/target_acc", "train/domain_acc"} <= set(first["metrics"])
     grid = Image.open(tmp_path / "a" / "translation_grid.png")
     assert grid.size == (2 + 10 * (32 * 3 + 2), 2 + 3 * (32 * 3 + 2))  # 10 columns, rows: source/translated/target

@@ -29,6 +29,7 @@ import torch
 
 from transferlab.errors import ConfigError, DataError
 from transferlab.infra.paths import atomic_write, cache_dir
+from transferlab.model.run_device import run_device
 from transferlab.translate.cyclegan import CycleGAN
 from transferlab.translate.domains import check_domains, pool_indices, to_channels
 from transferlab.translate.store import content_key, load_generators, save_generators, translate
@@ -152,7 +153,8 @@ class CycleGANTranslate:
         key = content_key(src_pool, tgt_pool, settings)
         root = Path(self.cache_dir).expanduser() if self.cache_dir else cache_dir("translators")
         model, info = self.fit_or_load(src_pool, tgt_pool, root / key, settings)
-        translated = translate(model.g_st, src_all)  # (N, C, S, S) in [0, 1]
+        device = run_device({"accelerator": self.accelerator, "devices": "auto"})  # where the translator trained
+        translated = translate(model.g_st, src_all, device=device)  # (N, C, S, S) in [0, 1]
         data.set_translated("source", translated)
         grid = self.write_grid(Path(out_dir) / "translation_grid.png", data, src_all, translated, tgt_all)
         return {
@@ -162,6 +164,7 @@ class CycleGANTranslate:
             "grid": str(grid),
             "source_images": len(src_pool),
             "target_images": len(tgt_pool),
+            "device": str(device),  # where the source images were translated
             **info,
         }
 
