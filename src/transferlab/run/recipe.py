@@ -73,7 +73,8 @@ class Recipe:
             refuse_other_run(self.resume["stamp"], {**expected, "settings": training_settings(cfg)})
         if cfg.get("translate"):  # pixel-level adaptation: source images -> target style
             self._enter("translate")
-            self._add({"translate": build.instantiate(cfg.translate).apply(data, cfg.paths.output_dir)})
+            translator = build.instantiate(cfg.translate)
+            self._add({"translate": translator.apply(data, cfg.paths.output_dir, hardware=cfg.hardware)})
         self._enter("backbone")
         backbone, section = build.build_backbone(cfg)
         self._add(section)
@@ -91,9 +92,10 @@ class Recipe:
         from transferlab.strategies.peft_base import count_params
 
         cfg, self.trains = self.cfg, strategy.trains
-        self._add({"shift_before": stages.shift(cfg, module, data)})
         self._enter("cache")
         self._add(stages.feature_cache(cfg, strategy, module, data))
+        # before training, on the inputs shift_after reads (cached features, under the run's precision, or images)
+        self._add({"shift_before": stages.shift(cfg, module, data)})
         stages.say_cache_plan(self.result.get("feature_cache"))
         self._add({"params": count_params(module)})  # on the (peft-)wrapped model; 4-bit at logical size
         resume_step = self.resume["global_step"] if self.resume else None

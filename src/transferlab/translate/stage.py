@@ -130,8 +130,9 @@ class CycleGANTranslate:
         }
 
     # -- the stage ----------------------------------------------------------------------------------
-    def apply(self, data, out_dir: str | Path) -> dict:
-        """Translate `data`'s source domain into target style (in place); returns what happened."""
+    def apply(self, data, out_dir: str | Path, hardware=None) -> dict:
+        """Translate `data`'s source domain into target style (in place); returns what happened. `hardware`: the
+        run's (`cfg.hardware`): its launcher decides whether the parent may touch CUDA (`ddp_fork` may not)."""
         if not data.has_target_domain:
             raise ConfigError(
                 "translate=cyclegan needs a data config with a target domain (e.g. data=mnist_to_digits "
@@ -153,7 +154,8 @@ class CycleGANTranslate:
         key = content_key(src_pool, tgt_pool, settings)
         root = Path(self.cache_dir).expanduser() if self.cache_dir else cache_dir("translators")
         model, info = self.fit_or_load(src_pool, tgt_pool, root / key, settings)
-        device = run_device({"accelerator": self.accelerator, "devices": "auto"})  # where the translator trained
+        hardware = {**(hardware or {}), "accelerator": self.accelerator, "devices": "auto"}  # the translator's own
+        device = run_device(hardware)
         translated = translate(model.g_st, src_all, device=device)  # (N, C, S, S) in [0, 1]
         data.set_translated("source", translated)
         grid = self.write_grid(Path(out_dir) / "translation_grid.png", data, src_all, translated, tgt_all)
