@@ -37,6 +37,8 @@ def translate(generator: torch.nn.Module, images: torch.Tensor, batch_size: int 
     """`(N, C, S, S)` in [0, 1] -> G(images) in [0, 1] (on the CPU), computed on `device` (the translator's
     accelerator: a 9-block ResNet generator costs ~50 GFLOPs per 256 px image); the generator ends on the CPU."""
     generator = generator.to(device).eval()
+    if torch.device(device).type != "cpu":  # activations of 256 images at 256 px would take >10 GB of GPU memory;
+        batch_size = max(8, min(batch_size, batch_size * 64**2 // images.shape[-1] ** 2))  # same outputs, per image
     try:
         out = [
             ((generator(images[i : i + batch_size].to(device) * 2 - 1) + 1) / 2).cpu()
