@@ -83,8 +83,6 @@ def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-
     from where the model is, and the model goes back there. results.json `adapter.device` records it
     (null where nothing was evaluated: prompt and prefix tuning on one process).
     """
-    import contextlib
-
     from safetensors.torch import save_file
 
     from transferlab.model.run_device import placed
@@ -93,7 +91,7 @@ def export_adapter(strategy, module, data, out_dir: str | Path, tol: float = 1e-
     mergeable = getattr(strategy, "mergeable", False)
     evaluates = tested is None or mergeable  # else (prompt/prefix tuning: nothing to merge) no round trip
     device = device if evaluates and device is not None else module.device
-    with placed(module, device) if evaluates else contextlib.nullcontext():
+    with placed(module, device):  # a no-op where it already is
         metrics, outputs = tested or evaluate(module, data.test_dataloader())
         info: dict = {"path": str(out), "test": metrics, "device": str(device) if evaluates else None}
         if mergeable:

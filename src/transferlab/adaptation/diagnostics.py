@@ -7,6 +7,8 @@ training and again at the end to see whether adaptation made the features domain
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -21,25 +23,32 @@ def _to_device(obj, device):
     return obj
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def _evaluating(model: torch.nn.Module):
+    """`model` in eval mode, without gradients, and back in its own mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def extract_features(backbone: torch.nn.Module, loader, max_samples: int = 500, fn=None) -> torch.Tensor:
     """Backbone features of up to `max_samples` examples of `loader` (batches with "inputs") -> `(N, F)`.
     `fn`: what maps a batch's inputs to the features (default `backbone`; a run's `module.features`, which
     also reads cached features or finishes a cached prefix's outputs), with `backbone` in eval mode meanwhile."""
-    was_training = backbone.training
-    backbone.eval()
     device = next(backbone.parameters()).device
     fn = backbone if fn is None else fn
     feats, n = [], 0
-    try:
+    with _evaluating(backbone):
         for batch in loader:
             f = fn(_to_device(batch["inputs"], device)).float().cpu()
             feats.append(f)
             n += len(f)
             if n >= max_samples:
                 break
-    finally:
-        backbone.train(was_training)
     return torch.cat(feats)[:max_samples]
 
 
@@ -86,12 +95,8 @@ def shift_report(
     f_s, f_t = (extract_features(backbone, loaders[w], max_samples, fn) for w in ("source", "target"))
     report = feature_shift(f_s, f_t, seed)
     if embed is not None:  # in eval mode: the bottleneck's BN normalises with (and keeps) its running statistics
-        device, was_training = next(backbone.parameters()).device, backbone.training
-        backbone.eval()
-        try:
-            with torch.no_grad():
-                z_s, z_t = (embed(f.to(device)).float().cpu() for f in (f_s, f_t))
-        finally:
-            backbone.train(was_training)
+        device = next(backbone.parameters()).device
+        with _evaluating(backbone):
+            z_s, z_t = (embed(f.to(device)).float().cpu() for f in (f_s, f_t))
         report["bottleneck"] = feature_shift(z_s, z_t, seed)
     return report

@@ -1,9 +1,10 @@
-"""Where the feature cache's frozen forwards run: the device the run's own training process will use.
+"""The device this process trains on, for the passes a run makes outside Lightning's loops.
 
-The cache is filled before the Trainer exists (it decides what the run trains on), so without this the frozen
-backbone would run on the CPU even under `hardware=gpu`: a feature-extraction study on a GPU box would spend
-its time in CPU convolutions, and its cached features would come from other kernels than the uncached run's.
-`run_device(cfg.hardware)` follows Lightning's device assignment instead: one CUDA device per process
+The feature cache is filled before the Trainer exists; AdaBN's re-estimation, LoRA's merged check and the shift
+diagnostics run after `fit`/`test`, when Lightning has moved the model back to the CPU; the CycleGAN translation
+ran on the CPU by design. Without this all of them ran on the CPU under `hardware=gpu`: a feature-extraction
+study on a GPU box spent its time in CPU convolutions, and its cached features came from other kernels than the
+uncached run's. `run_device(cfg.hardware)` follows Lightning's device assignment instead: one CUDA device per process
 (`hardware.devices` as a count, `-1`/`auto`, or device ids; the process's local rank picks its entry), MPS,
 else the CPU (also for TPUs: their XLA tensors are not filled here).
 """

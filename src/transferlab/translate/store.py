@@ -35,17 +35,16 @@ def _state_checksum(state: dict) -> str:
 @torch.no_grad()
 def translate(generator: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, device="cpu") -> torch.Tensor:
     """`(N, C, S, S)` in [0, 1] -> G(images) in [0, 1] (on the CPU), computed on `device` (the translator's
-    accelerator: a 9-block ResNet generator costs ~50 GFLOPs per 256 px image); the generator ends on the CPU."""
-    generator = generator.to(device).eval()
+    accelerator: a 9-block ResNet generator costs ~50 GFLOPs per 256 px image); the generator ends where it was."""
+    from transferlab.model.run_device import placed
+
     if torch.device(device).type != "cpu":  # activations of 256 images at 256 px would take >10 GB of GPU memory;
         batch_size = max(8, min(batch_size, batch_size * 64**2 // images.shape[-1] ** 2))  # same outputs, per image
-    try:
+    with placed(generator.eval(), device):  # back where it was: on the CPU after fitting or loading
         out = [
             ((generator(images[i : i + batch_size].to(device) * 2 - 1) + 1) / 2).cpu()
             for i in range(0, len(images), batch_size)
         ]
-    finally:
-        generator.cpu()
     return torch.cat(out).clamp_(0, 1)
 
 
