@@ -333,6 +333,8 @@ def test_augment_and_tta_run_end_to_end(run_dir):
     result = run_config(E2E + ["augment=mnist_to_digits", "tta=shifts"], run_dir)
     m = result["metrics"]
     assert {"test/target_acc_tta", "test/source_acc_tta"} <= set(m) and 0 <= m["test/target_acc_tta"] <= 1
+    # on validation too, so that whether TTA helps can be chosen without the test split
+    assert {"val/target_acc_tta", "val/source_acc_tta"} <= set(m) and 0 <= m["val/source_acc_tta"] <= 1
 
 
 SINGLE = next(n for n in choices(CONF, "data") if not data_traits(CONF, n).has_target_domain)  # e.g. digits

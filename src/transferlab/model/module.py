@@ -39,7 +39,7 @@ class TransferModule(L.LightningModule):
         augment: optional batch transform applied to source inputs during training only
             (e.g. augmentation imitating the target domain).
         tta: optional test-time augmentation, `tta(model, inputs) -> logits` averaged over views;
-            test metrics are then logged both without and with it (`..._acc_tta`).
+            val and test metrics are then logged both without and with it (`..._acc_tta`).
         eval_names: names of the val/test sets in dataloader order ("" = single in-domain set).
         da_forward: with an adaptation loss, how source and target batches pass through the network:
             "separate" (two passes: each domain's own batch-norm batch statistics) or "joint" (one
@@ -88,7 +88,7 @@ class TransferModule(L.LightningModule):
         self.eval_acc = nn.ModuleDict(
             {
                 f"{split}_{i}": MulticlassAccuracy(num_classes, average="micro")
-                for split in ("val", "test", "test_tta")
+                for split in ("val", "test", "val_tta", "test_tta")
                 for i in range(len(self.eval_names))
             }
         )
@@ -200,16 +200,15 @@ class TransferModule(L.LightningModule):
             self._target_val_logits.append(logits.detach().float().cpu())
         if split == "test" and self.keep_test_outputs:  # for the adapter export: no second pass over the test set
             self._test_outputs.setdefault(dataloader_idx, []).append((logits.detach().float().cpu(), batch["labels"]))
-        if split == "test" and self.tta is not None:
-            self.eval_acc[f"test_tta_{dataloader_idx}"].update(self.tta(self, batch["inputs"]), batch["labels"])
+        if self.tta is not None:  # on val too: whether TTA helps is chosen there, not on test
+            self.eval_acc[f"{split}_tta_{dataloader_idx}"].update(self.tta(self, batch["inputs"]), batch["labels"])
 
     def _log_eval(self, split: str) -> None:
-        """Each eval set's epoch accuracy and mean loss (`val/acc`, `test/target_loss`, `test/acc_tta`), then reset."""
+        """Each eval set's epoch accuracy and mean loss (`val/acc`, `test/target_loss`, `val/acc_tta`), then reset."""
         for i, name in enumerate(self.eval_names):
             prefix = f"{split}/{name}_" if name else f"{split}/"
             metrics = {"acc": self.eval_acc[f"{split}_{i}"], "loss": self.eval_loss[f"{split}_{i}"]}
-            if split == "test":
-                metrics["acc_tta"] = self.eval_acc[f"test_tta_{i}"]
+            metrics["acc_tta"] = self.eval_acc[f"{split}_tta_{i}"]
             for key, metric in metrics.items():
                 if metric.update_called:
                     self.log(f"{prefix}{key}", metric.compute(), prog_bar=i == 0 and key == "acc")
