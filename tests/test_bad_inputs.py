@@ -1044,7 +1044,7 @@ CASES = [
         "set `backbone.path=DIR`",
         "backbone",
         fast=False,
-        fix="`huggingface-cli download` elsewhere, then backbone.path=DIR",
+        fix="`hf download` elsewhere, then backbone.path=DIR",
     ),
     Case(
         "weights_file_missing",

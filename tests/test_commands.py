@@ -4,6 +4,8 @@ and config mistakes answered before the heavy libraries are imported."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 from conftest import FAST, run_config, train_cli
@@ -94,6 +96,27 @@ def test_several_loggers_by_list_and_bad_spellings_refused():
     for bad in ("logger=[csv,tensorbard]", "strategy=[lora,full]", "cache=false", "plan=true"):
         with pytest.raises(ConfigError, match="is a config group|is a section of settings"):
             check_argv([bad])
+
+
+def test_slurm_sweep_off_a_cluster_is_refused_before_hydra(tmp_path, monkeypatch):
+    """`-m hydra/launcher=slurm` without sbatch: one line naming the fix, exit 2, instead of submitit's traceback
+    (`Could not detect "srun"`); with sbatch on PATH (a login node) the command goes on to Hydra."""
+    from transferlab.config import check_argv
+    from transferlab.errors import ConfigError
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="no `sbatch`.*hydra/launcher=local_submitit"):
+        check_argv(["-m", "hydra/launcher=slurm", "seed=0,1"])
+    check_argv(["hydra/launcher=slurm", "seed=0"])  # not a multirun: no launcher runs
+    sbatch = tmp_path / "sbatch"
+    sbatch.write_text("#!/bin/sh\n")
+    sbatch.chmod(0o755)
+    check_argv(["-m", "hydra/launcher=slurm", "seed=0,1"])
+    proc = train_cli(
+        ["-m", "--config-dir", "sweeps", "--config-name", "adaptation_methods", "hydra/launcher=slurm"],
+        env={"PATH": os.path.dirname(sys.executable)},
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no `sbatch`" in proc.stderr, proc.stderr
 
 
 def test_sweep_says_jobs_done_and_eta(tmp_path):

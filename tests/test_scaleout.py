@@ -27,9 +27,21 @@ SEARCH_TINY = [
 
 
 def test_submitit_local_launcher_composes():
-    proc = train_cli(["hydra/launcher=local_submitit", "--cfg", "hydra"], timeout=120)
+    proc = train_cli(["hydra/launcher=local_submitit", "--cfg", "hydra", "--resolve"], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # one torch thread per job: the launcher's cpus_per_task (1)
     assert "submitit_launcher.LocalLauncher" in proc.stdout and "OMP_NUM_THREADS: '1'" in proc.stdout
+
+
+@pytest.mark.parametrize("study", sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml")))
+def test_every_study_file_composes_with_the_submitit_launchers(study):
+    """The README's "laptop -> cluster is one override on the same sweep command": every study file sets
+    hydra.job.env_set itself, as local_submitit does (a literal value in both failed to merge: UnsupportedValueType)."""
+    for launcher in ("local_submitit", "slurm"):
+        args = ["--config-dir", "sweeps", "--config-name", study, f"hydra/launcher={launcher}", "--cfg", "hydra"]
+        proc = train_cli(args, timeout=120)
+        assert proc.returncode == 0, (launcher, proc.stderr[-2000:])
+        assert "submitit_launcher." in proc.stdout and "OMP_NUM_THREADS: '1'" in proc.stdout, launcher
 
 
 def _submitit_sweep(sweep: Path, grid: list[str]) -> dict[str, tuple[dict, int]]:

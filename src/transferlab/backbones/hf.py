@@ -55,8 +55,8 @@ def _locate(path, model_id: str | None, name: str) -> tuple[str, str, str | None
         f"backbone '{name}'",
         model_id,
         cached_files=("config.json",),
-        fix=f"Offline, download it elsewhere (`huggingface-cli download {model_id} --local-dir DIR`) and set "
-        "`backbone.path=DIR` to the local folder.",
+        fix=f"Offline, download it elsewhere (`hf download {model_id} --local-dir DIR`; `huggingface-cli download` "
+        "before huggingface_hub 1.0) and set `backbone.path=DIR` to the local folder.",
     )
     return model_id, f"hub:{model_id}", None
 

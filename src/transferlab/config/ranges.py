@@ -41,7 +41,7 @@ BOOL_VALUED = {"fused_optimizer", "fill_uninitialized_memory", "depthwise_crop"}
 RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "head.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "trainer.max_epochs": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
+    "trainer.max_epochs": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit, with trainer.max_steps set)"),
     "trainer.max_steps": (lambda v: v == -1 or v >= 0, ">= 0 (or -1: no limit)"),
     "trainer.accumulate_grad_batches": (lambda v: v >= 1, ">= 1"),
     "trainer.log_every_n_steps": (lambda v: v >= 1, ">= 1"),

@@ -99,8 +99,11 @@ MULTI = ("logger",)  # groups whose files each set their own key (logger.csv, lo
 
 def check_argv(argv: list[str], conf_dir=None) -> None:
     """One-line fix-its for overrides Hydra would answer with a traceback: a config group given a bool, a
-    number or a dict (`cache=false`, `logger=False`, `strategy=5`), a section given a scalar (`plan=true`)."""
+    number or a dict (`cache=false`, `logger=False`, `strategy=5`), a section given a scalar (`plan=true`),
+    a SLURM sweep started where there is no SLURM."""
     from pathlib import Path
+
+    _check_launcher(argv)
 
     from transferlab.config.compose import CONF
 
@@ -125,3 +128,16 @@ def check_argv(argv: list[str], conf_dir=None) -> None:
             close = difflib.get_close_matches("enabled", list(section), n=1) if value.lower() in _SCALARS else []
             hint = f" (e.g. `{key}.{close[0]}={value}`)" if close else ""
             raise ConfigError(f"`{arg}`: {key} is a section of settings ({keys}); set one of them{hint}.")
+
+
+def _check_launcher(argv: list[str]) -> None:
+    """`-m hydra/launcher=slurm` off a cluster: submitit would fail deep inside (`Could not detect "srun"`)."""
+    import shutil
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if multirun and "hydra/launcher=slurm" in argv and not shutil.which("sbatch"):
+        raise ConfigError(
+            "`hydra/launcher=slurm` submits each job with sbatch, and this machine has no `sbatch` on its PATH "
+            "(not a SLURM login node). Run the same command on the cluster's login node; on this machine use "
+            "`hydra/launcher=local_submitit` (the same submitit code path, local processes) or `hydra/launcher=local`."
+        )

@@ -19,7 +19,7 @@ def why_not(p: dict) -> str:
     big = max(parts, key=parts.get)
     fixes = {
         "activations": f"lower data.batch_size (now {p['batch_size']}) or the sequence length / image size"
-        + ("" if p["checkpointing"] else ", or use activation checkpointing"),
+        + ("" if p["checkpointing"] else ", or use activation checkpointing (strategy.gradient_checkpointing=true)"),
         "weights": "use strategy=qlora (4-bit weights) or a smaller backbone",
         "gradients": "train fewer parameters (strategy=lora / qlora / partial)",
         "optimizer states": "train fewer parameters (strategy=lora / qlora) or an 8-bit optimizer "
