@@ -27,13 +27,22 @@ def mean_ci(xs: list[float]) -> str:
     return f"{m:.3f} ± {stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)):.3f}"
 
 
+def augment_choice(job_dir: Path) -> str:
+    """The job's `augment=` choice, from the overrides Hydra saved (results.json keeps the config, not the name)."""
+    overrides = (job_dir / ".hydra" / "overrides.yaml").read_text().splitlines()
+    return next(
+        (o.split("=", 1)[1] for o in (line.lstrip("- ").strip() for line in overrides) if o.startswith("augment=")),
+        "none",
+    )
+
+
 def load(root: Path) -> dict:
     """{(sweep, per class): {augment: {seed: metrics}}}."""
     runs: dict = defaultdict(lambda: defaultdict(dict))
     for path in sorted(root.glob("*/*/results.json")):
         r = json.loads(path.read_text())
         if r["status"] == "ok":
-            aug = (r["config"].get("augment") or {}).get("_target_", "none").rsplit(".", 1)[-1]
+            aug = augment_choice(path.parent)
             runs[(path.parent.parent.name, r["train_per_class"])][aug][r["seed"]] = r["metrics"]
     return runs
 
@@ -54,7 +63,7 @@ def table(runs: dict) -> str:
         head = " | ".join(f"{s}{' (oracle)' if s == 'val/target_acc' else ''}" for s in sels)
         out += [f"| augment | TTA | {head} | {test} | {test} minus none without TTA, same seed | chosen on |"]
         out += ["|---" * (5 + len(sels)) + "|"]
-        base = by_aug.get("none") or by_aug.get("NoneType")
+        base = by_aug.get("none")
         for (aug, tta), ms in sorted(options.items()):
             cells = " | ".join(mean_ci([m[s + tta] for m in ms.values()]) for s in sels)
             d = [ms[k][test + tta] - base[k][test] for k in sorted(set(ms) & set(base or {}))] if base else []
