@@ -1,0 +1,63 @@
+"""The backbone-lr study: per strategy and size, each `strategy.backbone_lr_mult` on val/acc (chooses) and test/acc.
+
+    python docs/results/backbone_lr/tabulate.py multirun/backbone_lr
+
+The multiplier is chosen per strategy and size on the mean val/acc over seeds, never on test; the paired column is
+each multiplier minus the default (0.1) on the same seed (same split, subset and batches).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from scipy import stats
+
+DEFAULT = 0.1
+
+
+def mean_ci(xs: list[float]) -> str:
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return f"{m:.3f}"
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    return f"{m:.3f} ± {stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)):.3f}"
+
+
+def table(root: Path) -> str:
+    runs: dict = defaultdict(dict)  # (strategy, size, mult) -> {seed: metrics}
+    for path in sorted(root.glob("*/results.json")):
+        r = json.loads(path.read_text())
+        if r["status"] == "ok":
+            mult = float(r["config"]["strategy"]["backbone_lr_mult"])
+            runs[(r["strategy"], r["train_per_class"], mult)][r["seed"]] = r["metrics"]
+    out = [
+        "| strategy | per class | backbone_lr_mult | seeds | **val/acc** (chooses) | test/acc | minus 0.1, same seed "
+        "| chosen |",
+        "|---" * 8 + "|",
+    ]
+    for strategy, size in sorted({(s, n) for s, n, _ in runs}):
+        mults = sorted(m for s, n, m in runs if (s, n) == (strategy, size))
+        val = {
+            m: sum(x["val/acc"] for x in runs[(strategy, size, m)].values()) / len(runs[(strategy, size, m)])
+            for m in mults
+        }
+        best = max(val, key=val.get)
+        base = runs.get((strategy, size, DEFAULT), {})
+        for m in mults:
+            ms = runs[(strategy, size, m)]
+            d = [ms[k]["test/acc"] - base[k]["test/acc"] for k in sorted(set(ms) & set(base))]
+            diff = "-" if m == DEFAULT or not d else f"{mean_ci(d)} ({sum(x > 0 for x in d)} of {len(d)} ahead)"
+            out.append(
+                f"| {strategy} | {size} | {m:g} | {len(ms)} | {mean_ci([x['val/acc'] for x in ms.values()])} | "
+                f"{mean_ci([x['test/acc'] for x in ms.values()])} | {diff} | {'**yes**' if m == best else ''} |"
+            )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    for d in sys.argv[1:]:
+        print(f"### {d}\n\n{table(Path(d))}\n")
