@@ -1,0 +1,86 @@
+"""The 2026-12-07 study tabulators under docs/results: each chooses on validation, never on test, and pairs by seed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def _load(name: str, rel: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write(job: Path, result: dict, overrides: list[str] | None = None) -> None:
+    job.mkdir(parents=True)
+    (job / "results.json").write_text(json.dumps({"status": "ok", "global_step": 80, **result}))
+    if overrides is not None:
+        (job / ".hydra").mkdir()
+        (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+def _full(seed: int, lr: float, val: float, test: float, pretrained: bool = True) -> dict:
+    return {
+        "strategy": "full",
+        "train_per_class": 4,
+        "seed": seed,
+        "norm": {"policy": "frozen"},
+        "stage_s": {"fit": 1.0},
+        "config": {"backbone": {"name": "efficientnet_lite0", "pretrained": pretrained}, "strategy": {"lr": lr}},
+        "metrics": {"val/acc": val, "test/acc": test},
+    }
+
+
+def test_pretrained_vs_scratch_chooses_on_val_and_pairs_by_seed(tmp_path: Path):
+    tab = _load("pvs_tabulate", "docs/results/pretrained_vs_scratch/tabulate.py")
+    for seed in (0, 1):
+        # lr 3e-3 has the better val and the worse test: the val choice must take it anyway
+        _write(tmp_path / "pretrained" / f"a{seed}", _full(seed, 1e-3, val=0.80, test=0.95))
+        _write(tmp_path / "pretrained" / f"b{seed}", _full(seed, 3e-3, val=0.90, test=0.85))
+        _write(tmp_path / "scratch" / f"c{seed}", _full(seed, 1e-3, val=0.70, test=0.75 + 0.1 * seed, pretrained=False))
+    out = tab.tables(tmp_path)
+    assert "| pretrained | 4 | lr 0.003, norm frozen | 2 | 80 | 0.900 ± 0.000 | 0.850 ± 0.000 | 1 | **yes** |" in out
+    assert "| pretrained | 4 | lr 0.001, norm frozen | 2 | 80 | 0.800 ± 0.000 | 0.950 ± 0.000 | 1 |  |" in out
+    # paired: 0.85 - 0.75 and 0.85 - 0.85, pretrained ahead on one seed of two
+    assert "| 4 | 0.850 ± 0.000 | scratch: lr 0.001, norm frozen | 0.050 ± 0.635 | 1 of 2 |" in out
+    chosen = tab.chosen_overrides(tmp_path).splitlines()
+    assert "pretrained_4 strategy=full strategy.lr=0.003 strategy.norm=frozen data.train_per_class=4" in chosen
+    assert any(c.startswith("scratch_4 strategy=full backbone.pretrained=false") for c in chosen)
+
+
+def test_augment_tta_chooses_tta_on_label_free_val_and_names_augmentations(tmp_path: Path):
+    tab = _load("aug_tabulate", "docs/results/augment_tta/tabulate.py")
+    for seed in (0, 1):
+        for aug, gain in (("none", 0.0), ("mnist_to_digits", 0.05)):  # same DomainBridge class: told apart by name
+            v = 0.8 - gain  # val picks none; TTA raises the source val, lowers the (oracle) target val
+            m = {
+                "val/source_acc": v,
+                "val/source_acc_tta": v + 0.05,
+                "val/target_acc": v - 0.3,
+                "val/target_acc_tta": v - 0.4,
+            }
+            m |= {"test/target_acc": 0.5 + gain, "test/target_acc_tta": 0.45 + gain}
+            result = {"train_per_class": 100, "seed": seed, "config": {}, "metrics": m}
+            _write(tmp_path / "shift" / f"{aug}{seed}", result, [f"augment={aug}", f"seed={seed}"])
+    out = tab.table(tab.load(tmp_path))
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in out.splitlines() if line.startswith("| ")}
+    assert rows[("none", "on")].rstrip().endswith("| val/source_acc |")  # TTA's val is higher: label-free pick
+    assert rows[("none", "off")].rstrip().endswith("| val/target_acc |")  # the oracle sees TTA hurt the target
+    assert "0.050 ± 0.000 (ahead on 2 of 2)" in rows[("mnist_to_digits", "off")]
+
+
+def test_backbone_lr_chooses_on_val_and_pairs_with_the_default(tmp_path: Path):
+    tab = _load("blr_tabulate", "docs/results/backbone_lr/tabulate.py")
+    for seed in (0, 1):
+        for mult, val, test in ((0.1, 0.8, 0.9), (1.0, 0.85, 0.7)):
+            r = _full(seed, 1e-3, val, test)
+            r["config"]["strategy"]["backbone_lr_mult"] = mult
+            _write(tmp_path / f"m{mult}s{seed}", r)
+    out = tab.table(tmp_path)
+    assert "| full | 4 | 1 | 2 | 0.850 ± 0.000 | 0.700 ± 0.000 | -0.200 ± 0.000 (0 of 2 ahead) | **yes** |" in out
+    assert "| full | 4 | 0.1 | 2 | 0.800 ± 0.000 | 0.900 ± 0.000 | - |  |" in out
