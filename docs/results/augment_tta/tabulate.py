@@ -11,20 +11,11 @@ shown beside it. Test accuracy is never used to choose.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from scipy import stats
-
-
-def mean_ci(xs: list[float]) -> str:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return f"{m:.3f}"
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return f"{m:.3f} ± {stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)):.3f}"
+from transferlab.report.stats import mean_ci
 
 
 def augment_choice(job_dir: Path) -> str:

@@ -9,22 +9,13 @@ each multiplier minus the default (0.1) on the same seed (same split, subset and
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from scipy import stats
+from transferlab.report.stats import mean_ci
 
 DEFAULT = 0.1
-
-
-def mean_ci(xs: list[float]) -> str:
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return f"{m:.3f}"
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return f"{m:.3f} ± {stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)):.3f}"
 
 
 def table(root: Path) -> str:

@@ -17,6 +17,13 @@ def ci95(values) -> float:
     return float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
+def mean_ci(values, digits: int = 3) -> str:
+    """`"mean ± ci95"` as the study tables print it (the mean alone for one value)."""
+    x = [v for v in values if v is not None and not math.isnan(v)]
+    m = sum(x) / len(x)
+    return f"{m:.{digits}f}" if len(x) < 2 else f"{m:.{digits}f} ± {ci95(x):.{digits}f}"
+
+
 # The configured training-set size (`data.train_per_class` or `data.train_fraction`; both null: all examples):
 # runs that differ in it are different configurations, whatever their method.
 SIZE_KEYS = ("train_per_class", "train_fraction")
