@@ -32,9 +32,10 @@ MODEL_SIZES = [(32, 32), (64, 32), (224, 16)]  # (px, batch)
 JOBS = {  # name: overrides (the DA pair at the DA study's budget)
     "full, 32 px": ["strategy=full", "data.image_size=32"],
     "full, 64 px (default)": ["strategy=full"],
-    "DA source-only, 32 px": ["data=mnist_to_digits", "strategy=partial", "data.image_size=32",
-                              "data.train_per_class=100", "trainer.max_epochs=4"],
-    "DA DANN, 32 px": ["data=mnist_to_digits", "strategy=partial", "data.image_size=32", "data.train_per_class=100",
+    "DA source-only, 32 px": ["data=mnist_to_digits", "strategy=partial", "strategy.trainable_groups=2",
+                              "data.image_size=32", "data.train_per_class=100", "trainer.max_epochs=4"],
+    "DA DANN, 32 px": ["data=mnist_to_digits", "strategy=partial", "strategy.trainable_groups=2",
+                       "data.image_size=32", "data.train_per_class=100",
                        "trainer.max_epochs=4", "adaptation=dann"],
 }  # fmt: skip
 

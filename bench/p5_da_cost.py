@@ -19,6 +19,7 @@ from common import write_section
 
 BUDGET = [
     "strategy=partial",
+    "strategy.trainable_groups=2",  # the committed DA study's depth (the default before docs/results/unfrozen_depth.md)
     "data=mnist_to_digits",
     "data.image_size=32",
     "data.train_per_class=100",

@@ -201,9 +201,9 @@ def test_policy_and_adabn_are_recorded_in_results(run_dir):
         run_dir,
     )
     norm = result["norm"]
-    assert norm["policy"] == "train" and norm["bn_layers"] == 49 and norm["trainable_bn_layers"] == 16
+    assert norm["policy"] == "train" and norm["bn_layers"] == 49 and norm["trainable_bn_layers"] == 34
     assert norm["reestimate"] and norm["adabn"]["domain"] == "target"
-    assert norm["adabn"]["layers"] == 16 and norm["adabn"]["which"] == "batch_stat"  # the layers that trained so
+    assert norm["adabn"]["layers"] == 34 and norm["adabn"]["which"] == "batch_stat"  # the layers that trained so
     assert norm["adabn"]["samples"] == 989  # the target train split (1,797 less the val and test splits), unlabelled
     assert norm["adabn"]["device"] == "cpu"  # the run's own device (hardware=cpu), not wherever fit left the model
     assert result["feature_cache"]["used"] is False and "AdaBN" in result["feature_cache"]["reason"]

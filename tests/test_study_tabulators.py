@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -84,3 +86,38 @@ def test_backbone_lr_chooses_on_val_and_pairs_with_the_default(tmp_path: Path):
     out = tab.table(tmp_path)
     assert "| full | 4 | 1 | 2 | 0.850 ± 0.000 | 0.700 ± 0.000 | -0.200 ± 0.000 (0 of 2 ahead) | **yes** |" in out
     assert "| full | 4 | 0.1 | 2 | 0.800 ± 0.000 | 0.900 ± 0.000 | - |  |" in out
+
+
+def _partial(seed: int, groups: int | None, metrics: dict, size: int = 4) -> dict:
+    strategy = {"trainable_groups": groups} if groups else {}
+    return {
+        "strategy": "partial" if groups else "full",
+        "train_per_class": size,
+        "seed": seed,
+        "config": {"strategy": strategy},
+        "params": {"trainable": 1_000_000 * (groups or 3)},
+        "metrics": metrics,
+    }
+
+
+def test_unfrozen_depth_chooses_on_val_pairs_with_the_default_and_prices_the_label_free_rule(tmp_path: Path):
+    tab = _load("ud_tabulate", "docs/results/unfrozen_depth/tabulate.py")
+    for seed in (0, 1):
+        # in domain: 4 groups has the better val and the worse test; val chooses it anyway
+        _write(tmp_path / "digits_partial" / f"a{seed}", _partial(seed, 2, {"val/acc": 0.8, "test/acc": 0.9}))
+        _write(tmp_path / "digits_partial" / f"b{seed}", _partial(seed, 4, {"val/acc": 0.85, "test/acc": 0.7}))
+        # shift: source val picks full, the oracle (target val) picks 2 groups; full's test is 0.1 lower
+        for groups, src, tgt, test in ((2, 0.8, 0.6, 0.6), (None, 0.9, 0.5, 0.5)):
+            m = {"val/source_acc": src, "val/target_acc": tgt, "test/target_acc": test, "test/source_acc": src}
+            _write(tmp_path / "shift_all" / f"{groups}{seed}", _partial(seed, groups, m, size=100))
+    digits = tab.table(tmp_path, "digits", "val/acc", "test/acc").splitlines()
+    assert (
+        "| 4 | partial 4 | 4.00 M | 2 | 0.850 ± 0.000 | 0.700 ± 0.000 | -0.200 ± 0.000 (0 of 2 ahead) | **yes** |"
+        in digits
+    )
+    assert "| 4 | partial 2 | 2.00 M | 2 | 0.800 ± 0.000 | 0.900 ± 0.000 | - |  |" in digits
+    cost = tab.selection_cost(tmp_path, "shift", ("val/source_acc",), "val/target_acc", "test/target_acc")
+    assert "| 100 | `val/source_acc` | full (all) | 0.500 | 10.0 |" in cost
+    assert "| 100 | `val/target_acc` | partial 2 | 0.600 | 0.0 |" in cost
+    with pytest.raises(SystemExit, match="run_study.sh first"):
+        tab.load(tmp_path, "nothing")

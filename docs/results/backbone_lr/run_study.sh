@@ -7,5 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=${PY:-.venv/bin/python}
-$PY train.py -m --config-dir sweeps --config-name strategies_vs_datasize logger=none hydra.launcher.n_jobs=${N_JOBS:-2} \
-  strategy=full,partial strategy.backbone_lr_mult=0.01,0.1,1.0 hydra.sweep.dir=${OUT:-multirun/backbone_lr}
+# DEPTH=2: the committed tables ran with partial's 2 trainable groups, the default before docs/results/unfrozen_depth.md
+# (2026-12-07); DEPTH=4: today's default.
+SIZE="--config-dir sweeps --config-name strategies_vs_datasize logger=none hydra.launcher.n_jobs=${N_JOBS:-2}"
+$PY train.py -m $SIZE strategy=full strategy.backbone_lr_mult=0.01,0.1,1.0 hydra.sweep.dir=${OUT:-multirun/backbone_lr}
+$PY train.py -m $SIZE strategy=partial strategy.trainable_groups=${DEPTH:-2} strategy.backbone_lr_mult=0.01,0.1,1.0 \
+  hydra.sweep.dir=${OUT:-multirun/backbone_lr}

@@ -18,7 +18,9 @@ OUT=${OUT:-multirun/da_epoch}
 # depthwise_crop=false: the committed tables ran before depthwise_crop existed (BENCHMARKS.md P11); the cropped
 # kernels give the same outputs but gradients that differ in the last bits, which a DA run amplifies. CROP=auto: today's default.
 # da.rng=shared: the committed tables ran before da.rng existed (one random stream); RNG=isolated: today's default.
-BUDGET="strategy=partial data.image_size=32 data.train_per_class=50 trainer.max_epochs=4 trainer.enable_progress_bar=false cache=off
+# DEPTH=2: the committed tables ran with partial's 2 trainable groups, the default before docs/results/unfrozen_depth.md
+# (2026-12-07); DEPTH=4: today's default.
+BUDGET="strategy=partial strategy.trainable_groups=${DEPTH:-2} data.image_size=32 data.train_per_class=50 trainer.max_epochs=4 trainer.enable_progress_bar=false cache=off
   depthwise_crop=${CROP:-false} da.rng=${RNG:-shared}"
 
 job() {  # job DIRECTION ARM SEED OVERRIDES...

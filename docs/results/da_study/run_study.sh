@@ -13,7 +13,9 @@ SEEDS=${SEEDS:-0,1,2}  # more seeds into another OUT: SEEDS=3,4,5 OUT=multirun/d
 # depthwise_crop=false: the committed tables ran before depthwise_crop existed (BENCHMARKS.md P11); the cropped
 # kernels give the same outputs but gradients that differ in the last bits, which a DA run amplifies. CROP=auto: today's default.
 # da.rng=shared: the committed tables ran before da.rng existed (one random stream); RNG=isolated: today's default.
-COMMON="data=mnist_to_digits strategy=partial data.image_size=32 data.train_per_class=100 trainer.max_epochs=4
+# DEPTH=2: the committed tables ran with partial's 2 trainable groups, the default before docs/results/unfrozen_depth.md
+# (2026-12-07); DEPTH=4: today's default.
+COMMON="data=mnist_to_digits strategy=partial strategy.trainable_groups=${DEPTH:-2} data.image_size=32 data.train_per_class=100 trainer.max_epochs=4
   da.epoch=${EPOCH:-longest} depthwise_crop=${CROP:-false} da.rng=${RNG:-shared}
   logger=none trainer.enable_progress_bar=false callbacks.checkpoint=null hydra/launcher=local
   hydra.launcher.n_jobs=${N_JOBS:-1} +hydra.job.env_set.OMP_NUM_THREADS=1"

@@ -1,0 +1,95 @@
+"""The unfrozen-depth study: how many layer groups train, per task and size, chosen on validation, never on test.
+
+    python docs/results/unfrozen_depth/tabulate.py multirun/unfrozen_depth
+
+`digits_*` runs (in domain) are chosen on `val/acc`. `shift_*` runs (MNIST -> digits) are chosen on the label-free
+`val/source_acc`; `val/target_acc` (the oracle, it needs target labels) is shown only to measure what that rule
+costs. The paired column is each arm minus the default (partial, 2 groups) on the same seed (same split and subset).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from transferlab.report.stats import mean_ci
+
+DEFAULT = "partial 2"
+ALL = 99  # full fine-tuning sorts after every partial depth
+
+
+def arm(r: dict) -> tuple[int, str]:
+    """(sort key, label): feature extraction 0, partial k, full."""
+    if r["strategy"] == "feature_extraction":
+        return 0, "feature_extraction (0)"
+    if r["strategy"] == "full":
+        return ALL, "full (all)"
+    k = int(r["config"]["strategy"]["trainable_groups"])
+    return k, f"partial {k}"
+
+
+def load(root: Path, prefix: str) -> dict:
+    """(per class, arm) -> {seed: result} for the ok runs under `root/prefix*`."""
+    runs: dict = defaultdict(dict)
+    for path in sorted(root.glob(f"{prefix}*/**/results.json")):
+        r = json.loads(path.read_text())
+        if r["status"] == "ok":
+            runs[(r["train_per_class"], arm(r))][r["seed"]] = r
+    if not runs:
+        raise SystemExit(f"no finished runs under {root}/{prefix}*: run docs/results/unfrozen_depth/run_study.sh first")
+    return runs
+
+
+def _mean(runs: dict, key: str) -> float:
+    return sum(r["metrics"][key] for r in runs.values()) / len(runs)
+
+
+def _paired(ms: dict, base: dict, key: str, label: str) -> str:
+    d = [ms[s]["metrics"][key] - base[s]["metrics"][key] for s in sorted(set(ms) & set(base))]
+    return "-" if label == DEFAULT or not d else f"{mean_ci(d)} ({sum(x > 0 for x in d)} of {len(d)} ahead)"
+
+
+def table(root: Path, prefix: str, choose: str, report: str, extra: tuple[str, ...] = ()) -> str:
+    """One row per size and arm: the `choose` metric (picks the arm per size), `report` (test), `extra` columns."""
+    runs = load(root, prefix)
+    head = ["per class", "arm", "trainable params", "seeds", f"**{choose}** (chooses)", *extra, report,
+            f"{report} minus {DEFAULT}, same seed", "chosen"]  # fmt: skip
+    out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for size in sorted({n for n, _ in runs}):
+        arms = sorted(a for n, a in runs if n == size)
+        best = max(arms, key=lambda a: _mean(runs[(size, a)], choose))
+        base = next((runs[(size, a)] for a in arms if a[1] == DEFAULT), {})
+        for a in arms:
+            ms = runs[(size, a)]
+            params = next(iter(ms.values()))["params"]["trainable"]
+            cells = [mean_ci([r["metrics"][k] for r in ms.values()]) for k in (choose, *extra, report)]
+            row = [str(size), a[1], f"{params / 1e6:.2f} M", str(len(ms)), *cells, _paired(ms, base, report, a[1]),
+                   "**yes**" if a == best else ""]  # fmt: skip
+            out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out)
+
+
+def selection_cost(root: Path, prefix: str, rules: tuple[str, ...], oracle: str, report: str) -> str:
+    """What each rule picks (mean over seeds per arm) and its test `report` against the oracle's pick."""
+    runs = load(root, prefix)
+    out = [f"| per class | rule | picks | {report} | lost against the oracle (points) |", "|---" * 5 + "|"]
+    for size in sorted({n for n, _ in runs}):
+        arms = [a for n, a in runs if n == size]
+        test = {a: _mean(runs[(size, a)], report) for a in arms}
+        best = test[max(arms, key=lambda a: _mean(runs[(size, a)], oracle))]
+        for rule in (*rules, oracle):
+            pick = max(arms, key=lambda a, rule=rule: _mean(runs[(size, a)], rule))
+            out.append(f"| {size} | `{rule}` | {pick[1]} | {test[pick]:.3f} | {100 * (best - test[pick]):.1f} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "multirun/unfrozen_depth")
+    print("### digits, in domain (chosen on val/acc)\n")
+    print(table(root, "digits", "val/acc", "test/acc"))
+    print("\n### MNIST -> digits (chosen on the label-free val/source_acc)\n")
+    print(table(root, "shift", "val/source_acc", "test/target_acc", ("val/target_acc", "test/source_acc")))
+    print("\nWhat each rule picks, and what it costs against the oracle (val/target_acc, needs target labels):\n")
+    print(selection_cost(root, "shift", ("val/source_acc",), "val/target_acc", "test/target_acc"))
