@@ -121,3 +121,24 @@ def test_unfrozen_depth_chooses_on_val_pairs_with_the_default_and_prices_the_lab
     assert "| 100 | `val/target_acc` | partial 2 | 0.600 | 0.0 |" in cost
     with pytest.raises(SystemExit, match="run_study.sh first"):
         tab.load(tmp_path, "nothing")
+
+
+def test_lr_forgetting_chooses_on_source_val_and_pairs_with_the_frozen_control(tmp_path: Path):
+    tab = _load("lrf_tabulate", "docs/results/lr_forgetting/tabulate.py")
+
+    def run(seed: int, strategy: str, lr: float, mult: float | None, src: float, tgt: float) -> dict:
+        cfg = {"lr": lr} | ({"backbone_lr_mult": mult} if mult is not None else {})
+        m = {"val/source_acc": src, "test/source_acc": src, "val/target_acc": tgt, "test/target_acc": tgt}
+        return {"strategy": strategy, "train_per_class": 10, "seed": seed, "config": {"strategy": cfg}, "metrics": m}
+
+    for seed in (0, 1):
+        # the high LR fits the source best and forgets the target: the label-free rule picks it, the oracle does not
+        _write(tmp_path / "full" / f"hi{seed}", run(seed, "full", 1e-2, 1.0, src=0.95, tgt=0.30))
+        _write(tmp_path / "full" / f"lo{seed}", run(seed, "full", 1e-3, 0.1, src=0.90, tgt=0.60 + 0.1 * seed))
+        _write(tmp_path / "control" / f"fe{seed}", run(seed, "feature_extraction", 1e-2, None, src=0.70, tgt=0.40))
+    out = tab.table(tab.load(tmp_path))
+    rows = {line.split("|")[2].strip(): line for line in out.splitlines()[2:]}
+    assert rows["backbone 0.01 (head 0.01, x1)"].rstrip().endswith("| -0.100 ± 0.000 (0 of 2 ahead) | val/source_acc |")
+    assert rows["backbone 0.0001 (head 0.001, x0.1)"].rstrip().endswith("| val/target_acc |")
+    assert "0.250 ± 0.635 (2 of 2 ahead)" in rows["backbone 0.0001 (head 0.001, x0.1)"]
+    assert rows[tab.CONTROL].split("|")[8].strip() == "-"  # the control is not paired with itself
