@@ -99,6 +99,52 @@ def test_qlora_loads_linear_layers_in_4bit(tmp_path):
     assert backbone.info.extra["quantization"]["quant_type"] == "nf4"
 
 
+def test_qlora_trains_through_its_4bit_base_after_an_eval_pass(tmp_path):
+    """bitsandbytes repacks a Linear4bit's weight for a CPU inference kernel (no backward) after an eval pass on an
+    AVX512-BF16 CPU, and keeps it: MiniLM's biased 4-bit layers then failed to train after the validation sanity
+    check. With `keep_4bit_trainable` an eval pass changes no training gradient."""
+    strategy, backbone = built(tmp_path, "backbone=minilm", "strategy=qlora")
+    head = nn.Linear(384, 2)
+    strategy.apply(backbone, head, ["a", "b"])
+    x = backbone.tokenize(["the plot drags on", "crisp and clear sound"])
+
+    def grads() -> dict:
+        torch.manual_seed(0)  # the same dropout masks
+        backbone.zero_grad()
+        head(backbone.train()(x)).sum().backward()
+        return {n: p.grad.clone() for n, p in backbone.named_parameters() if p.grad is not None}
+
+    before = grads()
+    with torch.no_grad():
+        backbone.eval()(x)
+    after = grads()
+    assert any("layer.0." in n and "lora_A" in n for n in before)  # the lowest adapters learn through the 4-bit base
+    assert after.keys() == before.keys() and all(torch.allclose(after[n], before[n], atol=1e-6) for n in before)
+
+
+def test_keep_4bit_trainable_lets_gradients_through_a_biasless_4bit_layer():
+    """Without bias the repacked layer fails silently: no gradient reaches the layers below it."""
+    import bitsandbytes as bnb
+
+    from transferlab.strategies.qlora import keep_4bit_trainable
+
+    torch.manual_seed(0)
+    q = bnb.nn.Linear4bit(64, 32, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+    q.load_state_dict(nn.Linear(64, 32, bias=False).state_dict())
+    q = q.to("cpu")  # quantizes the weight
+    below = nn.Linear(16, 64)  # trainable, under the frozen 4-bit layer
+    model = nn.Sequential(below, q)
+    keep_4bit_trainable(model)
+    x = torch.randn(4, 16)
+    model(x).sum().backward()
+    g = below.weight.grad.clone()
+    below.weight.grad = None
+    with torch.no_grad():
+        model.eval()(x)
+    model.train()(x).sum().backward()
+    assert below.weight.grad is not None and torch.allclose(below.weight.grad, g, atol=1e-6)
+
+
 def test_qlora_reloads_a_full_precision_backbone_in_4bit(tmp_path):
     strategy, _ = built(tmp_path, "strategy=qlora")
     _, backbone = built(tmp_path, "backbone=minilm")

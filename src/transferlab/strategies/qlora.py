@@ -48,3 +48,23 @@ class Qlora(Lora):
         backbone.model = prepare_model_for_kbit_training(
             backbone.model, use_gradient_checkpointing=self.gradient_checkpointing
         )
+        keep_4bit_trainable(backbone.model)
+
+
+def keep_4bit_trainable(model) -> int:
+    """Turn off bitsandbytes' CPU repacking of `Linear4bit` weights; returns how many layers had it on.
+
+    bitsandbytes (0.50.2) repacks a 4-bit weight for a faster CPU kernel the first time the layer runs in eval mode
+    without gradients on a CPU with AVX512-BF16 (a validation pass), and keeps that layout. Every later forward,
+    training ones too, then goes through `gemv_4bit`, which has no backward: no gradient flows through the frozen
+    base to the adapters below it, silently, and a layer with a bias stops training with "a view of a leaf Variable
+    that requires grad is being used in an in-place operation" (MiniLM). With the repacking off, evaluation runs the
+    same kernel as training. No effect on CUDA.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    on = sum(bool(getattr(m, "support_avx512bf16_for_cpu", False)) for m in layers)
+    for m in layers:
+        m.support_avx512bf16_for_cpu = False
+    return on
