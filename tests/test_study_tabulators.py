@@ -142,3 +142,21 @@ def test_lr_forgetting_chooses_on_source_val_and_pairs_with_the_frozen_control(t
     assert rows["backbone 0.0001 (head 0.001, x0.1)"].rstrip().endswith("| val/target_acc |")
     assert "0.250 ± 0.635 (2 of 2 ahead)" in rows["backbone 0.0001 (head 0.001, x0.1)"]
     assert rows[tab.CONTROL].split("|")[8].strip() == "-"  # the control is not paired with itself
+
+
+def test_text_peft_methods_chooses_each_rate_on_val_and_pairs_with_lora(tmp_path: Path):
+    tab = _load("tpm_tabulate", "docs/results/text_peft_methods/tabulate.py")
+
+    def run(seed: int, strategy: str, lr: float, val: float, test: float) -> dict:
+        return {"strategy": strategy, "seed": seed, "config": {"strategy": {"peft_lr": lr}}, "time_s": 10.0,
+                "params": {"trainable": 10, "total": 1000}, "metrics": {"val/acc": val, "test/acc": test}}  # fmt: skip
+
+    for seed in (0, 1):
+        _write(tmp_path / f"l{seed}", run(seed, "lora", 1e-3, 0.9, 0.80))
+        _write(tmp_path / f"p{seed}", run(seed, "prompt_tuning", 3e-2, 0.7, 0.75))  # worse val, better test
+        _write(tmp_path / f"q{seed}", run(seed, "prompt_tuning", 1e-1, 0.8, 0.60 + 0.1 * seed))
+    runs = tab.load(tmp_path)
+    assert tab.chosen(runs) == {"lora": 1e-3, "prompt_tuning": 1e-1}
+    out = tab.tables(runs)
+    assert "| prompt_tuning | 0.1 | 2 | 10 (1.00 %) | 0.800 ± 0.000 | 0.650 ± 0.635 | 10 | **yes** |" in out
+    assert "| prompt_tuning | 0.650 ± 0.635 | -0.150 ± 0.635 | 0 of 2 |" in out

@@ -1,0 +1,68 @@
+"""The text PEFT-methods study: per method and `strategy.peft_lr`, val/acc (chooses the rate per method, never test)
+and test/acc (a tie keeps the lower rate); then each method at its chosen rate, paired seed by seed with LoRA at
+its chosen rate.
+
+    python docs/results/text_peft_methods/tabulate.py multirun/text_peft_methods
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from transferlab.report.stats import mean_ci
+
+REFERENCE = "lora"
+
+
+def load(root: Path) -> dict:
+    """(strategy, peft_lr) -> {seed: result} for the ok runs under `root`."""
+    runs: dict = defaultdict(dict)
+    for path in sorted(root.glob("**/results.json")):
+        r = json.loads(path.read_text())
+        if r["status"] == "ok":
+            runs[(r["strategy"], float(r["config"]["strategy"]["peft_lr"]))][r["seed"]] = r
+    if not runs:
+        raise SystemExit(f"no finished runs under {root}: run docs/results/text_peft_methods/run_study.sh first")
+    return runs
+
+
+def _mean(rs: dict, key: str) -> float:
+    return sum(r["metrics"][key] for r in rs.values()) / len(rs)
+
+
+def chosen(runs: dict) -> dict[str, float]:
+    """The rate each method's mean val/acc picks."""
+    out: dict[str, float] = {}
+    for s, lr in sorted(runs):
+        if s not in out or _mean(runs[(s, lr)], "val/acc") > _mean(runs[(s, out[s])], "val/acc"):
+            out[s] = lr
+    return out
+
+
+def tables(runs: dict) -> str:
+    pick = chosen(runs)
+    head = "| method | peft_lr | seeds | trainable (share) | **val/acc** (chooses) | test/acc | s per run | chosen |"
+    out = [head, "|---" * 8 + "|"]
+    for (s, lr), rs in sorted(runs.items()):
+        p = next(iter(rs.values()))["params"]
+        t = sum(r["time_s"] for r in rs.values()) / len(rs)
+        cells = [mean_ci([r["metrics"][k] for r in rs.values()]) for k in ("val/acc", "test/acc")]
+        share = f"{p['trainable']:,} ({100 * p['trainable'] / p['total']:.2f} %)"
+        out.append(f"| {s} | {lr:g} | {len(rs)} | {share} | {cells[0]} | {cells[1]} | {t:.0f} | "
+                   f"{'**yes**' if pick[s] == lr else ''} |")  # fmt: skip
+    ref = runs.get((REFERENCE, pick.get(REFERENCE)), {})
+    out += ["", f"At the chosen rate, minus {REFERENCE} at its chosen rate on the same seed (test/acc):", "",
+            "| method | test/acc | minus lora, same seed | ahead on |", "|---|---|---|---|"]  # fmt: skip
+    for s in sorted(pick):
+        rs = runs[(s, pick[s])]
+        d = [rs[k]["metrics"]["test/acc"] - ref[k]["metrics"]["test/acc"] for k in sorted(set(rs) & set(ref))]
+        diff = ("-", "-") if s == REFERENCE or not d else (mean_ci(d), f"{sum(x > 0 for x in d)} of {len(d)}")
+        out.append(f"| {s} | {mean_ci([r['metrics']['test/acc'] for r in rs.values()])} | {diff[0]} | {diff[1]} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(tables(load(Path(sys.argv[1] if len(sys.argv) > 1 else "multirun/text_peft_methods"))))
