@@ -228,6 +228,16 @@ CASES = [
         exit=1,
     ),
     Case(
+        "fixed_key_of_a_swept_group",
+        ["-m", "hydra.sweep.dir={tmp}/sweep", "strategy=lora,adapter", "strategy.peft_lr=1e-3"],
+        "Hydra exit 1",
+        "Sweep it too, strategy.peft_lr=choice(1e-3), or run one command per strategy",
+        None,
+        "cli",
+        "Hydra sets it before the sweep, on the default strategy: make it a sweep of one value",
+        exit=1,
+    ),
+    Case(
         "added_unknown_key",
         ["+data.train_per_clas=5"],
         "ConfigError",
@@ -1185,7 +1195,9 @@ def test_bad_input(case: Case, tmp_path: Path, caplog) -> None:
     if case.mode == "cli":
         from conftest import FAST
 
-        out = train_cli([*FAST, *args, f"hydra.run.dir={run_dir}"], timeout=300)
+        flags = [a for a in args if a in ("-m", "--multirun")]  # argparse: before the overrides
+        rest = [a for a in args if a not in flags]
+        out = train_cli([*flags, *FAST, *rest, f"hydra.run.dir={run_dir}"], timeout=300)
         assert out.returncode == case.exit, out.stderr[-2000:]
         assert case.fragment in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
         return

@@ -60,14 +60,24 @@ def override_hints(argv: list[str]) -> list[str]:
 
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     groups = [a for a in args if "." not in a.split("=", 1)[0] and not a.startswith(("+", "~", "hydra"))]
+    swept = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in groups if _is_sweep(a.split("=", 1)[1])}
     try:
-        cfg = compose(groups, out_dir=".")
+        cfg = compose([a for a in groups if a.split("=", 1)[0] not in swept], out_dir=".")
     except Exception:  # hints are best effort; Hydra's own message was printed
         return []
     hints = []
     for a in args:
-        key = a.split("=", 1)[0]
+        key, value = a.split("=", 1)
         if a.startswith(("+", "~", "hydra")) or "." not in key:
+            continue
+        if key.split(".", 1)[0] in swept:  # the group is swept: Hydra set the key on the group's default first
+            if not _is_sweep(value) and OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+                group = key.split(".", 1)[0]
+                hints.append(
+                    f"In a multirun Hydra sets {a} before it sweeps {group}={swept[group]}, on the default "
+                    f"{group}, which has no such key. Sweep it too, {key}=choice({value}), or run one command "
+                    f"per {group}."
+                )
             continue
         parent, leaf = key.rsplit(".", 1)
         node = OmegaConf.select(cfg, parent, default=None)
@@ -76,6 +86,27 @@ def override_hints(argv: list[str]) -> list[str]:
             if close:
                 hints.append(f"Did you mean {parent}.{close[0]}? ({key} is not a key of the config)")
     return hints
+
+
+_ABSENT = object()
+
+
+def _is_sweep(value: str) -> bool:
+    """Whether Hydra reads an override's value as a sweep (`a,b`, `choice(...)`, `range(...)`, `glob(...)`)."""
+    v = value.strip()
+    if v.startswith(("choice(", "range(", "glob(", "interval(", "tag(", "shuffle(", "sort(")):
+        return True
+    if v.startswith(("'", '"')):
+        return False
+    depth = 0
+    for c in v:  # a comma outside brackets
+        if c in "[{(":
+            depth += 1
+        elif c in "]})":
+            depth -= 1
+        elif c == "," and depth == 0:
+            return True
+    return False
 
 
 # -- the command line, before Hydra composes ------------------------------------------------------------------
