@@ -101,8 +101,8 @@ def test_qlora_loads_linear_layers_in_4bit(tmp_path):
 
 def test_qlora_trains_through_its_4bit_base_after_an_eval_pass(tmp_path):
     """bitsandbytes repacks a Linear4bit's weight for a CPU inference kernel (no backward) after an eval pass on an
-    AVX512-BF16 CPU, and keeps it: MiniLM's biased 4-bit layers then failed to train after the validation sanity
-    check. With `keep_4bit_trainable` an eval pass changes no training gradient."""
+    AVX512-BF16 CPU, and keeps it: MiniLM's biased 4-bit layers then failed to train after the build's dropout
+    trace (a no-grad eval pass). With `keep_4bit_trainable` an eval pass changes no training gradient."""
     strategy, backbone = built(tmp_path, "backbone=minilm", "strategy=qlora")
     head = nn.Linear(384, 2)
     strategy.apply(backbone, head, ["a", "b"])
@@ -123,7 +123,8 @@ def test_qlora_trains_through_its_4bit_base_after_an_eval_pass(tmp_path):
 
 
 def test_keep_4bit_trainable_lets_gradients_through_a_biasless_4bit_layer():
-    """Without bias the repacked layer fails silently: no gradient reaches the layers below it."""
+    """Without bias the repacked layer fails silently: no gradient reaches the layers below it. A layer repacked
+    before the call is unpacked again. (The repacking runs only on CPUs with AVX512-BF16, such as CI's.)"""
     import bitsandbytes as bnb
 
     from transferlab.strategies.qlora import keep_4bit_trainable
@@ -134,15 +135,20 @@ def test_keep_4bit_trainable_lets_gradients_through_a_biasless_4bit_layer():
     q = q.to("cpu")  # quantizes the weight
     below = nn.Linear(16, 64)  # trainable, under the frozen 4-bit layer
     model = nn.Sequential(below, q)
-    keep_4bit_trainable(model)
+    had = bool(q.support_avx512bf16_for_cpu)
     x = torch.randn(4, 16)
     model(x).sum().backward()
     g = below.weight.grad.clone()
-    below.weight.grad = None
+    with torch.no_grad():
+        model.eval()(x)  # repacks the weight where the CPU has AVX512-BF16
+    assert keep_4bit_trainable(model) == int(had) and not q.support_avx512bf16_for_cpu
+    assert not getattr(q.weight.quant_state, "packing_format_for_cpu", False)
     with torch.no_grad():
         model.eval()(x)
+    below.weight.grad = None
     model.train()(x).sum().backward()
-    assert below.weight.grad is not None and torch.allclose(below.weight.grad, g, atol=1e-6)
+    # unpacking is not bit-exact (the round trip rounds each block's scale, ~0.2 % of a weight): within 1 %
+    assert below.weight.grad is not None and (below.weight.grad - g).norm() < 0.01 * g.norm()
 
 
 def test_qlora_reloads_a_full_precision_backbone_in_4bit(tmp_path):

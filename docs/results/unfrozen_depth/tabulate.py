@@ -4,7 +4,7 @@
 
 `digits_*` runs (in domain) are chosen on `val/acc`. `shift_*` runs (MNIST -> digits) are chosen on the label-free
 `val/source_acc`; `val/target_acc` (the oracle, it needs target labels) is shown only to measure what that rule
-costs. The paired column is each arm minus the default (partial, 2 groups) on the same seed (same split and subset).
+costs. The paired column is each arm minus partial with 2 groups (the default before this study) on the same seed.
 """
 
 from __future__ import annotations

@@ -54,15 +54,18 @@ def override_hints(argv: list[str]) -> list[str]:
     """Did-you-mean lines for `key=value` overrides naming keys the composed config lacks.
 
     Used after Hydra refused an override (`Key 'train_per_clas' is not in struct`), which lists no
-    suggestion: the config is composed again with the group choices of `argv` only.
+    suggestion: the config is composed again with the group choices of `argv` only. In a multirun, a fixed
+    `group.key=value` next to a swept `group=a,b` that some of the swept choices have is explained: Hydra sets
+    it before the sweep, on the group's default (command-line sweeps; a study file's own sweep is not read here).
     """
     from transferlab.config.compose import compose
 
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     groups = [a for a in args if "." not in a.split("=", 1)[0] and not a.startswith(("+", "~", "hydra"))]
-    swept = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in groups if _is_sweep(a.split("=", 1)[1])}
+    swept = {a.split("=", 1)[0]: a for a in groups if _sweep_choices(a) is not None}
+    plain = [a for a in groups if a.split("=", 1)[0] not in swept]
     try:
-        cfg = compose([a for a in groups if a.split("=", 1)[0] not in swept], out_dir=".")
+        cfg = compose(plain, out_dir=".")
     except Exception:  # hints are best effort; Hydra's own message was printed
         return []
     hints = []
@@ -70,17 +73,19 @@ def override_hints(argv: list[str]) -> list[str]:
         key, value = a.split("=", 1)
         if a.startswith(("+", "~", "hydra")) or "." not in key:
             continue
-        if key.split(".", 1)[0] in swept:  # the group is swept: Hydra set the key on the group's default first
-            if not _is_sweep(value) and OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
-                group = key.split(".", 1)[0]
-                hints.append(
-                    f"In a multirun Hydra sets {a} before it sweeps {group}={swept[group]}, on the default "
-                    f"{group}, which has no such key. Sweep it too, {key}=choice({value}), or run one command "
-                    f"per {group}."
-                )
-            continue
         parent, leaf = key.rsplit(".", 1)
-        node = OmegaConf.select(cfg, parent, default=None)
+        group, base = key.split(".", 1)[0], cfg
+        if group in swept:  # the key belongs to a group the command sweeps: judge it by the swept choices
+            configs = [c for c in (_composed([*plain, f"{group}={v}"]) for v in _sweep_choices(swept[group])) if c]
+            if any(_has(c, parent, leaf) for c in configs):
+                if not _has(cfg, parent, leaf) and _sweep_choices(a) is None:
+                    hints.append(
+                        f"In a multirun Hydra sets {a} before it sweeps {swept[group]}, on the default {group}, "
+                        f"which has no such key. Sweep it too, {key}=choice({value}), or run one command per {group}."
+                    )
+                continue
+            base = configs[0] if configs else cfg  # no swept choice has it: a misspelling of the first one's keys?
+        node = OmegaConf.select(base, parent, default=None, throw_on_resolution_failure=False)
         if isinstance(node, DictConfig) and leaf not in node.keys():  # `in` is False for a ??? value
             close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.6)
             if close:
@@ -88,25 +93,32 @@ def override_hints(argv: list[str]) -> list[str]:
     return hints
 
 
-_ABSENT = object()
+def _has(cfg: DictConfig | None, parent: str, leaf: str) -> bool:
+    node = OmegaConf.select(cfg, parent, default=None, throw_on_resolution_failure=False) if cfg else None
+    return isinstance(node, DictConfig) and leaf in node.keys()
 
 
-def _is_sweep(value: str) -> bool:
-    """Whether Hydra reads an override's value as a sweep (`a,b`, `choice(...)`, `range(...)`, `glob(...)`)."""
-    v = value.strip()
-    if v.startswith(("choice(", "range(", "glob(", "interval(", "tag(", "shuffle(", "sort(")):
-        return True
-    if v.startswith(("'", '"')):
-        return False
-    depth = 0
-    for c in v:  # a comma outside brackets
-        if c in "[{(":
-            depth += 1
-        elif c in "]})":
-            depth -= 1
-        elif c == "," and depth == 0:
-            return True
-    return False
+def _composed(overrides: list[str]) -> DictConfig | None:
+    from transferlab.config.compose import compose
+
+    try:
+        return compose(overrides, out_dir=".")
+    except Exception:
+        return None
+
+
+def _sweep_choices(override: str) -> list[str] | None:
+    """The values of a choice sweep (`a,b`, `choice(a,b)`) as Hydra parses `override`; None when it is no sweep,
+    [] for other sweeps (range, glob, interval)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(override)
+    except Exception:
+        return None
+    if not parsed.is_sweep_override():
+        return None
+    return [str(v) for v in parsed.sweep_string_iterator()] if parsed.is_discrete_sweep() else []
 
 
 # -- the command line, before Hydra composes ------------------------------------------------------------------

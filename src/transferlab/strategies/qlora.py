@@ -52,19 +52,25 @@ class Qlora(Lora):
 
 
 def keep_4bit_trainable(model) -> int:
-    """Turn off bitsandbytes' CPU repacking of `Linear4bit` weights; returns how many layers had it on.
+    """Turn off bitsandbytes' CPU repacking of `Linear4bit` weights, undoing it where it already happened; returns how
+    many layers had it on.
 
     bitsandbytes (0.50.2) repacks a 4-bit weight for a faster CPU kernel the first time the layer runs in eval mode
-    without gradients on a CPU with AVX512-BF16 (a validation pass), and keeps that layout. Every later forward,
-    training ones too, then goes through `gemv_4bit`, which has no backward: no gradient flows through the frozen
-    base to the adapters below it, silently, and a layer with a bias stops training with "a view of a leaf Variable
-    that requires grad is being used in an in-place operation" (MiniLM). With the repacking off, evaluation runs the
-    same kernel as training. No effect on CUDA.
+    without gradients on a CPU with AVX512-BF16, and keeps that layout; the build's dropout-order trace
+    (`model.dropout`) is such a pass, before the first step. Every later forward, training ones too, then goes
+    through `gemv_4bit`, which has no backward: no gradient flows through the frozen base to the adapters below it,
+    silently, and a layer with a bias stops training with "a view of a leaf Variable that requires grad is being
+    used in an in-place operation" (MiniLM). With the repacking off, evaluation runs the same kernel as training.
+    No effect on CUDA.
     """
     import bitsandbytes as bnb
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
 
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     on = sum(bool(getattr(m, "support_avx512bf16_for_cpu", False)) for m in layers)
     for m in layers:
         m.support_avx512bf16_for_cpu = False
+        state = getattr(m.weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):  # repacked before: back
+            m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu_inverse(m.weight.data, state)
     return on
