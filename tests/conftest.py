@@ -35,6 +35,16 @@ FAST = [
 ]
 
 
+def load_script(name: str, rel: str):
+    """A script under the checkout (e.g. a docs/results tabulator) imported as module `name`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_config(overrides: list[str], out_dir: Path, fast: bool = True) -> dict:
     """Compose and run in-process; returns the run result (results.json is written to out_dir)."""
     from transferlab.run import run

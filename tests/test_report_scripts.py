@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
-
-
-def _load_script(name: str, rel: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script
 
 
 def _write(path: Path, result: dict) -> None:
@@ -46,11 +38,11 @@ def test_da_scripts_do_not_count_runs_archived_under_replaced(tmp_path: Path):
     for seed, acc in enumerate((0.6, 0.7)):
         _job_with_an_archived_run(tmp_path / "study", seed, acc)
         _job_with_an_archived_run(tmp_path / "ref" / "framework", seed, acc)
-    tab = _load_script("tabulate_da", "docs/results/tabulate_da.py")
+    tab = load_script("tabulate_da", "docs/results/tabulate_da.py")
     assert "| dann [norm=frozen] | 65.0 ± 63.5 (n=2) |" in tab.main([str(tmp_path / "study")])
-    choose = _load_script("choose_stats", "docs/results/da_running_stats/choose.py")
+    choose = load_script("choose_stats", "docs/results/da_running_stats/choose.py")
     assert [len(rs) for rs in choose.load([str(tmp_path / "study")]).values()] == [2]
-    ref = _load_script("da_reference_tabulate", "docs/results/da_reference/tabulate.py")
+    ref = load_script("da_reference_tabulate", "docs/results/da_reference/tabulate.py")
     assert sorted(r["metrics"]["test/target_acc"] for r in ref._framework_runs(tmp_path / "ref")) == [0.6, 0.7]
 
 
@@ -71,7 +63,7 @@ def test_norm_policy_table_has_the_adabn_arm_and_may_choose_it(tmp_path: Path):
         for seed, acc in enumerate(per_seed):
             _write(tmp_path / f"full,{policy},10,{seed}", _norm_result("full", 10, policy, seed, acc))
             _write(tmp_path / f"full,{policy},all,{seed}", _norm_result("full", None, policy, seed, acc - 0.2))
-    tab = _load_script("norm_policy_tabulate", "docs/results/norm_policy/tabulate.py")
+    tab = load_script("norm_policy_tabulate", "docs/results/norm_policy/tabulate.py")
     rows = [line for line in tab.table(tmp_path).splitlines()[2:]]
     assert [r.split(" | ")[1:3] for r in rows] == [[size, p] for size in ("10", "None") for p in accs]
     assert rows[0] == "| full | 10 | train | 2 | 0.510 ± 0.127 | 0.500 ± 0.127 |  |"  # rows as before
@@ -83,7 +75,7 @@ def test_norm_policy_table_without_adabn_runs_is_unchanged(tmp_path: Path):
     for policy, acc in (("train", 0.9), ("frozen", 0.8)):
         for seed in range(2):
             _write(tmp_path / f"{policy}{seed}", _norm_result("partial", 64, policy, seed, acc + seed / 100))
-    tab = _load_script("norm_policy_tabulate", "docs/results/norm_policy/tabulate.py")
+    tab = load_script("norm_policy_tabulate", "docs/results/norm_policy/tabulate.py")
     assert tab.table(tmp_path).splitlines()[2:] == [
         "| partial | 64 | train | 2 | 0.905 ± 0.064 | 0.895 ± 0.064 | **yes** |",
         "| partial | 64 | frozen | 2 | 0.805 ± 0.064 | 0.795 ± 0.064 |  |",
@@ -91,7 +83,7 @@ def test_norm_policy_table_without_adabn_runs_is_unchanged(tmp_path: Path):
 
 
 def test_dropout_policy_tabulator_pairs_seeds_and_skips_archived_runs(tmp_path: Path, capsys, monkeypatch):
-    tab = _load_script("dropout_policy_tabulate", "docs/results/dropout_policy/tabulate.py")
+    tab = load_script("dropout_policy_tabulate", "docs/results/dropout_policy/tabulate.py")
 
     def result(policy: str, seed: int, val: float, active: int) -> dict:
         return {

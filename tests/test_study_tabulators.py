@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).parents[1]
-
-
-def _load(name: str, rel: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script
 
 
 def _write(job: Path, result: dict, overrides: list[str] | None = None) -> None:
@@ -39,7 +30,7 @@ def _full(seed: int, lr: float, val: float, test: float, pretrained: bool = True
 
 
 def test_pretrained_vs_scratch_chooses_on_val_and_pairs_by_seed(tmp_path: Path):
-    tab = _load("pvs_tabulate", "docs/results/pretrained_vs_scratch/tabulate.py")
+    tab = load_script("pvs_tabulate", "docs/results/pretrained_vs_scratch/tabulate.py")
     for seed in (0, 1):
         # lr 3e-3 has the better val and the worse test: the val choice must take it anyway
         _write(tmp_path / "pretrained" / f"a{seed}", _full(seed, 1e-3, val=0.80, test=0.95))
@@ -56,7 +47,7 @@ def test_pretrained_vs_scratch_chooses_on_val_and_pairs_by_seed(tmp_path: Path):
 
 
 def test_augment_tta_chooses_tta_on_label_free_val_and_names_augmentations(tmp_path: Path):
-    tab = _load("aug_tabulate", "docs/results/augment_tta/tabulate.py")
+    tab = load_script("aug_tabulate", "docs/results/augment_tta/tabulate.py")
     for seed in (0, 1):
         for aug, gain in (("none", 0.0), ("mnist_to_digits", 0.05)):  # same DomainBridge class: told apart by name
             v = 0.8 - gain  # val picks none; TTA raises the source val, lowers the (oracle) target val
@@ -77,7 +68,7 @@ def test_augment_tta_chooses_tta_on_label_free_val_and_names_augmentations(tmp_p
 
 
 def test_backbone_lr_chooses_on_val_and_pairs_with_the_default(tmp_path: Path):
-    tab = _load("blr_tabulate", "docs/results/backbone_lr/tabulate.py")
+    tab = load_script("blr_tabulate", "docs/results/backbone_lr/tabulate.py")
     for seed in (0, 1):
         for mult, val, test in ((0.1, 0.8, 0.9), (1.0, 0.85, 0.7)):
             r = _full(seed, 1e-3, val, test)
@@ -101,7 +92,7 @@ def _partial(seed: int, groups: int | None, metrics: dict, size: int = 4) -> dic
 
 
 def test_unfrozen_depth_chooses_on_val_pairs_with_the_default_and_prices_the_label_free_rule(tmp_path: Path):
-    tab = _load("ud_tabulate", "docs/results/unfrozen_depth/tabulate.py")
+    tab = load_script("ud_tabulate", "docs/results/unfrozen_depth/tabulate.py")
     for seed in (0, 1):
         # in domain: 4 groups has the better val and the worse test; val chooses it anyway
         _write(tmp_path / "digits_partial" / f"a{seed}", _partial(seed, 2, {"val/acc": 0.8, "test/acc": 0.9}))
@@ -124,7 +115,7 @@ def test_unfrozen_depth_chooses_on_val_pairs_with_the_default_and_prices_the_lab
 
 
 def test_lr_forgetting_chooses_on_source_val_and_pairs_with_the_frozen_control(tmp_path: Path):
-    tab = _load("lrf_tabulate", "docs/results/lr_forgetting/tabulate.py")
+    tab = load_script("lrf_tabulate", "docs/results/lr_forgetting/tabulate.py")
 
     def run(seed: int, strategy: str, lr: float, mult: float | None, src: float, tgt: float) -> dict:
         cfg = {"lr": lr} | ({"backbone_lr_mult": mult} if mult is not None else {})
@@ -145,7 +136,7 @@ def test_lr_forgetting_chooses_on_source_val_and_pairs_with_the_frozen_control(t
 
 
 def test_text_peft_methods_chooses_each_rate_on_val_and_pairs_with_lora(tmp_path: Path):
-    tab = _load("tpm_tabulate", "docs/results/text_peft_methods/tabulate.py")
+    tab = load_script("tpm_tabulate", "docs/results/text_peft_methods/tabulate.py")
 
     def run(seed: int, strategy: str, lr: float, val: float, test: float) -> dict:
         return {"strategy": strategy, "seed": seed, "config": {"strategy": {"peft_lr": lr}}, "time_s": 10.0,

@@ -58,15 +58,12 @@ def override_hints(argv: list[str]) -> list[str]:
     `group.key=value` next to a swept `group=a,b` that some of the swept choices have is explained: Hydra sets
     it before the sweep, on the group's default (command-line sweeps; a study file's own sweep is not read here).
     """
-    from transferlab.config.compose import compose
-
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     groups = [a for a in args if "." not in a.split("=", 1)[0] and not a.startswith(("+", "~", "hydra"))]
     swept = {a.split("=", 1)[0]: a for a in groups if _sweep_choices(a) is not None}
     plain = [a for a in groups if a.split("=", 1)[0] not in swept]
-    try:
-        cfg = compose(plain, out_dir=".")
-    except Exception:  # hints are best effort; Hydra's own message was printed
+    cfg = _composed(plain)
+    if cfg is None:  # hints are best effort; Hydra's own message was printed
         return []
     hints = []
     for a in args:
