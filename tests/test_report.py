@@ -366,3 +366,24 @@ def test_da_running_stats_are_labelled_paired_within_a_setting_and_chosen_per_ru
     assert picks[(dann, "source_val_acc")].endswith("| source | +18.0 |")  # 0.94 > 0.86; 61.0 - 43.0 points
     assert picks[(dann, "oracle")].endswith("| both | +0.0 |")
     assert "| 61.0 | 43.0 |" in picks[(dann, "test/target_acc")]
+
+
+def test_a_configuration_missing_its_bad_seed_is_not_picked(tmp_path: Path):
+    """Weight 1.0's seed 1 failed: over the seeds each ran it would look best (0.85 vs 0.80); over seeds 0 and 2, the
+    ones both ran, weight 0.1 scores higher on the rule (0.90 vs 0.85) and is the pick."""
+    root = tmp_path / "da"
+    oracle = {0.1: (0.90, 0.60, 0.90), 1.0: (0.85, None, 0.85)}
+    for weight, by_seed in oracle.items():
+        for seed, acc in enumerate(by_seed):
+            if acc is None:
+                continue
+            run = write_result(
+                root / f"w{weight}", "full", None, seed, acc, metric="test/target_acc",
+                adaptation={"_target_": "transferlab.adaptation.dann.DANN", "weight": weight},
+            )  # fmt: skip
+            res = json.loads((run / "results.json").read_text())
+            rule = {"metric": "val/target_acc", "better": "higher", "needs_target_labels": True, "value": acc}
+            res |= {"adaptation": "dann", "selection": {"oracle": rule}}
+            (run / "results.json").write_text(json.dumps(res))
+    text = build_report(root).read_text()
+    assert "| dann | 2750 | oracle (target labels) | full+dann adaptation.weight=0.1 | 0.800 | 0.000 |" in text

@@ -147,7 +147,44 @@ def test_text_peft_methods_chooses_each_rate_on_val_and_pairs_with_lora(tmp_path
         _write(tmp_path / f"p{seed}", run(seed, "prompt_tuning", 3e-2, 0.7, 0.75))  # worse val, better test
         _write(tmp_path / f"q{seed}", run(seed, "prompt_tuning", 1e-1, 0.8, 0.60 + 0.1 * seed))
     runs = tab.load(tmp_path)
-    assert tab.chosen(runs) == {"lora": 1e-3, "prompt_tuning": 1e-1}
+    assert tab.chosen(runs) == {"lora": (1e-3, ""), "prompt_tuning": (1e-1, "")}
     out = tab.tables(runs)
     assert "| prompt_tuning | 0.1 | 2 | 10 (1.00 %) | 0.800 ± 0.000 | 0.650 ± 0.635 | 10 | **yes** |" in out
     assert "| prompt_tuning | 0.650 ± 0.635 | -0.150 ± 0.635 | 0 of 2 |" in out
+
+
+def test_a_missing_seed_cannot_win_a_choice(tmp_path: Path):
+    """A rate whose bad seed failed must not beat one that ran every seed: the choice compares the common seeds."""
+    tab = load_script("tpm_tabulate_seeds", "docs/results/text_peft_methods/tabulate.py")
+
+    def run(seed: int, strategy: str, lr: float | None, val: float) -> dict:
+        m = {"val/acc": val, "test/acc": val}
+        return {"strategy": strategy, "seed": seed, "config": {"strategy": {"peft_lr": lr, "lr": 2e-3}},
+                "time_s": 10.0, "params": {"trainable": 10, "total": 1000}, "metrics": m}  # fmt: skip
+
+    vals = {1e-3: (0.90, 0.50, 0.90), None: (0.80, 0.80, 0.80)}  # null peft_lr: trained at strategy.lr (2e-3)
+    for lr, by_seed in vals.items():
+        for seed, val in enumerate(by_seed):
+            if lr is None and seed == 1:
+                continue  # this seed failed: over the seeds each ran, 2e-3 (0.80) would beat 1e-3 (0.767)
+            _write(tmp_path / f"{lr}_{seed}", run(seed, "lora", lr, val))
+    runs = tab.load(tmp_path)
+    assert set(runs) == {("lora", 1e-3), ("lora", 2e-3)}
+    assert tab.chosen(runs) == {"lora": (1e-3, " (on seeds 0, 2)")}
+    assert (
+        "| lora | 0.001 | 3 | 10 (1.00 %) | 0.767 ± 0.574 | 0.767 ± 0.574 | 10 | **yes** (on seeds 0, 2) |"
+        in tab.tables(runs)
+    )
+
+
+def test_choose_compares_means_over_the_common_seeds():
+    from transferlab.report.stats import choose, on_seeds
+
+    scores = {"a": {0: 0.9, 1: 0.5, 2: 0.9}, "b": {0: 0.8, 2: 0.8}}
+    assert choose(scores) == ("a", [0, 2])
+    assert on_seeds(scores, [0, 2]) == " (on seeds 0, 2)"
+    assert choose({"x": {0: 1.0}, "y": {0: 1.0}}) == ("x", [0])  # a tie keeps the first
+    assert choose({"x": {0: 0.3}, "y": {0: 0.1}}, higher=False) == ("y", [0])
+    assert on_seeds({"x": {0: 1.0}, "y": {0: 1.0}}, [0]) == ""
+    with pytest.raises(ValueError, match="no seed is common"):
+        choose({"x": {0: 1.0}, "y": {1: 1.0}})

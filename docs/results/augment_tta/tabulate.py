@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import mean_ci
+from transferlab.report.stats import choose, mean_ci
 
 
 def augment_choice(job_dir: Path) -> str:
@@ -45,11 +45,8 @@ def table(runs: dict) -> str:
         test = "test/target_acc" if shifted else "test/acc"
         sels = ["val/source_acc", "val/target_acc"] if shifted else ["val/acc"]
         options = {(a, t): ms for a, ms in by_aug.items() for t in ("", "_tta")}
-
-        def mean(ms: dict, key: str) -> float:
-            return sum(m[key] for m in ms.values()) / len(ms)
-
-        chosen = {s: max(options, key=lambda o, s=s: mean(options[o], s + o[1])) for s in sels}
+        # each selection metric picks over the seeds every option ran
+        chosen = {s: choose({o: {k: m[s + o[1]] for k, m in ms.items()} for o, ms in options.items()})[0] for s in sels}
         out += [f"#### {sweep}, {size} per class ({len(next(iter(by_aug.values())))} seeds)", ""]
         head = " | ".join(f"{s}{' (oracle)' if s == 'val/target_acc' else ''}" for s in sels)
         out += [f"| augment | TTA | {head} | {test} | {test} minus none without TTA, same seed | chosen on |"]

@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import mean_ci
+from transferlab.report.stats import choose, mean_ci, on_seeds
 
 CONTROL = "feature extraction (backbone frozen)"
 
@@ -41,10 +41,6 @@ def load(root: Path) -> dict:
     return runs
 
 
-def _mean(ms: dict, key: str) -> float:
-    return sum(m[key] for m in ms.values()) / len(ms)
-
-
 def table(runs: dict) -> str:
     keys = ("val/source_acc", "test/source_acc", "val/target_acc", "test/target_acc")
     head = ["per class", "arm", "seeds", "**val/source_acc** (chooses)", "test/source_acc", "val/target_acc (oracle)",
@@ -54,7 +50,9 @@ def table(runs: dict) -> str:
         arms = sorted(a for n, a in runs if n == size)
         picks: dict = defaultdict(list)
         for rule in ("val/source_acc", "val/target_acc"):
-            picks[max(arms, key=lambda a, rule=rule: _mean(runs[(size, a)], rule))].append(rule)
+            scores = {a: {seed: m[rule] for seed, m in runs[(size, a)].items()} for a in arms}
+            best, seeds = choose(scores)
+            picks[best].append(rule + on_seeds(scores, seeds))
         base = next((runs[(size, a)] for a in arms if a[1] == CONTROL), {})
         for a in arms:
             ms = runs[(size, a)]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from scipy import stats
 
+from transferlab.report.stats import choose, on_seeds
+
 POLICIES = ("train", "frozen", "adabn")  # the sweeps' `strategy.norm` arms (adabn: the full grids), in table order
 
 
@@ -32,12 +34,12 @@ def mean_ci(xs: list[float]) -> str:
 
 
 def table(root: Path) -> str:
-    runs = defaultdict(list)
+    runs = defaultdict(dict)  # (strategy, size, policy) -> {seed: metrics}
     for path in sorted(root.glob("*/results.json")):
         r = json.loads(path.read_text())
         if r["status"] == "ok":
-            runs[(r["strategy"], r["train_per_class"], r["norm"]["policy"])].append(r["metrics"])
-    pair = any("test/target_acc" in m for ms in runs.values() for m in ms)
+            runs[(r["strategy"], r["train_per_class"], r["norm"]["policy"])][r["seed"]] = r["metrics"]
+    pair = any("test/target_acc" in m for ms in runs.values() for m in ms.values())
     sel, shown = (
         ("val/source_acc", ["val/target_acc", "test/target_acc", "test/source_acc"])
         if pair
@@ -51,20 +53,17 @@ def table(root: Path) -> str:
     policies = [p for p in POLICIES if p in found] + sorted(found - set(POLICIES))  # no arm left out
     # by strategy, then size (null = all examples, as the full mnist_to_digits grid runs: last)
     for strategy, size in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[0], k[1] is None, k[1] or 0)):
-        means = {
-            p: sum(m[sel] for m in runs[(strategy, size, p)]) / len(runs[(strategy, size, p)])
-            for p in policies
-            if runs[(strategy, size, p)]
-        }
-        best = max(means, key=means.get) if means else None
+        scores = {p: {k: m[sel] for k, m in runs[(strategy, size, p)].items()} for p in policies}
+        scores = {p: v for p, v in scores.items() if v}
+        best, seeds = choose(scores) if scores else (None, [])
         for policy in policies:
-            ms = runs[(strategy, size, policy)]
+            ms = list(runs[(strategy, size, policy)].values())
             if not ms:
                 continue
             cells = " | ".join(mean_ci([m[k] for m in ms if m.get(k) is not None]) for k in shown)
             lines.append(
                 f"| {strategy} | {size} | {policy} | {len(ms)} | {mean_ci([m[sel] for m in ms])} | {cells} | "
-                f"{'**yes**' if policy == best else ''} |"
+                f"{'**yes**' + on_seeds(scores, seeds) if policy == best else ''} |"
             )
     return "\n".join(lines)
 

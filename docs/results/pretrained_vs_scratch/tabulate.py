@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import mean_ci
+from transferlab.report.stats import choose, mean_ci
 
 SEL = "val/acc"
 ARMS = ("pretrained", "scratch", "lenet", "features", "long_pretrained", "long_scratch", "long_lenet")
@@ -57,7 +57,8 @@ def load(root: Path) -> dict:
 
 
 def chosen(by_setting: dict) -> tuple:
-    return max(by_setting, key=lambda s: sum(m[SEL] for m in by_setting[s].values()) / len(by_setting[s]))
+    """The setting with the best mean val/acc over the seeds every setting ran."""
+    return choose({s: {seed: m[SEL] for seed, m in ms.items()} for s, ms in by_setting.items()})[0]
 
 
 def tables(root: Path) -> str:

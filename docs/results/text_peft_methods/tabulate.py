@@ -12,9 +12,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import mean_ci
+from transferlab.report.stats import choose, mean_ci, on_seeds
 
 REFERENCE = "lora"
+
+
+def rate(strategy: dict) -> float:
+    """The rate the peft parameters trained at: `peft_lr`, or `lr` where it is null (the strategy's fallback)."""
+    return float(strategy["peft_lr"] if strategy.get("peft_lr") is not None else strategy["lr"])
 
 
 def load(root: Path) -> dict:
@@ -23,22 +28,21 @@ def load(root: Path) -> dict:
     for path in sorted(root.glob("**/results.json")):
         r = json.loads(path.read_text())
         if r["status"] == "ok":
-            runs[(r["strategy"], float(r["config"]["strategy"]["peft_lr"]))][r["seed"]] = r
+            runs[(r["strategy"], rate(r["config"]["strategy"]))][r["seed"]] = r
     if not runs:
         raise SystemExit(f"no finished runs under {root}: run docs/results/text_peft_methods/run_study.sh first")
     return runs
 
 
-def _mean(rs: dict, key: str) -> float:
-    return sum(r["metrics"][key] for r in rs.values()) / len(rs)
-
-
-def chosen(runs: dict) -> dict[str, float]:
-    """The rate each method's mean val/acc picks."""
-    out: dict[str, float] = {}
-    for s, lr in sorted(runs):
-        if s not in out or _mean(runs[(s, lr)], "val/acc") > _mean(runs[(s, out[s])], "val/acc"):
-            out[s] = lr
+def chosen(runs: dict) -> dict[str, tuple[float, str]]:
+    """method -> (the rate its mean val/acc picks over the seeds all its rates ran, the note on those seeds)."""
+    out: dict[str, tuple[float, str]] = {}
+    for s in sorted({s for s, _ in runs}):
+        scores = {
+            lr: {k: r["metrics"]["val/acc"] for k, r in runs[(m, lr)].items()} for m, lr in sorted(runs) if m == s
+        }
+        lr, seeds = choose(scores)  # ascending rates: a tie keeps the lower one
+        out[s] = lr, on_seeds(scores, seeds)
     return out
 
 
@@ -52,12 +56,12 @@ def tables(runs: dict) -> str:
         cells = [mean_ci([r["metrics"][k] for r in rs.values()]) for k in ("val/acc", "test/acc")]
         share = f"{p['trainable']:,} ({100 * p['trainable'] / p['total']:.2f} %)"
         out.append(f"| {s} | {lr:g} | {len(rs)} | {share} | {cells[0]} | {cells[1]} | {t:.0f} | "
-                   f"{'**yes**' if pick[s] == lr else ''} |")  # fmt: skip
-    ref = runs.get((REFERENCE, pick.get(REFERENCE)), {})
+                   f"{'**yes**' + pick[s][1] if pick[s][0] == lr else ''} |")  # fmt: skip
+    ref = runs.get((REFERENCE, pick[REFERENCE][0]), {}) if REFERENCE in pick else {}
     out += ["", f"At the chosen rate, minus {REFERENCE} at its chosen rate on the same seed (test/acc):", "",
             "| method | test/acc | minus lora, same seed | ahead on |", "|---|---|---|---|"]  # fmt: skip
     for s in sorted(pick):
-        rs = runs[(s, pick[s])]
+        rs = runs[(s, pick[s][0])]
         d = [rs[k]["metrics"]["test/acc"] - ref[k]["metrics"]["test/acc"] for k in sorted(set(rs) & set(ref))]
         diff = ("-", "-") if s == REFERENCE or not d else (mean_ci(d), f"{sum(x > 0 for x in d)} of {len(d)}")
         out.append(f"| {s} | {mean_ci([r['metrics']['test/acc'] for r in rs.values()])} | {diff[0]} | {diff[1]} |")

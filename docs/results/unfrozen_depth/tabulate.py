@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import mean_ci
+from transferlab.report.stats import choose, mean_ci, on_seeds
 
 DEFAULT = "partial 2"
 ALL = 99  # full fine-tuning sorts after every partial depth
@@ -42,8 +42,9 @@ def load(root: Path, prefix: str) -> dict:
     return runs
 
 
-def _mean(runs: dict, key: str) -> float:
-    return sum(r["metrics"][key] for r in runs.values()) / len(runs)
+def _scores(runs: dict, size: int, arms: list, key: str) -> dict:
+    """arm -> {seed: `key`} at one size, what `choose` compares."""
+    return {a: {seed: r["metrics"][key] for seed, r in runs[(size, a)].items()} for a in arms}
 
 
 def _paired(ms: dict, base: dict, key: str, label: str) -> str:
@@ -51,36 +52,38 @@ def _paired(ms: dict, base: dict, key: str, label: str) -> str:
     return "-" if label == DEFAULT or not d else f"{mean_ci(d)} ({sum(x > 0 for x in d)} of {len(d)} ahead)"
 
 
-def table(root: Path, prefix: str, choose: str, report: str, extra: tuple[str, ...] = ()) -> str:
-    """One row per size and arm: the `choose` metric (picks the arm per size), `report` (test), `extra` columns."""
+def table(root: Path, prefix: str, rule: str, report: str, extra: tuple[str, ...] = ()) -> str:
+    """One row per size and arm: the `rule` metric (picks the arm per size), `report` (test), `extra` columns."""
     runs = load(root, prefix)
-    head = ["per class", "arm", "trainable params", "seeds", f"**{choose}** (chooses)", *extra, report,
+    head = ["per class", "arm", "trainable params", "seeds", f"**{rule}** (chooses)", *extra, report,
             f"{report} minus {DEFAULT}, same seed", "chosen"]  # fmt: skip
     out = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for size in sorted({n for n, _ in runs}):
         arms = sorted(a for n, a in runs if n == size)
-        best = max(arms, key=lambda a: _mean(runs[(size, a)], choose))
+        scores = _scores(runs, size, arms, rule)
+        best, seeds = choose(scores)
         base = next((runs[(size, a)] for a in arms if a[1] == DEFAULT), {})
         for a in arms:
             ms = runs[(size, a)]
             params = next(iter(ms.values()))["params"]["trainable"]
-            cells = [mean_ci([r["metrics"][k] for r in ms.values()]) for k in (choose, *extra, report)]
+            cells = [mean_ci([r["metrics"][k] for r in ms.values()]) for k in (rule, *extra, report)]
             row = [str(size), a[1], f"{params / 1e6:.2f} M", str(len(ms)), *cells, _paired(ms, base, report, a[1]),
-                   "**yes**" if a == best else ""]  # fmt: skip
+                   "**yes**" + on_seeds(scores, seeds) if a == best else ""]  # fmt: skip
             out.append("| " + " | ".join(row) + " |")
     return "\n".join(out)
 
 
 def selection_cost(root: Path, prefix: str, rules: tuple[str, ...], oracle: str, report: str) -> str:
-    """What each rule picks (mean over seeds per arm) and its test `report` against the oracle's pick."""
+    """What each rule picks (mean over the seeds every arm ran) and its test `report` against the oracle's pick."""
     runs = load(root, prefix)
     out = [f"| per class | rule | picks | {report} | lost against the oracle (points) |", "|---" * 5 + "|"]
     for size in sorted({n for n, _ in runs}):
         arms = [a for n, a in runs if n == size]
-        test = {a: _mean(runs[(size, a)], report) for a in arms}
-        best = test[max(arms, key=lambda a: _mean(runs[(size, a)], oracle))]
+        oracle_pick, seeds = choose(_scores(runs, size, arms, oracle))
+        test = {a: sum(v[k] for k in seeds) / len(seeds) for a, v in _scores(runs, size, arms, report).items()}
+        best = test[oracle_pick]
         for rule in (*rules, oracle):
-            pick = max(arms, key=lambda a, rule=rule: _mean(runs[(size, a)], rule))
+            pick = choose(_scores(runs, size, arms, rule))[0]
             out.append(f"| {size} | `{rule}` | {pick[1]} | {test[pick]:.3f} | {100 * (best - test[pick]):.1f} |")
     return "\n".join(out)
 

@@ -4,9 +4,9 @@ Unsupervised DA has no target labels to choose hyper-parameters with. Every doma
 results.json `selection`, the scores of the rules that need none (source val accuracy, target prediction
 entropy, information maximisation, SND) and the oracle (target val accuracy). For each adaptation method
 with several configurations in a sweep (e.g. `adaptation.weight=0.1,0.3,1`), and once over all of the
-sweep's configurations, this picks the configuration with the best mean score over seeds per rule and
-reports its mean test metric next to the oracle's pick (DomainBed's lesson: the rule moves results as
-much as the method).
+sweep's configurations, this picks the configuration with the best mean score over the seeds they all ran
+(`stats.choose`) per rule and reports its mean test metric next to the oracle's pick (DomainBed's lesson: the
+rule moves results as much as the method).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+
+from transferlab.report.stats import choose
 
 
 def _picks(group: pd.DataFrame) -> list[tuple[str, bool, str, float]]:
@@ -27,8 +29,11 @@ def _picks(group: pd.DataFrame) -> list[tuple[str, bool, str, float]]:
         scores = group.assign(score=[s[name]["value"] for s in group.selection]).dropna(subset=["score"])
         if scores.empty:
             continue
-        means = scores.groupby("method")["score"].mean()
-        pick = means.idxmax() if better == "higher" else means.idxmin()
+        by_method = {m: dict(zip(g.seed, g.score, strict=True)) for m, g in scores.groupby("method")}
+        try:  # means over the seeds every configuration has: a failed seed must not win a choice
+            pick, _ = choose(by_method, higher=better == "higher")
+        except ValueError:  # no seed in common: nothing to compare on
+            continue
         out.append((name, needs_labels, pick, float(group[group.method == pick].metric.astype(float).mean())))
     return out
 

@@ -24,6 +24,29 @@ def mean_ci(values, digits: int = 3) -> str:
     return f"{m:.{digits}f}" if len(x) < 2 else f"{m:.{digits}f} ± {ci95(x):.{digits}f}"
 
 
+def choose(scores: dict, higher: bool = True) -> tuple:
+    """`(best candidate, seeds)`: the candidate whose mean score is best over the seeds every candidate has.
+
+    `scores` maps candidate -> {seed: score}. Means over unequal seed sets would let a candidate win by missing a
+    bad seed, so a seed that failed or is still running for one candidate drops out of every mean. Ties keep the
+    first candidate in `scores`' order (callers put the preferred one first, e.g. the lower rate). Raises
+    ValueError when no seed is common to all candidates.
+    """
+    common = sorted(set.intersection(*(set(v) for v in scores.values()))) if scores else []
+    if not common:
+        raise ValueError(f"no seed is common to all of {list(scores)}: nothing to compare them on")
+
+    def mean(k) -> float:
+        return sum(scores[k][s] for s in common) / len(common)
+
+    return (max if higher else min)(scores, key=mean), common
+
+
+def on_seeds(scores: dict, seeds: list) -> str:
+    """`""` when every candidate of `choose` ran exactly `seeds`, else the note a table puts beside its choice."""
+    return "" if all(len(v) == len(seeds) for v in scores.values()) else f" (on seeds {', '.join(map(str, seeds))})"
+
+
 # The configured training-set size (`data.train_per_class` or `data.train_fraction`; both null: all examples):
 # runs that differ in it are different configurations, whatever their method.
 SIZE_KEYS = ("train_per_class", "train_fraction")
