@@ -234,7 +234,9 @@ CASES = [
         "Sweep it too, strategy.peft_lr=choice(1e-3), or run one command per strategy",
         None,
         "cli",
-        "Hydra sets it before the sweep, on the default strategy: make it a sweep of one value",
+        "Hydra sets it before the sweep, on the default strategy: make it a sweep of one value (where only some of "
+        "the swept choices have the key, e.g. `strategy.trainable_groups` in `sweeps/strategies_vs_datasize.yaml`, "
+        "whose file sweeps `strategy`, the hint names them: run them in their own command)",
         exit=1,
     ),
     Case(

@@ -8,7 +8,7 @@ import os
 import sys
 
 import pytest
-from conftest import FAST, run_config, train_cli
+from conftest import FAST, ROOT, run_config, train_cli
 
 
 def test_text_backbone_without_data_gets_its_default_data(tmp_path):
@@ -171,3 +171,19 @@ def test_cli_answers_config_mistakes_without_importing_torch(mistake, tmp_path):
     imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
     assert not imported & {"torch", "lightning", "transformers"}, sorted(imported & {"torch", "lightning"})
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
+
+
+def test_a_fixed_key_of_a_group_the_study_file_sweeps_is_explained(monkeypatch):
+    """The study file sweeps `strategy` in its hydra.sweeper.params: a fixed strategy.trainable_groups=2 on the
+    command line is set before that sweep, on the default strategy (Hydra: 'not in struct'). The hint reads the
+    file's sweep, names the choices that have the key and gives the fix that works (choice() only if all have it)."""
+    from transferlab.config import override_hints
+
+    monkeypatch.chdir(ROOT)
+    study = ["-m", "--config-dir", "sweeps", "--config-name", "strategies_vs_datasize"]
+    (hint,) = override_hints([*study, "strategy.trainable_groups=2"])
+    assert "before it sweeps strategy=full,lora,partial,feature_extraction" in hint
+    assert "Only strategy=partial of the swept choices have it" in hint and "choice(" not in hint
+    (hint,) = override_hints([*study, "strategy=lora,partial", "strategy.lr=3e-3", "strategy.backbone_lr_mult=1"])
+    assert "Only strategy=partial of the swept choices" in hint  # the command line's sweep replaces the file's
+    assert override_hints(["-m", "--config-dir=sweeps", "-cn", "strategies_vs_datasize", "seed=3"]) == []

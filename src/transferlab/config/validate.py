@@ -9,6 +9,7 @@ problems of one kind are reported together, in one `ConfigError`.
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -56,11 +57,12 @@ def override_hints(argv: list[str]) -> list[str]:
     Used after Hydra refused an override (`Key 'train_per_clas' is not in struct`), which lists no
     suggestion: the config is composed again with the group choices of `argv` only. In a multirun, a fixed
     `group.key=value` next to a swept `group=a,b` that some of the swept choices have is explained: Hydra sets
-    it before the sweep, on the group's default (command-line sweeps; a study file's own sweep is not read here).
+    it before the sweep, on the group's default (a sweep of the command line or of the study file's
+    `hydra.sweeper.params`).
     """
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     groups = [a for a in args if "." not in a.split("=", 1)[0] and not a.startswith(("+", "~", "hydra"))]
-    swept = {a.split("=", 1)[0]: a for a in groups if _sweep_choices(a) is not None}
+    swept = _study_sweeps(argv) | {a.split("=", 1)[0]: a for a in groups if _sweep_choices(a) is not None}
     plain = [a for a in groups if a.split("=", 1)[0] not in swept]
     cfg = _composed(plain)
     if cfg is None:  # hints are best effort; Hydra's own message was printed
@@ -73,12 +75,20 @@ def override_hints(argv: list[str]) -> list[str]:
         parent, leaf = key.rsplit(".", 1)
         group, base = key.split(".", 1)[0], cfg
         if group in swept:  # the key belongs to a group the command sweeps: judge it by the swept choices
-            configs = [c for c in (_composed([*plain, f"{group}={v}"]) for v in _sweep_choices(swept[group])) if c]
-            if any(_has(c, parent, leaf) for c in configs):
+            choices = {v: _composed([*plain, f"{group}={v}"]) for v in _sweep_choices(swept[group])}
+            configs = [c for c in choices.values() if c]
+            having = [v for v, c in choices.items() if _has(c, parent, leaf)]
+            if having:
                 if not _has(cfg, parent, leaf) and _sweep_choices(a) is None:
+                    fix = (
+                        f"Sweep it too, {key}=choice({value}), or run one command per {group}."
+                        if len(having) == len(choices)  # every swept choice takes it per job
+                        else f"Only {group}={','.join(having)} of the swept choices have it: run those with {a} "
+                        f"in one command and the others without it in another."
+                    )
                     hints.append(
                         f"In a multirun Hydra sets {a} before it sweeps {swept[group]}, on the default {group}, "
-                        f"which has no such key. Sweep it too, {key}=choice({value}), or run one command per {group}."
+                        f"which has no such key. {fix}"
                     )
                 continue
             base = configs[0] if configs else cfg  # no swept choice has it: a misspelling of the first one's keys?
@@ -88,6 +98,33 @@ def override_hints(argv: list[str]) -> list[str]:
             if close:
                 hints.append(f"Did you mean {parent}.{close[0]}? ({key} is not a key of the config)")
     return hints
+
+
+def _study_sweeps(argv: list[str]) -> dict[str, str]:
+    """`{group: "group=a,b"}` for the config groups a study file (`--config-dir D --config-name N`) sweeps in its
+    `hydra.sweeper.params`, resolved within the file after the command line's overrides of its own keys
+    (e.g. `scale=full`). Empty when there is no such file or it can't be read."""
+    flags = {"--config-dir": "dir", "-cd": "dir", "--config-name": "name", "-cn": "name"}
+    opts = {flags[f]: v for f, v in zip(argv, argv[1:], strict=False) if f in flags}
+    opts |= {flags[f]: v for f, _, v in (a.partition("=") for a in argv) if f in flags and v}  # --config-dir=D
+    path = Path(opts.get("dir", ".")) / f"{opts.get('name', '')}.yaml"
+    if "name" not in opts or not path.is_file():
+        return {}
+    try:
+        study = OmegaConf.load(path)
+        for a in argv:
+            key, _, value = a.partition("=")
+            if value and not a.startswith(("-", "+", "~", "hydra")) and OmegaConf.select(study, key) is not None:
+                OmegaConf.update(study, key, value)
+        params = OmegaConf.to_container(study.hydra.sweeper.params, resolve=True)
+    except Exception:  # best effort: Hydra's own message was printed
+        return {}
+    out = {}
+    for group, value in (params or {}).items():
+        a = f"{group}={value}"
+        if "." not in str(group) and _sweep_choices(a) is not None:
+            out[str(group)] = a
+    return out
 
 
 def _has(cfg: DictConfig | None, parent: str, leaf: str) -> bool:
