@@ -15,6 +15,8 @@ Model: LeNet (tllib `LeNet` conv part, 800 features) -> bottleneck Linear(800, 2
 Linear-BN-ReLU-Dropout(0.5) x 2, hidden 1024, -> 1 logit (tllib's `DomainDiscriminator`) on the
 bottleneck (DANN) or on the outer product softmax(g) x z, 10*256 wide (CDAN, exact map: < 4096).
 Budget: 780 steps (~10 passes of 64 over MNIST-5k; ~18 over the 2,750-image training split).
+At the end: the proxy A-distance between the domains' val features (`pad`: a linear SVM, its own code, not
+transferlab's logistic-regression diagnostic), on the conv features and on the bottleneck.
 
     OMP_NUM_THREADS=1 python bench/da_reference.py --method dann --seed 0
 """
@@ -33,14 +35,35 @@ from torch import nn
 
 
 def split(labels, val=0.15, test=0.3, seed=0):
-    """(train pool, test) indices, stratified; the same draws as transferlab's stratified_split."""
-    rng, pool, tst = np.random.default_rng(seed), [], []
+    """(train pool, test, val) indices, stratified; the same draws as transferlab's stratified_split."""
+    rng, pool, tst, vl = np.random.default_rng(seed), [], [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
         n_val, n_test = int(round(val * len(idx))), int(round(test * len(idx)))
+        vl.append(idx[:n_val])
         tst.append(idx[n_val : n_val + n_test])
         pool.append(idx[n_val + n_test :])
-    return np.sort(np.concatenate(pool)), np.sort(np.concatenate(tst))
+    return tuple(np.sort(np.concatenate(part)) for part in (pool, tst, vl))
+
+
+def pad(fs, ft, seed=0):
+    """Proxy A-distance 2(1 - 2e) between two feature sets (0: indistinguishable, 2: separable), e the error of a
+    linear SVM (standardised features, C=1) trained on half of each domain and tested on the other half, both ways.
+    Balanced: the larger set is subsampled to the smaller, so chance error is 0.5."""
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(seed)
+    n = min(len(fs), len(ft)) // 2 * 2
+    a, b = fs[rng.permutation(len(fs))[:n]], ft[rng.permutation(len(ft))[:n]]
+    halves = [np.concatenate([a[i::2], b[i::2]]) for i in (0, 1)]
+    y = np.r_[np.ones(n // 2), np.zeros(n // 2)]
+    errs = []
+    for tr, te in ((0, 1), (1, 0)):
+        sc = StandardScaler().fit(halves[tr])
+        clf = LinearSVC(C=1.0, max_iter=20000).fit(sc.transform(halves[tr]), y)
+        errs.append(1 - clf.score(sc.transform(halves[te]), y))
+    return round(2 * (1 - 2 * float(np.mean(errs))), 4)
 
 
 def load():
@@ -73,7 +96,7 @@ def main(args):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     xs, ys, xt, yt = load()
-    (s_tr, s_te), (t_tr, t_te) = split(ys.numpy()), split(yt.numpy())
+    (s_tr, s_te, s_va), (t_tr, t_te, t_va) = split(ys.numpy()), split(yt.numpy())
     feat = nn.Sequential(
         nn.Conv2d(1, 20, 5),
         nn.MaxPool2d(2),
@@ -139,6 +162,11 @@ def main(args):
             target_acc=round(acc(xt[t_te], yt[t_te]), 4),
             seconds=round(time.time() - start, 1),
         )
+        # domain shift between the domains' val splits (MNIST-5k's is stored class by class: `pad` draws the
+        # balanced sets at random), on the conv features (800) and on the bottleneck, the space the losses align
+        conv, bottleneck = feat[:-1], feat
+        for name, f in (("conv", conv), ("bottleneck", bottleneck)):
+            res[f"pad_{name}"] = pad(f(xs[s_va]).numpy(), f(xt[t_va]).numpy(), seed=args.seed)
     print(json.dumps(res))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as fh:

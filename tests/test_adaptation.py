@@ -295,6 +295,32 @@ def test_proxy_a_distance_and_mmd_separate_shifted_domains():
     assert proxy_a_distance(feats(100), feats(100, 5.0, 1)) == pytest.approx(2.0)
 
 
+def test_a_split_stored_class_by_class_does_not_fake_a_shift():
+    """MNIST-5k is stored class by class: the first 500 of its val split are 7 of the 10 classes, and the first 270
+    of those 4. Both domains here draw from the same distribution, so the shift must be small; measured on the
+    first rows (as before 2026-12-08) a linear classifier told them apart by class content (PAD 1.13 vs 0.01)."""
+    from torch.utils.data import DataLoader
+
+    from transferlab.adaptation.diagnostics import extract_features
+
+    g = torch.Generator().manual_seed(0)
+    means = 3 * torch.randn(10, 16, generator=g)
+
+    def domain(n_per_class: int, sorted_by_class: bool) -> list[dict]:
+        y = torch.arange(10).repeat_interleave(n_per_class)
+        y = y if sorted_by_class else y[torch.randperm(len(y), generator=g)]
+        return [{"inputs": means[c] + torch.randn(16, generator=g)} for c in y]
+
+    source, target = domain(75, True), domain(27, False)  # 750 and 270 val examples, as MNIST-5k -> digits
+    backbone = torch.nn.Identity()
+    backbone.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))  # for its device
+    f_s, f_t = (extract_features(backbone, DataLoader(d, batch_size=64), 500) for d in (source, target))
+    assert len(f_s) == 500 and len(f_t) == 270
+    assert abs(proxy_a_distance(f_s, f_t)) < 0.4
+    first = torch.stack([x["inputs"] for x in source[:270]])  # what the old code compared
+    assert proxy_a_distance(first, f_t) > 1.0
+
+
 def test_shift_report_on_real_backbone_and_data():
     from transferlab.adaptation.diagnostics import shift_report
     from transferlab.backbones.timm import TimmBackbone

@@ -15,7 +15,18 @@ from conftest import ROOT
 from transferlab.backbones.lenet import LeNet
 from transferlab.errors import ConfigError
 
-KEYS = {"method", "weight", "seed", "steps", "bottleneck", "source_acc", "target_acc", "seconds"}
+KEYS = {
+    "method",
+    "weight",
+    "seed",
+    "steps",
+    "bottleneck",
+    "source_acc",
+    "target_acc",
+    "seconds",
+    "pad_conv",
+    "pad_bottleneck",
+}
 
 
 def test_lenet_has_800_features_at_28_px():

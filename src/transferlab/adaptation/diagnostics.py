@@ -35,10 +35,18 @@ def _evaluating(model: torch.nn.Module):
         model.train(was_training)
 
 
-def extract_features(backbone: torch.nn.Module, loader, max_samples: int = 500, fn=None) -> torch.Tensor:
-    """Backbone features of up to `max_samples` examples of `loader` (batches with "inputs") -> `(N, F)`.
+def extract_features(backbone: torch.nn.Module, loader, max_samples: int = 500, fn=None, seed: int = 0) -> torch.Tensor:
+    """Backbone features of `max_samples` examples of `loader` -> `(N, F)`, drawn uniformly at random (`seed`, its
+    own generator) from the loader's dataset: a split stored class by class (the MNIST-5k source is) would give
+    the first classes only, and a shift measured between a few classes of one domain and all of the other's.
     `fn`: what maps a batch's inputs to the features (default `backbone`; a run's `module.features`, which
     also reads cached features or finishes a cached prefix's outputs), with `backbone` in eval mode meanwhile."""
+    from torch.utils.data import DataLoader, Subset
+
+    ds = loader.dataset
+    if hasattr(ds, "__len__") and len(ds) > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(len(ds), max_samples, replace=False))
+        loader = DataLoader(Subset(ds, idx.tolist()), batch_size=loader.batch_size, collate_fn=loader.collate_fn)
     device = next(backbone.parameters()).device
     fn = backbone if fn is None else fn
     feats, n = [], 0
@@ -57,10 +65,11 @@ def proxy_a_distance(f_s: torch.Tensor, f_t: torch.Tensor, seed: int = 0, C: flo
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    n = min(len(f_s), len(f_t))  # balanced, so chance error is 0.5
-    x = np.concatenate([f_s[:n].numpy(), f_t[:n].numpy()])
+    n = min(len(f_s), len(f_t))  # balanced, so chance error is 0.5: the larger set subsampled at random
+    rng = np.random.default_rng(seed)  # (its first rows could be its first classes)
+    x = np.concatenate([f_s.numpy()[rng.permutation(len(f_s))[:n]], f_t.numpy()[rng.permutation(len(f_t))[:n]]])
     y = np.concatenate([np.ones(n), np.zeros(n)])
-    perm = np.random.default_rng(seed).permutation(len(x))
+    perm = rng.permutation(len(x))
     train, test = perm[: len(x) // 2], perm[len(x) // 2 :]
     scaler = StandardScaler().fit(x[train])
     clf = LogisticRegression(C=C, max_iter=2000).fit(scaler.transform(x[train]), y[train])
@@ -84,15 +93,15 @@ def shift_report(
     Args:
         backbone: any backbone (its current weights; call before and after training), or a run's module.
         data: a built `ClassificationData` with a target domain (`data.build(...)` done).
-        max_samples: examples per domain (the PAD classifier uses half of them to train).
+        max_samples: examples per domain, drawn at random from the split (the PAD classifier trains on half).
         split: "train", "val" or "test" (labels are not used).
-        seed: seed of the PAD train/test split.
+        seed: seed of the examples drawn and of the PAD train/test split.
         fn: inputs -> features (default `backbone`; see `extract_features`).
         embed: features -> the space the adaptation loss aligns (a head's bottleneck, in eval mode): adds
             `bottleneck` {`proxy_a_distance`, `mmd`} measured there.
     """
     loaders = {w: data._loader(f"{w}/{split}", train=False) for w in ("source", "target")}
-    f_s, f_t = (extract_features(backbone, loaders[w], max_samples, fn) for w in ("source", "target"))
+    f_s, f_t = (extract_features(backbone, loaders[w], max_samples, fn, seed) for w in ("source", "target"))
     report = feature_shift(f_s, f_t, seed)
     if embed is not None:  # in eval mode: the bottleneck's BN normalises with (and keeps) its running statistics
         device = next(backbone.parameters()).device
