@@ -188,3 +188,33 @@ def test_choose_compares_means_over_the_common_seeds():
     assert on_seeds({"x": {0: 1.0}, "y": {0: 1.0}}, [0]) == ""
     with pytest.raises(ValueError, match="no seed is common"):
         choose({"x": {0: 1.0}, "y": {1: 1.0}})
+
+
+def test_dann_invariance_pairs_the_shift_with_source_only_and_the_control(tmp_path: Path):
+    tab = load_script("dinv_tabulate", "docs/results/dann_invariance/tabulate.py")
+
+    def run(seed: int, adaptation: dict | None, acc: float, pad: float) -> dict:
+        after = {"proxy_a_distance": 2.0, "mmd": 1.0, "bottleneck": {"proxy_a_distance": pad, "mmd": pad / 2}}
+        return {"seed": seed, "adaptation": "dann" if adaptation else "none", "config": {"adaptation": adaptation},
+                "metrics": {"test/target_acc": acc, "test/source_acc": 0.97, "train/domain_acc": 0.5},
+                "shift_after": after}  # fmt: skip
+
+    dann = {"_target_": "transferlab.adaptation.dann.DANN", "weight": 1.0}
+    rows = []
+    for seed in (0, 1):
+        _write(tmp_path / "framework" / f"so{seed}", run(seed, None, 0.75, 1.9))
+        _write(tmp_path / "framework" / f"d{seed}", run(seed, dann, 0.85 + 0.01 * seed, 1.7 - 0.1 * seed))
+        _write(tmp_path / "framework_control" / f"c{seed}", run(seed, dann | {"weight": 0}, 0.65, 1.95))
+        rows += [{"method": "source_only", "weight": 1.0, "seed": seed, "target_acc": 0.77, "source_acc": 0.97,
+                  "pad_conv": 2.0, "pad_bottleneck": 1.97},
+                 {"method": "dann", "weight": 1.0, "seed": seed, "target_acc": 0.87, "source_acc": 0.97,
+                  "pad_conv": 1.9, "pad_bottleneck": 1.90}]  # fmt: skip
+    (tmp_path / "reference.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = tab.load(tmp_path)
+    out = tab.table(runs).splitlines()
+    dann_row = next(line for line in out if line.startswith("| framework | DANN |"))
+    assert "| 85.5 ± 6.4 |" in dann_row and "| 1.65 ± 0.64 |" in dann_row and "| 50.0 ± 0.0 |" in dann_row
+    assert dann_row.endswith("| -0.25 ± 0.64 (2 of 2 lower) | -0.30 ± 0.64 (2 of 2 lower) |")
+    ref = next(line for line in out if line.startswith("| reference | DANN |"))
+    assert ref.endswith("| -0.07 ± 0.00 (2 of 2 lower) | - |")  # no reference control in this sweep
+    assert "framework: Spearman ρ(PAD bottleneck, target acc) = -" in tab.correlation(runs)
