@@ -218,3 +218,26 @@ def test_dann_invariance_pairs_the_shift_with_source_only_and_the_control(tmp_pa
     ref = next(line for line in out if line.startswith("| reference | DANN |"))
     assert ref.endswith("| -0.07 ± 0.00 (2 of 2 lower) | - |")  # no reference control in this sweep
     assert "framework: Spearman ρ(PAD bottleneck, target acc) = -" in tab.correlation(runs)
+
+
+def test_bert_recipe_chooses_on_val_and_pairs_schedule_and_epochs(tmp_path: Path):
+    tab = load_script("bert_tabulate", "docs/results/bert_recipe/tabulate.py")
+
+    def run(seed: int, lr: float, scheduler: bool, epochs: int, val: float, test: float) -> dict:
+        cfg = {
+            "strategy": {"lr": lr},
+            "trainer": {"max_epochs": epochs},
+            "scheduler": {"_target_": "transferlab.model.schedules.linear_warmup"} if scheduler else None,
+        }
+        return {"seed": seed, "config": cfg, "time_s": 70.0, "metrics": {"val/acc": val, "test/acc": test}}  # fmt: skip
+
+    for seed in (0, 1):
+        _write(tmp_path / "recipe" / f"a{seed}", run(seed, 2e-5, True, 3, 0.80, 0.79))
+        _write(tmp_path / "recipe" / f"b{seed}", run(seed, 1e-4, True, 3, 0.93, 0.90 + 0.02 * seed))
+        _write(tmp_path / "constant" / f"b{seed}", run(seed, 1e-4, False, 3, 0.92, 0.91))
+        _write(tmp_path / "epochs10" / f"a{seed}", run(seed, 2e-5, True, 10, 0.93, 0.95))  # ties 1e-4 on val
+    out = tab.tables(tab.load(tmp_path))
+    assert "| warm-up 10 % + linear decay | 10 | 2e-05 | 2 | 0.930 ± 0.000 | 0.950 ± 0.000 | 70 | **yes** |" in out
+    assert "| warm-up 10 % + linear decay | 3 | 0.0001 | 2 | 0.930 ± 0.000 | 0.910 ± 0.127 | 70 |  |" in out
+    assert "| lr 0.0001 | 0.000 ± 0.127 | 1 of 2 |" in out  # recipe minus constant
+    assert "| lr 2e-05 | 0.160 ± 0.000 | 2 of 2 |" in out  # 10 epochs minus 3

@@ -6,7 +6,7 @@
 #   - the rate: 2e-5, 5e-5, 1e-4, 2e-4 with the recipe's schedule, 3 epochs;
 #   - the schedule: the same rates at a constant rate (scheduler=null), the paired control;
 #   - the epochs: 10 instead of 3 at 2e-5 and 1e-4 (the schedule stretched over them).
-# Seeds 0, 1, 2; chosen on val/acc, never on test. ~30 min on 2 idle cores (2 workers, one thread each).
+# Seeds 0, 1, 2; chosen on val/acc, never on test. 26 min on 2 idle cores (2 workers, one thread each).
 #   bash docs/results/bert_recipe/run_study.sh && python docs/results/bert_recipe/tabulate.py multirun/bert_recipe
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
