@@ -84,11 +84,27 @@ def _determinism(cfg: DictConfig) -> dict:
     EfficientNet-Lite0 and 14 % of its evaluation (BENCHMARKS.md P1). The ops transferlab runs write all of it,
     so the results are the same (tests/test_determinism.py).
     """
+    import os
+
     import torch
 
+    # The flags Lightning's Trainer sets from `trainer.deterministic` / `trainer.benchmark`, set here already: the
+    # feature cache fills and the shift diagnostics measure before the Trainer exists, and a warm sweep worker
+    # would otherwise run them under the previous job's flags (on a GPU: cuDNN's autotuned, nondeterministic
+    # kernels for cached features that a run reads back as its inputs).
+    det, bench = cfg.trainer.get("deterministic"), cfg.trainer.get("benchmark")
+    bench = False if det and bench is None else bench
+    if bench is not None:
+        torch.backends.cudnn.benchmark = bool(bench)
+    if det == "warn":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif isinstance(det, bool):
+        torch.use_deterministic_algorithms(det)
+    if det:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     fill = bool(cfg.get("fill_uninitialized_memory", False))
     torch.utils.deterministic.fill_uninitialized_memory = fill  # process-wide: set for every run (warm workers)
-    return {"deterministic": cfg.trainer.get("deterministic"), "fill_uninitialized_memory": fill}
+    return {"deterministic": det, "fill_uninitialized_memory": fill}
 
 
 def build_module(cfg: DictConfig, strategy, data, backbone) -> tuple[Any, dict]:
