@@ -788,9 +788,10 @@ CASES = [
         ["hardware=ddp_cpu"],
         "TrainingError",
         "could not reach each other",
-        "fit",
+        "validate",
         "fault",
-        "bring the loopback / MASTER_ADDR up; bounded by hardware.strategy.timeout.seconds (120 s)",
+        "bring the loopback up (on one node checked before anything loads) / MASTER_ADDR reachable (across nodes: "
+        "bounded by hardware.strategy.timeout.seconds, 120 s)",
     ),
     Case(
         "export_parity_on_large_logits",

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from transferlab.config import files, ranges, rules, schema
+from transferlab.config import files, machine, ranges, rules, schema
 from transferlab.errors import ConfigError
 
 
@@ -46,6 +46,7 @@ def validate(cfg: DictConfig) -> None:
     rules.check_sizes(tree)
     rules.check_groups(tree)  # before any weights: a hub model is not downloaded to be refused
     rules.check_accelerator(tree)
+    machine.check_rendezvous(tree)  # a DDP run on a node whose loopback is down: at once, not after its timeout
     files.check_backbone_files(tree)
     files.check_logger_dirs(tree)
 

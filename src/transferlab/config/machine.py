@@ -1,0 +1,53 @@
+"""What the machine must offer a config before anything loads: a loopback that carries a connection for DDP.
+
+Multi-process training on one node rendezvouses over TCP at MASTER_ADDR (127.0.0.1 unless set). In a network
+namespace whose loopback is down (`unshare -n`, some sandboxes and containers) every connection fails, and the
+processes only give up after `hardware.strategy.timeout` (120 s by default; 30 minutes before that bound existed).
+One listening socket and one connection to it answer the question in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from transferlab.errors import TrainingError
+
+LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def _processes(hw: dict) -> int:
+    devices = hw.get("devices", 1)
+    n = devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
+    return max(1, n) * max(1, int(hw.get("num_nodes") or 1))
+
+
+def loopback_problem(host: str = "127.0.0.1", timeout: float = 2.0) -> str | None:
+    """None if a TCP connection to a socket listening on `host` succeeds, else what failed."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as server:
+            server.bind((host, 0))
+            server.listen(1)
+            with socket.create_connection(server.getsockname()[:2], timeout=timeout):
+                return None
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def check_rendezvous(tree: dict) -> None:
+    """Several processes on this node (`hardware.devices` > 1, one node) need a working loopback: refuse early,
+    with the message the run would otherwise give after its rendezvous timeout."""
+    hw = tree.get("hardware") or {}
+    if _processes(hw) < 2 or int(hw.get("num_nodes") or 1) > 1 or "LOCAL_RANK" in os.environ:
+        return  # one process; across nodes MASTER_ADDR is another machine's; a launched child: its parent checked
+    addr = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    if addr not in LOCAL:
+        return
+    problem = loopback_problem("::1" if addr == "::1" else "127.0.0.1")
+    if problem:
+        raise TrainingError(
+            f"the distributed processes could not reach each other at {addr}: a connection to a socket listening "
+            f"there fails ({problem}). On one machine the loopback interface must be up (`ip link set lo up`); "
+            "or train in one process: hardware=cpu.",
+            details={"reason": "rendezvous"},
+        )
