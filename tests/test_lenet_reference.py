@@ -109,3 +109,14 @@ def test_reference_script_is_independent_of_transferlab():
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported <= {"argparse", "json", "time", "pathlib", "numpy", "torch", "sklearn", "mlxtend"}, imported
+
+
+def test_partial_on_lenet_asks_more_groups_than_it_has_refused_before_the_data():
+    """LeNet has 2 layer groups; partial's default asks 4. Counted from the model itself at validation (it is tiny and
+    has no weights to read), so the refusal comes before the data is built, as for timm and transformers backbones."""
+    from transferlab.config.groups import check_groups
+
+    lenet = {"_target_": "transferlab.backbones.lenet.LeNet", "dropout": 0.5}
+    with pytest.raises(ConfigError, match=r"trainable_groups=4 but the backbone has only 2 layer groups \(0:conv1"):
+        check_groups({"backbone": lenet, "strategy": {"trainable_groups": 4}})
+    check_groups({"backbone": lenet, "strategy": {"trainable_groups": 2}})

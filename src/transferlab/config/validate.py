@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from transferlab.config import files, machine, ranges, rules, schema
+from transferlab.config import groups as layer_groups
 from transferlab.errors import ConfigError
 
 
@@ -44,7 +45,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("invalid config: " + " ".join(problems))
     rules.check_config(tree)
     rules.check_sizes(tree)
-    rules.check_groups(tree)  # before any weights: a hub model is not downloaded to be refused
+    layer_groups.check_groups(tree)  # before any weights: a hub model is not downloaded to be refused
     rules.check_accelerator(tree)
     machine.check_rendezvous(tree)  # a DDP run on a node whose loopback is down: at once, not after its timeout
     files.check_backbone_files(tree)
