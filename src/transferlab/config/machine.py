@@ -16,10 +16,10 @@ from transferlab.errors import TrainingError
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
-def _processes(hw: dict) -> int:
+def _devices(hw: dict) -> int:
+    """Processes per node: `hardware.devices` as a count or a list of device ids."""
     devices = hw.get("devices", 1)
-    n = devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
-    return max(1, n) * max(1, int(hw.get("num_nodes") or 1))
+    return devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
 
 
 def loopback_problem(host: str = "127.0.0.1", timeout: float = 2.0) -> str | None:
@@ -38,7 +38,7 @@ def check_rendezvous(tree: dict) -> None:
     """Several processes on this node (`hardware.devices` > 1, one node) need a working loopback: refuse early,
     with the message the run would otherwise give after its rendezvous timeout."""
     hw = tree.get("hardware") or {}
-    if _processes(hw) < 2 or int(hw.get("num_nodes") or 1) > 1 or "LOCAL_RANK" in os.environ:
+    if _devices(hw) < 2 or int(hw.get("num_nodes") or 1) > 1 or "LOCAL_RANK" in os.environ:
         return  # one process; across nodes MASTER_ADDR is another machine's; a launched child: its parent checked
     addr = os.environ.get("MASTER_ADDR", "127.0.0.1")
     if addr not in LOCAL:

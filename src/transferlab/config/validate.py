@@ -69,7 +69,7 @@ def override_hints(argv: list[str]) -> list[str]:
     cfg = _composed(plain)
     if cfg is None:  # hints are best effort; Hydra's own message was printed
         return []
-    hints = []
+    hints, by_group = [], {}  # group -> {swept choice: its composed config}, composed once per group
     for a in args:
         key, value = a.split("=", 1)
         if a.startswith(("+", "~", "hydra")) or "." not in key:
@@ -77,7 +77,9 @@ def override_hints(argv: list[str]) -> list[str]:
         parent, leaf = key.rsplit(".", 1)
         group, base = key.split(".", 1)[0], cfg
         if group in swept:  # the key belongs to a group the command sweeps: judge it by the swept choices
-            choices = {v: _composed([*plain, f"{group}={v}"]) for v in _sweep_choices(swept[group])}
+            if group not in by_group:
+                by_group[group] = {v: _composed([*plain, f"{group}={v}"]) for v in _sweep_choices(swept[group])}
+            choices = by_group[group]
             configs = [c for c in choices.values() if c]
             having = [v for v, c in choices.items() if _has(c, parent, leaf)]
             if having:

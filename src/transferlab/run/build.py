@@ -84,24 +84,15 @@ def _determinism(cfg: DictConfig) -> dict:
     EfficientNet-Lite0 and 14 % of its evaluation (BENCHMARKS.md P1). The ops transferlab runs write all of it,
     so the results are the same (tests/test_determinism.py).
     """
-    import os
-
     import torch
+    from lightning.pytorch.trainer.connectors.accelerator_connector import _set_torch_flags
 
-    # The flags Lightning's Trainer sets from `trainer.deterministic` / `trainer.benchmark`, set here already: the
-    # feature cache fills and the shift diagnostics measure before the Trainer exists, and a warm sweep worker
-    # would otherwise run them under the previous job's flags (on a GPU: cuDNN's autotuned, nondeterministic
-    # kernels for cached features that a run reads back as its inputs).
-    det, bench = cfg.trainer.get("deterministic"), cfg.trainer.get("benchmark")
-    bench = False if det and bench is None else bench
-    if bench is not None:
-        torch.backends.cudnn.benchmark = bool(bench)
-    if det == "warn":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif isinstance(det, bool):
-        torch.use_deterministic_algorithms(det)
-    if det:
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    # The flags Lightning's Trainer sets from `trainer.deterministic` / `trainer.benchmark`, set here already by its
+    # own function: the feature cache fills and the shift diagnostics measure before the Trainer exists, and a warm
+    # sweep worker would otherwise run them under the previous job's flags (on a GPU: cuDNN's autotuned,
+    # nondeterministic kernels for cached features that a run reads back as its inputs).
+    det = cfg.trainer.get("deterministic")
+    _set_torch_flags(deterministic=det, benchmark=cfg.trainer.get("benchmark"))
     fill = bool(cfg.get("fill_uninitialized_memory", False))
     torch.utils.deterministic.fill_uninitialized_memory = fill  # process-wide: set for every run (warm workers)
     return {"deterministic": det, "fill_uninitialized_memory": fill}
