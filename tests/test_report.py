@@ -13,7 +13,7 @@ import pytest
 from transferlab.errors import DataError
 from transferlab.report import build_report
 from transferlab.report.cli import main as report_main
-from transferlab.report.stats import ci95
+from transferlab.report.stats import ci95, mean_ci
 
 # Mean accuracy per (strategy, train_per_class): feature extraction leads with little data, full
 # fine-tuning with much; they cross between 8 and 32 per class.
@@ -82,6 +82,13 @@ def test_ci95_matches_t_table():
     # n = 3, sd = 0.01: t(0.975, 2) = 4.303 -> 4.303 * 0.01 / sqrt(3)
     assert ci95([0.5, 0.51, 0.52]) == pytest.approx(4.3027 * 0.01 / math.sqrt(3), rel=1e-3)
     assert math.isnan(ci95([0.5]))
+
+
+def test_mean_ci_cells():
+    # what the study tables print: mean ± t-interval, the mean alone for one value, n/a where every run is missing
+    assert mean_ci([0.5, 0.51, 0.52]) == f"0.510 ± {4.3027 * 0.01 / math.sqrt(3):.3f}"
+    assert mean_ci([0.5, None, float("nan")]) == "0.500"
+    assert mean_ci([]) == mean_ci([None]) == "n/a"
 
 
 def test_report_table_winners_and_crossing(sweep: Path):

@@ -11,26 +11,13 @@ oracle) and the test accuracies are shown beside it, never used to choose.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from scipy import stats
-
-from transferlab.report.stats import choose, on_seeds
+from transferlab.report.stats import choose, mean_ci, on_seeds
 
 POLICIES = ("train", "frozen", "adabn")  # the sweeps' `strategy.norm` arms (adabn: the full grids), in table order
-
-
-def mean_ci(xs: list[float]) -> str:
-    if not xs:
-        return "n/a"
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return f"{m:.3f}"
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
-    return f"{m:.3f} ± {stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)):.3f}"
 
 
 def table(root: Path) -> str:

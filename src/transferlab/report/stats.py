@@ -18,8 +18,10 @@ def ci95(values) -> float:
 
 
 def mean_ci(values, digits: int = 3) -> str:
-    """`"mean ± ci95"` as the study tables print it (the mean alone for one value)."""
+    """`"mean ± ci95"` as the study tables print it (the mean alone for one value, "n/a" for none)."""
     x = [v for v in values if v is not None and not math.isnan(v)]
+    if not x:
+        return "n/a"
     m = sum(x) / len(x)
     return f"{m:.{digits}f}" if len(x) < 2 else f"{m:.{digits}f} ± {ci95(x):.{digits}f}"
 
