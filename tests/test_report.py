@@ -377,7 +377,8 @@ def test_da_running_stats_are_labelled_paired_within_a_setting_and_chosen_per_ru
 
 def test_a_configuration_missing_its_bad_seed_is_not_picked(tmp_path: Path):
     """Weight 1.0's seed 1 failed: over the seeds each ran it would look best (0.85 vs 0.80); over seeds 0 and 2, the
-    ones both ran, weight 0.1 scores higher on the rule (0.90 vs 0.85) and is the pick."""
+    ones both ran, weight 0.1 scores higher on the oracle (0.90 vs 0.85) and is its pick. Test metrics and what a
+    rule loses against the oracle are means over those seeds too, and the table says which seeds they were."""
     root = tmp_path / "da"
     oracle = {0.1: (0.90, 0.60, 0.90), 1.0: (0.85, None, 0.85)}
     for weight, by_seed in oracle.items():
@@ -390,7 +391,11 @@ def test_a_configuration_missing_its_bad_seed_is_not_picked(tmp_path: Path):
             )  # fmt: skip
             res = json.loads((run / "results.json").read_text())
             rule = {"metric": "val/target_acc", "better": "higher", "needs_target_labels": True, "value": acc}
-            res |= {"adaptation": "dann", "selection": {"oracle": rule}}
+            src = {"metric": "val/source_acc", "better": "higher", "needs_target_labels": False, "value": weight}
+            res |= {"adaptation": "dann", "selection": {"oracle": rule, "source_val_acc": src}}
             (run / "results.json").write_text(json.dumps(res))
     text = build_report(root).read_text()
-    assert "| dann | 2750 | oracle (target labels) | full+dann adaptation.weight=0.1 | 0.800 | 0.000 |" in text
+    w01, w1 = "full+dann adaptation.weight=0.1", "full+dann adaptation.weight=1"
+    assert f"| dann | 2750 | oracle (target labels) | {w01} (on seeds 0, 2) | 0.900 | 0.000 |" in text
+    # the rule picks weight 1 (0.85 on seeds 0 and 2); the oracle's pick scores 0.90 on those seeds: 0.05 lost
+    assert f"| dann | 2750 | source_val_acc | {w1} (on seeds 0, 2) | 0.850 | +0.050 |" in text

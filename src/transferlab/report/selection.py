@@ -15,11 +15,11 @@ import math
 
 import pandas as pd
 
-from transferlab.report.stats import choose
+from transferlab.report.stats import choose, on_seeds
 
 
-def _picks(group: pd.DataFrame) -> list[tuple[str, bool, str, float]]:
-    """`(rule, needs target labels, picked method label, its mean test metric)` for each rule."""
+def _picks(group: pd.DataFrame) -> list[tuple[str, bool, str, list, str]]:
+    """`(rule, needs target labels, picked method label, the seeds it was chosen on, their note)` for each rule."""
     rules = {}
     for sel in group.selection:
         for name, rule in sel.items():
@@ -31,11 +31,17 @@ def _picks(group: pd.DataFrame) -> list[tuple[str, bool, str, float]]:
             continue
         by_method = {m: dict(zip(g.seed, g.score, strict=True)) for m, g in scores.groupby("method")}
         try:  # means over the seeds every configuration has: a failed seed must not win a choice
-            pick, _ = choose(by_method, higher=better == "higher")
+            pick, seeds = choose(by_method, higher=better == "higher")
         except ValueError:  # no seed in common: nothing to compare on
             continue
-        out.append((name, needs_labels, pick, float(group[group.method == pick].metric.astype(float).mean())))
+        out.append((name, needs_labels, pick, seeds, on_seeds(by_method, seeds)))
     return out
+
+
+def _test(group: pd.DataFrame, method: str, seeds: list) -> float:
+    """The mean test metric of `method` over `seeds` (those its choice compared)."""
+    g = group[(group.method == method) & group.seed.isin(seeds)]
+    return float(g.metric.astype(float).mean()) if len(g) else math.nan
 
 
 def selection_md(runs: pd.DataFrame) -> str:
@@ -51,20 +57,23 @@ def selection_md(runs: pd.DataFrame) -> str:
             if g.method.nunique() < 2:
                 continue
             picks = _picks(g)
-            oracle = next((acc for rule, _, _, acc in picks if rule == "oracle"), math.nan)
-            for rule, needs_labels, pick, acc in picks:
+            oracle = next((pick for rule, _, pick, _, _ in picks if rule == "oracle"), None)
+            for rule, needs_labels, pick, seeds, note in picks:
+                acc = _test(g, pick, seeds)  # the pick and the oracle's pick on the same seeds
+                lost = _test(g, oracle, seeds) - acc if oracle is not None else math.nan
                 lines.append(
-                    f"| {name} | {size:g} | {rule}{' (target labels)' if needs_labels else ''} | {pick} | "
-                    f"{acc:.3f} | {oracle - acc:+.3f} |".replace("+0.000", "0.000")
+                    f"| {name} | {size:g} | {rule}{' (target labels)' if needs_labels else ''} | {pick}{note} | "
+                    f"{acc:.3f} | {lost:+.3f} |".replace("+0.000", "0.000")
                 )
     if not lines:
         return ""
     head = [
         "## Label-free model selection",
         "",
-        "Per method (and over all configurations), the configuration whose mean score over seeds is best by each "
-        "rule, its mean test metric, and what it loses against the oracle (target val accuracy, which needs "
-        "target labels). Scores: `selection` in results.json.",
+        "Per method (and over all configurations), the configuration whose mean score is best by each rule over "
+        "the seeds every configuration ran (`(on seeds ...)` where that left some out), its mean test metric over "
+        "those seeds, and what it loses against the oracle's pick (target val accuracy, which needs target "
+        "labels) on the same seeds. Scores: `selection` in results.json.",
         "",
         "| method | train size | rule | picks | test metric of the pick | lost vs oracle |",
         "|---|---|---|---|---|---|",
