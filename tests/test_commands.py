@@ -187,3 +187,10 @@ def test_a_fixed_key_of_a_group_the_study_file_sweeps_is_explained(monkeypatch):
     (hint,) = override_hints([*study, "strategy=lora,partial", "strategy.lr=3e-3", "strategy.backbone_lr_mult=1"])
     assert "Only strategy=partial of the swept choices" in hint  # the command line's sweep replaces the file's
     assert override_hints(["-m", "--config-dir=sweeps", "-cn", "strategies_vs_datasize", "seed=3"]) == []
+    # a plain strategy=lora replaces the file's sweep too: its own keys are judged on lora, a misspelling hinted
+    assert override_hints([*study, "strategy=lora", "strategy.alpha=8", "data.train_per_clas=5"]) == [
+        "Did you mean data.train_per_class? (data.train_per_clas is not a key of the config)"
+    ]
+    assert override_hints([*study, "strategy=lora", "strategy.alhpa=8"]) == [
+        "Did you mean strategy.alpha? (strategy.alhpa is not a key of the config)"
+    ]

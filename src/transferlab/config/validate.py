@@ -64,7 +64,9 @@ def override_hints(argv: list[str]) -> list[str]:
     """
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     groups = [a for a in args if "." not in a.split("=", 1)[0] and not a.startswith(("+", "~", "hydra"))]
-    swept = _study_sweeps(argv) | {a.split("=", 1)[0]: a for a in groups if _sweep_choices(a) is not None}
+    on_command_line = {a.split("=", 1)[0] for a in groups}  # replaces the study file's sweep of that group
+    study = {g: sweep for g, sweep in _study_sweeps(argv).items() if g not in on_command_line}
+    swept = study | {a.split("=", 1)[0]: a for a in groups if _sweep_choices(a) is not None}
     plain = [a for a in groups if a.split("=", 1)[0] not in swept]
     cfg = _composed(plain)
     if cfg is None:  # hints are best effort; Hydra's own message was printed
