@@ -157,6 +157,24 @@ def test_a_rendezvous_that_fails_in_fit_still_gives_one_message():
     check_rendezvous({"hardware": {"devices": 2, "num_nodes": 2}})  # across nodes: not probed
 
 
+def test_the_rendezvous_probe_counts_devices_as_lightning_does(monkeypatch):
+    """Every form of several processes is probed (a count, a digit string, ids as a list or a string); one process
+    is not; the one-process fix names the run's own kind of hardware."""
+    from transferlab.config import machine
+    from transferlab.errors import TrainingError
+
+    monkeypatch.setattr(machine, "loopback_problem", lambda host="127.0.0.1": "ConnectionRefusedError: refused")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    for devices in (2, "2", [0, 1], "0,1", "0, 1,"):
+        with pytest.raises(TrainingError, match=r"train in one process: hardware=cpu \(or hardware.devices=1\)"):
+            machine.check_rendezvous({"hardware": {"accelerator": "cpu", "devices": devices}})
+    with pytest.raises(TrainingError, match=r"train in one process: hardware=gpu \(or hardware.devices=1\)"):
+        machine.check_rendezvous({"hardware": {"accelerator": "gpu", "devices": "0,1"}})
+    for devices in (1, "1", "auto", [0]):
+        machine.check_rendezvous({"hardware": {"accelerator": "cpu", "devices": devices}})
+
+
 # -- export parity ------------------------------------------------------------------------------------------------
 def test_export_parity_is_relative_to_the_logits_scale():
     from transferlab.export import _parity, flips, mismatch

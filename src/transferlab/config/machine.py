@@ -17,9 +17,28 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
 def _devices(hw: dict) -> int:
-    """Processes per node: `hardware.devices` as a count or a list of device ids."""
-    devices = hw.get("devices", 1)
-    return devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
+    """Processes per node, as Lightning counts `hardware.devices`: a count (1, "2"), device ids ([0, 1], "0,1"),
+    or all visible GPUs (-1, "-1", "auto" on a GPU accelerator; "auto" is 1 on a CPU)."""
+    devices = hw.get("devices", "auto")
+    if isinstance(devices, bool):
+        return 1
+    if isinstance(devices, list):
+        return len(devices)
+    text = str(devices).strip()
+    if text in ("-1", "auto"):
+        if str(hw.get("accelerator", "auto")) not in ("gpu", "cuda", "auto") or (text == "auto" and not _cuda()):
+            return 1
+        return _cuda()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    return int(text) if text.isdigit() else 1
+
+
+def _cuda() -> int:
+    """Visible CUDA devices (torch is imported only for a GPU or auto accelerator with all-devices)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def loopback_problem(host: str = "127.0.0.1", timeout: float = 2.0) -> str | None:
@@ -45,9 +64,11 @@ def check_rendezvous(tree: dict) -> None:
         return
     problem = loopback_problem("::1" if addr == "::1" else "127.0.0.1")
     if problem:
+        on_gpu = str(hw.get("accelerator", "auto")) in ("gpu", "cuda")
+        one = "hardware=gpu (or hardware.devices=1)" if on_gpu else "hardware=cpu (or hardware.devices=1)"
         raise TrainingError(
             f"the distributed processes could not reach each other at {addr}: a connection to a socket listening "
             f"there fails ({problem}). On one machine the loopback interface must be up (`ip link set lo up`); "
-            "or train in one process: hardware=cpu.",
+            f"or train in one process: {one}.",
             details={"reason": "rendezvous"},
         )
