@@ -41,11 +41,18 @@ def test_the_trainers_determinism_flags_hold_before_the_trainer_exists():
             (True, None, (True, False)),
             (False, True, (False, True)),
             (True, None, (True, False)),
+            (None, True, (False, True)),  # null: a fresh process's value, not the previous job's
+            (False, None, (False, False)),
         ):
             _determinism(OmegaConf.create({"trainer": {"deterministic": det, "benchmark": bench}}))
             assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == expect
         _determinism(OmegaConf.create({"trainer": {"deterministic": "warn"}}))
         assert torch.is_deterministic_algorithms_warn_only_enabled()
+        _determinism(OmegaConf.create({"trainer": {"deterministic": None}}))
+        assert (
+            not torch.are_deterministic_algorithms_enabled()
+            and not torch.is_deterministic_algorithms_warn_only_enabled()
+        )
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.benchmark = before[1]

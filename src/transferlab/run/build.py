@@ -90,8 +90,11 @@ def _determinism(cfg: DictConfig) -> dict:
     # The flags Lightning's Trainer sets from `trainer.deterministic` / `trainer.benchmark`, set here already by its
     # own function: the feature cache fills and the shift diagnostics measure before the Trainer exists, and a warm
     # sweep worker would otherwise run them under the previous job's flags (on a GPU: cuDNN's autotuned,
-    # nondeterministic kernels for cached features that a run reads back as its inputs).
+    # nondeterministic kernels for cached features that a run reads back as its inputs). A null leaves a flag as it
+    # is, so both start from a fresh process's values first.
     det = cfg.trainer.get("deterministic")
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = False
     _set_torch_flags(deterministic=det, benchmark=cfg.trainer.get("benchmark"))
     fill = bool(cfg.get("fill_uninitialized_memory", False))
     torch.utils.deterministic.fill_uninitialized_memory = fill  # process-wide: set for every run (warm workers)
