@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci
+from transferlab.report.stats import mean_ci, pick
 
 
 def augment_choice(job_dir: Path) -> str:
@@ -46,8 +46,9 @@ def table(runs: dict) -> str:
         sels = ["val/source_acc", "val/target_acc"] if shifted else ["val/acc"]
         options = {(a, t): ms for a, ms in by_aug.items() for t in ("", "_tta")}
         # each selection metric picks over the seeds every option ran
-        chosen = {s: choose({o: {k: m[s + o[1]] for k, m in ms.items()} for o, ms in options.items()})[0] for s in sels}
-        out += [f"#### {sweep}, {size} per class ({len(next(iter(by_aug.values())))} seeds)", ""]
+        chosen = {s: pick({o: {k: m[s + o[1]] for k, m in ms.items()} for o, ms in options.items()}) for s in sels}
+        seeds = sorted({k for ms in by_aug.values() for k in ms})
+        out += [f"#### {sweep}, {size} per class (seeds {', '.join(map(str, seeds))})", ""]
         head = " | ".join(f"{s}{' (oracle)' if s == 'val/target_acc' else ''}" for s in sels)
         out += [f"| augment | TTA | {head} | {test} | {test} minus none without TTA, same seed | chosen on |"]
         out += ["|---" * (5 + len(sels)) + "|"]
@@ -60,7 +61,7 @@ def table(runs: dict) -> str:
                 if d and (aug, tta) != ("none", "")
                 else "-"
             )
-            picked = ", ".join(s for s in sels if chosen[s] == (aug, tta))
+            picked = ", ".join(s + chosen[s][1] for s in sels if chosen[s][0] == (aug, tta))
             acc = mean_ci([m[test + tta] for m in ms.values()])
             out.append(f"| {aug} | {'on' if tta else 'off'} | {cells} | {acc} | {diff} | {picked} |")
         out.append("")

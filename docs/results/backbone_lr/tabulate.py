@@ -13,7 +13,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci, on_seeds
+from transferlab.report.stats import mean_ci, pick
 
 DEFAULT = 0.1
 
@@ -33,13 +33,13 @@ def table(root: Path) -> str:
     for strategy, size in sorted({(s, n) for s, n, _ in runs}):
         mults = sorted(m for s, n, m in runs if (s, n) == (strategy, size))
         val = {m: {seed: x["val/acc"] for seed, x in runs[(strategy, size, m)].items()} for m in mults}
-        best, seeds = choose(val)
+        best, note = pick(val)
         base = runs.get((strategy, size, DEFAULT), {})
         for m in mults:
             ms = runs[(strategy, size, m)]
             d = [ms[k]["test/acc"] - base[k]["test/acc"] for k in sorted(set(ms) & set(base))]
             diff = "-" if m == DEFAULT or not d else f"{mean_ci(d)} ({sum(x > 0 for x in d)} of {len(d)} ahead)"
-            mark = "**yes**" + on_seeds(val, seeds) if m == best else ""
+            mark = "**yes**" + note if m == best else ""
             out.append(
                 f"| {strategy} | {size} | {m:g} | {len(ms)} | {mean_ci([x['val/acc'] for x in ms.values()])} | "
                 f"{mean_ci([x['test/acc'] for x in ms.values()])} | {diff} | {mark} |"

@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci, on_seeds
+from transferlab.report.stats import mean_ci, pick
 
 
 def setting(r: dict) -> tuple[str, int, float]:
@@ -38,7 +38,7 @@ def load(root: Path) -> dict:
 
 def table(runs: dict) -> str:
     scores = {k: {s: m["val/acc"] for s, m in ms.items()} for k, ms in sorted(runs.items(), key=lambda kv: kv[0][::-1])}
-    best, seeds = choose(scores)  # ties: the lower rate, then the fewer epochs
+    best, note = pick(scores)  # ties: the lower rate, then the fewer epochs
     out = [
         "| schedule | epochs | lr | seeds | **val/acc** (chooses) | test/acc | s per run | chosen |",
         "|---" * 8 + "|",
@@ -47,7 +47,7 @@ def table(runs: dict) -> str:
         ms = runs[key]
         t = sum(m["time_s"] for m in ms.values()) / len(ms)
         cells = [mean_ci([m[k] for m in ms.values()]) for k in ("val/acc", "test/acc")]
-        mark = "**yes**" + on_seeds(scores, seeds) if key == best else ""
+        mark = "**yes**" + note if key == best else ""
         out.append(f"| {key[0]} | {key[1]} | {key[2]:g} | {len(ms)} | {cells[0]} | {cells[1]} | {t:.0f} | {mark} |")
     return "\n".join(out)
 

@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci, on_seeds
+from transferlab.report.stats import mean_ci, pick
 
 CONTROL = "feature extraction (backbone frozen)"
 
@@ -51,8 +51,8 @@ def table(runs: dict) -> str:
         picks: dict = defaultdict(list)
         for rule in ("val/source_acc", "val/target_acc"):
             scores = {a: {seed: m[rule] for seed, m in runs[(size, a)].items()} for a in arms}
-            best, seeds = choose(scores)
-            picks[best].append(rule + on_seeds(scores, seeds))
+            best, note = pick(scores)
+            picks[best].append(rule + note)
         base = next((runs[(size, a)] for a in arms if a[1] == CONTROL), {})
         for a in arms:
             ms = runs[(size, a)]

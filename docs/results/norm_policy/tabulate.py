@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci, on_seeds
+from transferlab.report.stats import mean_ci, pick
 
 POLICIES = ("train", "frozen", "adabn")  # the sweeps' `strategy.norm` arms (adabn: the full grids), in table order
 
@@ -42,7 +42,7 @@ def table(root: Path) -> str:
     for strategy, size in sorted({(s, n) for s, n, _ in runs}, key=lambda k: (k[0], k[1] is None, k[1] or 0)):
         scores = {p: {k: m[sel] for k, m in runs[(strategy, size, p)].items()} for p in policies}
         scores = {p: v for p, v in scores.items() if v}
-        best, seeds = choose(scores) if scores else (None, [])
+        best, note = pick(scores)
         for policy in policies:
             ms = list(runs[(strategy, size, policy)].values())
             if not ms:
@@ -50,7 +50,7 @@ def table(root: Path) -> str:
             cells = " | ".join(mean_ci([m[k] for m in ms if m.get(k) is not None]) for k in shown)
             lines.append(
                 f"| {strategy} | {size} | {policy} | {len(ms)} | {mean_ci([m[sel] for m in ms])} | {cells} | "
-                f"{'**yes**' + on_seeds(scores, seeds) if policy == best else ''} |"
+                f"{'**yes**' + note if policy == best else ''} |"
             )
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci
+from transferlab.report.stats import mean_ci, pick
 
 SEL = "val/acc"
 ARMS = ("pretrained", "scratch", "lenet", "features", "long_pretrained", "long_scratch", "long_lenet")
@@ -57,8 +57,8 @@ def load(root: Path) -> dict:
 
 
 def chosen(by_setting: dict) -> tuple:
-    """The setting with the best mean val/acc over the seeds every setting ran."""
-    return choose({s: {seed: m[SEL] for seed, m in ms.items()} for s, ms in by_setting.items()})[0]
+    """(The setting with the best mean val/acc over the seeds every setting ran, the note on those seeds)."""
+    return pick({s: {seed: m[SEL] for seed, m in ms.items()} for s, ms in by_setting.items()})
 
 
 def tables(root: Path) -> str:
@@ -71,10 +71,10 @@ def tables(root: Path) -> str:
     for arm in arms:
         for size in sorted(runs[arm]):
             by = runs[arm][size]
-            best = chosen(by) if arm != "features" else None
+            best, note = chosen(by) if arm != "features" else (None, "")
             for s in sorted(by):
                 ms = list(by[s].values())
-                mark = "**yes**" if s == best else ""
+                mark = "**yes**" + note if s == best else ""
                 out.append(
                     f"| {arm} | {size} | {s[0]} | {len(ms)} | {ms[0]['steps']} | {mean_ci([m[SEL] for m in ms])} | "
                     f"{mean_ci([m['test/acc'] for m in ms])} | {sum(m['fit_s'] for m in ms) / len(ms):.0f} | {mark} |"
@@ -90,11 +90,12 @@ def paired(runs: dict, base: str) -> str:
     lines = [f"| per class | {base} (chosen) | minus | difference, same seed | {base} ahead on |", "|---" * 5 + "|"]
     for arm in [a for a in runs if a != base and a.startswith("long_") == base.startswith("long_")]:
         for size in sorted(runs[base]):
-            if size not in runs[arm]:
+            best, by = chosen(runs[base][size])[0], runs[arm].get(size)
+            other = chosen(by)[0] if by and arm != "features" else None
+            if best is None or not by or (other is None and arm != "features"):  # not run, or no common seed yet
                 continue
-            p = runs[base][size][chosen(runs[base][size])]
-            by = runs[arm][size]
-            for s in [chosen(by)] if arm != "features" else sorted(by):
+            p = runs[base][size][best]
+            for s in [other] if arm != "features" else sorted(by):
                 o = by[s]
                 seeds = sorted(set(p) & set(o))
                 d = [p[k]["test/acc"] - o[k]["test/acc"] for k in seeds]
@@ -111,7 +112,7 @@ def chosen_overrides(root: Path) -> str:
     runs, lines = load(root), []
     for arm in ("pretrained", "scratch", "lenet"):
         for size in sorted(runs.get(arm, {})):
-            lines.append(f"{arm}_{size} {chosen(runs[arm][size])[1]} data.train_per_class={size}")
+            lines.append(f"{arm}_{size} {chosen(runs[arm][size])[0][1]} data.train_per_class={size}")
     return "\n".join(lines)
 
 

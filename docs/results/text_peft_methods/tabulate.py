@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci, on_seeds
+from transferlab.report.stats import mean_ci, pick
 
 REFERENCE = "lora"
 
@@ -41,8 +41,7 @@ def chosen(runs: dict) -> dict[str, tuple[float, str]]:
         scores = {
             lr: {k: r["metrics"]["val/acc"] for k, r in runs[(m, lr)].items()} for m, lr in sorted(runs) if m == s
         }
-        lr, seeds = choose(scores)  # ascending rates: a tie keeps the lower one
-        out[s] = lr, on_seeds(scores, seeds)
+        out[s] = pick(scores)  # ascending rates: a tie keeps the lower one
     return out
 
 

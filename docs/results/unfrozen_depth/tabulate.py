@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci, on_seeds
+from transferlab.report.stats import choose, mean_ci, on_seeds, pick
 
 DEFAULT = "partial 2"
 ALL = 99  # full fine-tuning sorts after every partial depth
@@ -61,14 +61,14 @@ def table(root: Path, prefix: str, rule: str, report: str, extra: tuple[str, ...
     for size in sorted({n for n, _ in runs}):
         arms = sorted(a for n, a in runs if n == size)
         scores = _scores(runs, size, arms, rule)
-        best, seeds = choose(scores)
+        best, note = pick(scores)
         base = next((runs[(size, a)] for a in arms if a[1] == DEFAULT), {})
         for a in arms:
             ms = runs[(size, a)]
             params = next(iter(ms.values()))["params"]["trainable"]
             cells = [mean_ci([r["metrics"][k] for r in ms.values()]) for k in (rule, *extra, report)]
             row = [str(size), a[1], f"{params / 1e6:.2f} M", str(len(ms)), *cells, _paired(ms, base, report, a[1]),
-                   "**yes**" + on_seeds(scores, seeds) if a == best else ""]  # fmt: skip
+                   "**yes**" + note if a == best else ""]  # fmt: skip
             out.append("| " + " | ".join(row) + " |")
     return "\n".join(out)
 
@@ -78,13 +78,20 @@ def selection_cost(root: Path, prefix: str, rules: tuple[str, ...], oracle: str,
     runs = load(root, prefix)
     out = [f"| per class | rule | picks | {report} | lost against the oracle (points) |", "|---" * 5 + "|"]
     for size in sorted({n for n, _ in runs}):
-        arms = [a for n, a in runs if n == size]
-        oracle_pick, seeds = choose(_scores(runs, size, arms, oracle))
+        arms = sorted(a for n, a in runs if n == size)  # the order table() breaks ties in
+        scores = _scores(runs, size, arms, oracle)
+        try:
+            oracle_pick, seeds = choose(scores)
+        except ValueError:  # no seed common to every arm yet (a sweep still running)
+            continue
+        note = on_seeds(scores, seeds)
         test = {a: sum(v[k] for k in seeds) / len(seeds) for a, v in _scores(runs, size, arms, report).items()}
         best = test[oracle_pick]
         for rule in (*rules, oracle):
-            pick = choose(_scores(runs, size, arms, rule))[0]
-            out.append(f"| {size} | `{rule}` | {pick[1]} | {test[pick]:.3f} | {100 * (best - test[pick]):.1f} |")
+            chosen = choose(_scores(runs, size, arms, rule))[0]
+            out.append(
+                f"| {size} | `{rule}` | {chosen[1]}{note} | {test[chosen]:.3f} | {100 * (best - test[chosen]):.1f} |"
+            )
     return "\n".join(out)
 
 

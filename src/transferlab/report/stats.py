@@ -49,6 +49,16 @@ def on_seeds(scores: dict, seeds: list) -> str:
     return "" if all(len(v) == len(seeds) for v in scores.values()) else f" (on seeds {', '.join(map(str, seeds))})"
 
 
+def pick(scores: dict, higher: bool = True) -> tuple:
+    """`(best candidate, note)` for a study table: `choose`'s pick and `on_seeds`' note beside it, or `(None, "")`
+    while no seed is common to all candidates (a sweep still running): nothing is marked chosen."""
+    try:
+        best, seeds = choose(scores, higher)
+    except ValueError:
+        return None, ""
+    return best, on_seeds(scores, seeds)
+
+
 # The configured training-set size (`data.train_per_class` or `data.train_fraction`; both null: all examples):
 # runs that differ in it are different configurations, whatever their method.
 SIZE_KEYS = ("train_per_class", "train_fraction")
