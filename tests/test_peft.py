@@ -211,6 +211,10 @@ def test_lora_on_an_image_backbone_adapts_the_pointwise_convs(tmp_path):
     # strategy.dropout=auto: no dropout mask over the convs' activations on an image backbone, recorded
     assert cfg["lora_dropout"] == 0.0
     assert res["strategy_choices"]["dropout"]["setting"] == "auto" and res["strategy_choices"]["dropout"]["used"] == 0
+    # strategy.peft_lr=auto: 3e-3 on an image backbone (docs/results/lora_rate_rank.md), the optimizer's group too
+    assert (
+        res["strategy_choices"]["peft_lr"]["setting"] == "auto" and res["strategy_choices"]["peft_lr"]["used"] == 3e-3
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,6 +230,27 @@ def test_lora_dropout_auto_by_backbone_kind(backbone, dropout, used, tmp_path):
     assert branches and {m.p if isinstance(m, nn.Dropout) else 0.0 for m in branches} == {used}
     choice = strategy.choices()["dropout"]
     assert choice["used"] == used and choice["setting"] == (dropout if dropout == "auto" else float(dropout))
+
+
+@pytest.mark.parametrize(
+    ("backbone", "peft_lr", "used"),
+    [("minilm", "auto", 1e-3), ("efficientnet_lite0", "auto", 3e-3), ("efficientnet_lite0", "5e-4", 5e-4)],
+)
+def test_lora_rate_auto_by_backbone_kind(backbone, peft_lr, used, tmp_path):
+    """`peft_lr=auto` is each kind's rate chosen on validation (image 3e-3, text 1e-3); a number is used as given,
+    in the optimizer group of the LoRA matrices."""
+    strategy, bb = built(tmp_path, f"backbone={backbone}", "strategy=lora", f"strategy.peft_lr={peft_lr}")
+    head = nn.Linear(bb.num_features, 2)
+    bb = strategy.apply(bb, head, ["a", "b"])
+    choice = strategy.choices()["peft_lr"]
+    assert choice["used"] == used and choice["setting"] == (peft_lr if peft_lr == "auto" else float(peft_lr))
+    groups = {g["name"]: g["lr"] for g in strategy.param_groups(bb, head)}
+    assert groups == {"backbone.peft": used, "head": 1e-3}
+
+
+def test_lora_rate_must_be_auto_or_a_number(tmp_path):
+    with pytest.raises(ConfigError, match=r"strategy.peft_lr='fast' must be 'auto', a rate > 0, or null"):
+        built(tmp_path, "strategy=lora", "strategy.peft_lr=fast")
 
 
 def test_response_metrics():

@@ -241,3 +241,50 @@ def test_bert_recipe_chooses_on_val_and_pairs_schedule_and_epochs(tmp_path: Path
     assert "| warm-up 10 % + linear decay | 3 | 0.0001 | 2 | 0.930 ± 0.000 | 0.910 ± 0.127 | 70 |  |" in out
     assert "| lr 0.0001 | 0.000 ± 0.127 | 1 of 2 |" in out  # recipe minus constant
     assert "| lr 2e-05 | 0.160 ± 0.000 | 2 of 2 |" in out  # 10 epochs minus 3
+
+
+def _lora(seed: int, strategy: str, val: float, test: float, peft_lr=None, r: int = 8, size: int = 4) -> dict:
+    cfg = {"lr": 1e-3} | ({"peft_lr": peft_lr, "r": r, "alpha": 2 * r} if strategy == "lora" else {})
+    return {
+        "strategy": strategy,
+        "train_per_class": size,
+        "seed": seed,
+        "stage_s": {"fit": 2.0},
+        "params": {"trainable": 1000 * r if strategy == "lora" else 10},
+        "config": {"strategy": cfg},
+        "metrics": {"val/acc": val, "test/acc": test},
+    }
+
+
+def test_lora_rate_rank_chooses_rate_then_rank_on_val_and_pairs_the_reference(tmp_path: Path):
+    tab = load_script("lrr_tabulate", "docs/results/lora_rate_rank/tabulate.py")
+    for seed in (0, 1):
+        # rate: 3e-3 has the better val and the worse test at both sizes: it is chosen all the same
+        for size in (4, 16):
+            _write(tmp_path / "rate" / f"a{size}{seed}", _lora(seed, "lora", 0.80, 0.90, 1e-3, size=size))
+            _write(tmp_path / "rate" / f"b{size}{seed}", _lora(seed, "lora", 0.85, 0.80, 3e-3, size=size))
+        # rank at the chosen rate: r=16 better on val at size 4 only; over both sizes r=8 (0.85) beats r=16 (0.84)
+        _write(tmp_path / "rank" / f"c4{seed}", _lora(seed, "lora", 0.88, 0.70 + 0.1 * seed, 3e-3, r=16))
+        _write(tmp_path / "rank" / f"c16{seed}", _lora(seed, "lora", 0.80, 0.80, 3e-3, r=16, size=16))
+        _write(tmp_path / "full" / f"d{seed}", _lora(seed, "full", 0.90, 0.95))
+        _write(tmp_path / "control" / f"e{seed}", _lora(seed, "feature_extraction", 0.60, 0.60))
+    _write(tmp_path / "rate" / "f42", _lora(42, "lora", 0.99, 0.99, 1e-3))  # a seed only one arm has: not compared
+    out = tab.tables(tmp_path)
+    rate, rank, ref = out.split("\n\n**")
+    assert (
+        "| 4 | LoRA r=8, peft_lr 0.003 | 8,000 | 2 | 0.850 ± 0.000 | 0.800 ± 0.000 | -0.100 ± 0.000 (0 of 2 ahead) "
+        "| 2.0 | **yes** (on seeds 0, 1) |" in rate
+    )
+    assert "Default: **LoRA r=8, peft_lr 0.003**" in rate
+    assert "| 4 | LoRA r=16, peft_lr 0.003 | 16,000 | 2 | 0.880 ± 0.000 |" in rank and rank.count("**yes**") == 2
+    assert "Default: **LoRA r=8, peft_lr 0.003**" in rank  # size 4's winner is not the default
+    # the reference table: paired against the chosen LoRA on seeds 0 and 1; full is best on val at size 4
+    assert (
+        "| 4 | full fine-tuning (reference) | 10 | 2 | 0.900 ± 0.000 | 0.950 ± 0.000 | 0.150 ± 0.000 (2 of 2 ahead)"
+        in ref
+    )
+    assert (
+        "| 4 | head alone, lr 1e-3 (control) | 10 | 2 | 0.600 ± 0.000 | 0.600 ± 0.000 | -0.200 ± 0.000 (0 of 2 ahead)"
+        in ref
+    )
+    assert "Best on val: **full fine-tuning (reference)**" in ref

@@ -17,9 +17,12 @@ from transferlab.report.stats import mean_ci, pick
 REFERENCE = "lora"
 
 
-def rate(strategy: dict) -> float:
-    """The rate the peft parameters trained at: `peft_lr`, or `lr` where it is null (the strategy's fallback)."""
-    return float(strategy["peft_lr"] if strategy.get("peft_lr") is not None else strategy["lr"])
+def rate(result: dict) -> float:
+    """The rate the peft parameters trained at: what LoRA's `peft_lr: auto` resolved to (results.json
+    `strategy_choices`), else `peft_lr`, or `lr` where it is null (the strategy's fallback)."""
+    used = (result.get("strategy_choices") or {}).get("peft_lr", {}).get("used")
+    strategy = result["config"]["strategy"]
+    return float(used or (strategy["peft_lr"] if strategy.get("peft_lr") is not None else strategy["lr"]))
 
 
 def load(root: Path) -> dict:
@@ -28,7 +31,7 @@ def load(root: Path) -> dict:
     for path in sorted(root.glob("**/results.json")):
         r = json.loads(path.read_text())
         if r["status"] == "ok":
-            runs[(r["strategy"], rate(r["config"]["strategy"]))][r["seed"]] = r
+            runs[(r["strategy"], rate(r))][r["seed"]] = r
     if not runs:
         raise SystemExit(f"no finished runs under {root}: run docs/results/text_peft_methods/run_study.sh first")
     return runs

@@ -30,7 +30,11 @@ class Lora(PeftStrategy):
             compared output by output with the trained model's test outputs (the first test batches holding
             at least that many); null: the whole test set. A merge is a linear identity: a batch shows a
             wrong one, and the whole set cost the size study 1.2 s a LoRA job (BENCHMARKS.md P6).
-        lr, peft_lr, norm: see `PeftStrategy`.
+        peft_lr: the LoRA matrices' learning rate, or "auto": 3e-3 on an image backbone, 1e-3 on a text or causal
+            LM, each chosen on validation (docs/results/lora_rate_rank.md: EfficientNet-Lite0 on digits, 4 rates x 3
+            sizes x 3 seeds, 1e-2 collapses to chance; docs/results/text_peft.md: MiniLM, 1e-3 over 3e-3).
+            results.json `strategy_choices` records it. null: `lr`.
+        lr, norm: see `PeftStrategy`.
     """
 
     mergeable = True
@@ -44,11 +48,14 @@ class Lora(PeftStrategy):
         target_modules: list[str] | str | None = None,
         bias: str = "none",
         lr: float = 1e-3,
-        peft_lr: float | None = None,
+        peft_lr: float | str | None = "auto",
         norm: NormPolicy = "frozen",
         merge_check: int | None = 100,
     ) -> None:
-        super().__init__(lr=lr, peft_lr=peft_lr, norm=norm)
+        if isinstance(peft_lr, str) and peft_lr != "auto":
+            raise ConfigError(f"strategy.peft_lr={peft_lr!r} must be 'auto', a rate > 0, or null (strategy.lr).")
+        super().__init__(lr=lr, peft_lr=None if peft_lr == "auto" else peft_lr, norm=norm)
+        self.peft_lr_setting = peft_lr
         if merge_check is not None and (
             isinstance(merge_check, bool) or not isinstance(merge_check, int) or merge_check < 1
         ):
@@ -93,8 +100,25 @@ class Lora(PeftStrategy):
             )
         else:
             used, why = 0.05, f"auto: a {kind} backbone (the QLoRA paper's and peft examples' value)"
-        self._choices = {"dropout": {"setting": self.dropout, "used": used, "why": why}}
+        self._choices["dropout"] = {"setting": self.dropout, "used": used, "why": why}
         return used
+
+    def _rate(self, backbone) -> float:
+        """The LoRA matrices' learning rate on this backbone (`strategy.peft_lr`, resolving "auto"), recorded."""
+        kind = backbone.info.kind
+        if self.peft_lr_setting != "auto":
+            why = "set" if self.peft_lr_setting is not None else "null: strategy.lr"
+        elif kind == "image":
+            self.peft_lr = 3e-3
+            why = (
+                "auto: an image backbone (best mean val/acc of 3e-4..1e-2 on EfficientNet-Lite0, 1e-2 collapses; "
+                "docs/results/lora_rate_rank.md)"
+            )
+        else:
+            self.peft_lr = 1e-3
+            why = f"auto: a {kind} backbone (chosen over 3e-3 on MiniLM, docs/results/text_peft.md)"
+        self._choices["peft_lr"] = {"setting": self.peft_lr_setting, "used": self.peft_lr, "why": why}
+        return self.peft_lr
 
     def choices(self) -> dict:
         return dict(self._choices)
@@ -132,6 +156,8 @@ class Lora(PeftStrategy):
             targets = backbone.lora_target_modules()
         if targets:
             self._check_rank(backbone, targets)
+        self._choices = {}
+        self._rate(backbone)
         try:
             return LoraConfig(
                 task_type=backbone.peft_task_type,
