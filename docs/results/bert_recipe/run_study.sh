@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The seed text's BERT fine-tuning recipe, claim by claim: lr 2e-5 (2e-5 to 5e-5), AdamW, warm-up over 10 % of the
 # steps then linear decay, 2-4 epochs, batch 32, "works on datasets as small as 1000 examples". Offline on the
-# packaged MiniLM (a 12-layer BERT-family encoder, 384 wide) and the synthetic reviews task (550 training reviews):
+# packaged MiniLM (a 6-layer BERT-family encoder, 384 wide) and the synthetic reviews task (550 training reviews):
 # experiment=bert_recipe, full fine-tuning, one rate for head and encoder as the recipe has it.
 #   - the rate: 2e-5, 5e-5, 1e-4, 2e-4 with the recipe's schedule, 3 epochs;
 #   - the schedule: the same rates at a constant rate (scheduler=null), the paired control;

@@ -4,7 +4,7 @@
 # shift diagnostics on: the proxy A-distance (PAD) and MMD between the domains' val features after training, on the
 # conv features and on the bottleneck the discriminator reads. Source-only is the baseline, DANN with
 # adaptation.weight=0 the control, CDAN+E a second alignment method; the independent reference script
-# (bench/da_reference.py, its own PAD with a linear SVM) runs the same arms beside it. ~20 min on 2 idle cores
+# (bench/da_reference.py, its own PAD with a linear SVM) runs the same arms beside it. About 13 min on 2 idle cores
 # (framework and reference side by side, one core each).
 #   bash docs/results/dann_invariance/run_study.sh && python docs/results/dann_invariance/tabulate.py multirun/dann_invariance
 set -euo pipefail
