@@ -1266,6 +1266,7 @@ def test_nan_at_step_k_stops_there_and_keeps_the_last_good_checkpoint(tmp_path: 
     with pytest.raises(TrainingError, match=ROW["nan_stop"].fragment) as info:
         run_config(["trainer.max_epochs=3", *_inject(k)], run_dir)  # 2 steps per epoch: k = epoch 1, batch 1
     assert "Likely causes" in str(info.value) and "last.ckpt" in str(info.value)
+    assert "in head; lower strategy.lr)" in str(info.value)  # the group with the largest rate, and its knob
     res = _result(run_dir)
     assert res["status"] == "failed" and res["error"].startswith("TrainingError: training stopped at step 3")
     assert res["failure"]["reason"] == "non_finite_loss" and res["failure"]["step"] == k

@@ -173,6 +173,10 @@ def test_the_rendezvous_probe_counts_devices_as_lightning_does(monkeypatch):
         machine.check_rendezvous({"hardware": {"accelerator": "gpu", "devices": "0,1"}})
     for devices in (1, "1", "auto", [0]):
         machine.check_rendezvous({"hardware": {"accelerator": "cpu", "devices": devices}})
+    monkeypatch.setattr(machine, "_cuda", lambda: 2)  # accelerator auto on a box with 2 GPUs: -1/auto are both
+    for devices in (-1, "auto"):
+        with pytest.raises(TrainingError, match=r"hardware=gpu \(or hardware.devices=1\)"):
+            machine.check_rendezvous({"hardware": {"accelerator": "auto", "devices": devices}})
 
 
 # -- export parity ------------------------------------------------------------------------------------------------

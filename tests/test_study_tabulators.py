@@ -151,6 +151,11 @@ def test_text_peft_methods_chooses_each_rate_on_val_and_pairs_with_lora(tmp_path
     out = tab.tables(runs)
     assert "| prompt_tuning | 0.1 | 2 | 10 (1.00 %) | 0.800 ± 0.000 | 0.650 ± 0.635 | 10 | **yes** |" in out
     assert "| prompt_tuning | 0.650 ± 0.635 | -0.150 ± 0.635 | 0 of 2 |" in out
+    # a sweep still running: adapter's two rates share no seed yet; nothing is chosen for it, nothing raises
+    _write(tmp_path / "a0", run(0, "adapter", 1e-3, 0.9, 0.9))
+    _write(tmp_path / "a1", run(1, "adapter", 3e-3, 0.9, 0.9))
+    runs = tab.load(tmp_path)
+    assert tab.chosen(runs)["adapter"] == (None, "") and "| adapter | 0.001 |" in tab.tables(runs)
 
 
 def test_a_missing_seed_cannot_win_a_choice(tmp_path: Path):
@@ -288,3 +293,11 @@ def test_lora_rate_rank_chooses_rate_then_rank_on_val_and_pairs_the_reference(tm
         in ref
     )
     assert "Best on val: **full fine-tuning (reference)**" in ref
+
+
+def test_lora_rate_rank_tabulates_a_sweep_still_running(tmp_path: Path):
+    tab = load_script("lrr_tabulate_partial", "docs/results/lora_rate_rank/tabulate.py")
+    _write(tmp_path / "rate" / "a", _lora(0, "lora", 0.8, 0.8, 1e-3, size=4))
+    _write(tmp_path / "rate" / "b", _lora(0, "lora", 0.8, 0.8, 3e-3, size=16))
+    out = tab.tables(tmp_path)
+    assert out.endswith("No (size, seed) cell is common to every arm yet: nothing chosen.") and "**yes**" in out

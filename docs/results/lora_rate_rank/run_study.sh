@@ -2,7 +2,7 @@
 # LoRA on the image backbone: its adapters' learning rate (`strategy.peft_lr`, 1e-3 before this study) and rank
 # (`strategy.r`, 8), chosen on val/acc, on the strategies-vs-size study's task (digits, EfficientNet-Lite0 at 64 px,
 # 4/16/64 images per class, 80 steps, 3 seeds), with the head alone (feature extraction at LoRA's head rate) as the
-# control and full fine-tuning at its defaults as the reference. 108 runs, about 15 min with 2 workers on 2 cores.
+# control and full fine-tuning at its defaults as the reference. 81 runs, about 15 min with 2 workers on 2 cores.
 #   bash docs/results/lora_rate_rank/run_study.sh     # RATE (3e-3): the rate the rank arms run at, the one chosen
 #   python docs/results/lora_rate_rank/tabulate.py multirun/lora_rate_rank
 set -euo pipefail

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transferlab.report.stats import choose, mean_ci, pick
 
-DEFAULT = (1e-3, 8)  # (peft_lr, r): the shipped LoRA defaults
+DEFAULT = (1e-3, 8)  # (peft_lr, r): LoRA's defaults before this study (peft_lr is now auto: 3e-3 on images)
 
 
 def load(root: Path) -> dict:
@@ -58,7 +58,7 @@ def _paired(runs: dict, arm: tuple, base: tuple, size: int) -> str:
     return f"{mean_ci(d)} ({sum(x > 0 for x in d)} of {len(d)} ahead)" if d and arm != base else "-"
 
 
-def choice_table(runs: dict, arms: list, base: tuple, title: str, what: str = "Default") -> tuple[str, tuple]:
+def choice_table(runs: dict, arms: list, base: tuple, title: str, what: str = "Default") -> tuple[str, tuple | None]:
     """Per size, each arm's val (chooses) and test, paired against `base`; `what` is chosen over all sizes."""
     sizes = sorted({k[0] for a in arms for k in runs[a]})
     out = [
@@ -82,7 +82,10 @@ def choice_table(runs: dict, arms: list, base: tuple, title: str, what: str = "D
                 f"{_paired(runs, a, base, size)} | {fit:.1f} | {mark} |"
             )
     overall = _val(runs, arms)
-    best, cells = choose(overall)
+    try:
+        best, cells = choose(overall)
+    except ValueError:  # a sweep still running: no (size, seed) cell common to every arm yet
+        return "\n".join([*out, "", "No (size, seed) cell is common to every arm yet: nothing chosen."]), None
     means = {a: sum(overall[a][c] for c in cells) / len(cells) for a in arms}
     ranked = ", ".join(f"{name(a)} {means[a]:.4f}" for a in sorted(arms, key=lambda a: -means[a]))
     out += [
@@ -96,17 +99,22 @@ def tables(root: Path) -> str:
     runs = load(root)
     lora = sorted(a for a in runs if a[0] == "lora")
     rate_arms = [a for a in lora if a[2] == DEFAULT[1]]
+    if not rate_arms:
+        raise SystemExit(f"no finished r={DEFAULT[1]} LoRA runs under {root}/rate: run run_study.sh first")
     text, rate = choice_table(runs, rate_arms, ("lora", *DEFAULT), f"Rate, at r={DEFAULT[1]}")
     parts = [text]
+    if rate is None:
+        return text
     rank_arms = [a for a in lora if a[1] == rate[1]]
     if len(rank_arms) > 1:
         text, chosen = choice_table(runs, rank_arms, rate, f"Rank, at peft_lr {rate[1]:g} (alpha = 2r)")
         parts.append(text)
+        chosen = chosen or rate
     else:
         chosen = rate
     others = [a for a in (("full",), ("control",)) if a in runs]
     if others:
-        arms = list(dict.fromkeys([chosen, ("lora", *DEFAULT), *others]))
+        arms = [a for a in dict.fromkeys([chosen, ("lora", *DEFAULT), *others]) if runs.get(a)]
         text, _ = choice_table(runs, arms, chosen, "Chosen LoRA, control, reference", "Best on val")
         parts.append(text)
     return "\n\n".join(parts)

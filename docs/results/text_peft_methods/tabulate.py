@@ -62,7 +62,7 @@ def tables(runs: dict) -> str:
     ref = runs.get((REFERENCE, pick[REFERENCE][0]), {}) if REFERENCE in pick else {}
     out += ["", f"At the chosen rate, minus {REFERENCE} at its chosen rate on the same seed (test/acc):", "",
             "| method | test/acc | minus lora, same seed | ahead on |", "|---|---|---|---|"]  # fmt: skip
-    for s in sorted(pick):
+    for s in sorted(k for k in pick if pick[k][0] is not None):  # none: no seed common to its rates yet
         rs = runs[(s, pick[s][0])]
         d = [rs[k]["metrics"]["test/acc"] - ref[k]["metrics"]["test/acc"] for k in sorted(set(rs) & set(ref))]
         diff = ("-", "-") if s == REFERENCE or not d else (mean_ci(d), f"{sum(x > 0 for x in d)} of {len(d)}")

@@ -122,13 +122,15 @@ class NanGuard(L.Callback):
             or getattr(trainer.checkpoint_callback, "best_model_path", "")
             or None
         )
-        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        groups = [(g["lr"], g.get("name", "")) for opt in trainer.optimizers for g in opt.param_groups]
+        top_lr, top_name = max(groups, key=lambda g: g[0]) if groups else (float("nan"), "")
+        knob = {"backbone.peft": "strategy.peft_lr", "adaptation": "da.lr_mult"}.get(top_name, "strategy.lr")
         skipped = f" after {len(self.skipped)} skipped steps" if self.skipped else ""
         raise TrainingError(
             f"training stopped at step {step} (epoch {trainer.current_epoch}, batch "
             f"{self._batch_idx}){skipped}: {what}. "
             "The step was not applied. Likely causes: a learning rate too high (largest now "
-            f"{max(lrs) if lrs else float('nan'):g}; lower strategy.lr), "
+            f"{top_lr:g}{f' in {top_name}' if top_name else ''}; lower {knob}), "
             + (
                 f"overflow in reduced precision (precision={trainer.precision}; try 32-true or bf16-mixed), "
                 if "16" in str(trainer.precision)

@@ -64,7 +64,8 @@ def check_rendezvous(tree: dict) -> None:
         return
     problem = loopback_problem("::1" if addr == "::1" else "127.0.0.1")
     if problem:
-        on_gpu = str(hw.get("accelerator", "auto")) in ("gpu", "cuda")
+        accelerator = str(hw.get("accelerator", "auto"))
+        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and _cuda() > 0)
         one = "hardware=gpu (or hardware.devices=1)" if on_gpu else "hardware=cpu (or hardware.devices=1)"
         raise TrainingError(
             f"the distributed processes could not reach each other at {addr}: a connection to a socket listening "

@@ -78,7 +78,7 @@ class Strategy:
 
     def choices(self) -> dict:
         """What this strategy resolved for the backbone at hand (its `auto` settings), after `apply`: a
-        `{setting, used, why}` per key, results.json `strategy_choices` (LoRA's dropout; empty for most)."""
+        `{setting, used, why}` per key, results.json `strategy_choices` (LoRA's dropout and peft_lr; empty for most)."""
         return {}
 
     def group_lr(self, depth_from_top: int) -> float:
