@@ -57,7 +57,7 @@ def test_explicit_mismatch_is_refused_before_any_import(tmp_path):
     assert lines[:3] == [
         "ConfigError backbone 'llama7b' takes text inputs but data=digits is image data: pick a matching pair "
         "(e.g. backbone=minilm data=reviews).",
-        "ConfigError invalid config: strategy.lr=-1 must be > 0.",
+        "ConfigError invalid config: strategy.lr=-1 must be > 0 (or 'auto': feature_extraction).",
         "ConfigError invalid config: head.dropout=1.5 must be in [0, 1).",
     ]
     assert lines[3] == "[]", "validation imported a heavy library before answering"

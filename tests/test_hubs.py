@@ -201,7 +201,10 @@ def test_imported_backbone_trains_above_chance(hub, strategy, hub_repo, lite0_on
         overrides = tfhub_overrides(request.getfixturevalue("saved_models"))
     else:
         overrides = torchhub_overrides(hub_repo) if hub == "torchhub" else onnx_overrides(lite0_onnx)
-    result = run_config([*overrides, f"strategy={strategy}", *TRAIN], run_dir)
+    # the bars were measured with feature extraction's head at 1e-2 (its default before docs/results/head_rate.md):
+    # 18 steps are a budget where the faster rate matters, and what is tested here is the import, not the rate
+    rate = ["strategy.lr=1e-2"] if strategy == "feature_extraction" else []
+    result = run_config([*overrides, f"strategy={strategy}", *rate, *TRAIN], run_dir)
     acc = result["metrics"]["test/acc"]
     print(f"\n{hub} {strategy}: test/acc={acc:.3f} (chance 0.1)")
     assert result["status"] == "ok" and acc > BAR[strategy]

@@ -92,6 +92,7 @@ def test_wandb_job_in_the_sweep_group_with_tags_and_sync_command(sweep_job):
     assert f"n={result['train_size']}" in runs[-1].tags  # added when the run ended
     summary = {i.key: json.loads(i.value_json) for s in of_type(records, "summary") for i in s.update}
     assert summary["status"] == "ok" and summary["train_size"] == result["train_size"]
+    assert summary["strategy.lr"] == 3e-3  # the config's `auto`, as it resolved on this backbone
     saved = log_file.parent / "files" / "transferlab-results.json"
     assert json.loads(saved.read_text())["metrics"] == result["metrics"]
     assert f"wandb sync {log_file.parent}" in log  # the offline run says how to upload it
@@ -105,6 +106,7 @@ def test_mlflow_store_of_the_sweep_with_results_artefact(sweep_job):
     client = MlflowClient(f"sqlite:///{sweep / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("transferlab").experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "feature_extraction"
+    assert run.data.tags["strategy.lr"] == "0.003"  # the config's `auto`, as it resolved on this backbone
     assert run.data.tags["status"] == "ok" and run.data.metrics["test/acc"] == pytest.approx(
         result["metrics"]["test/acc"]
     )
@@ -125,7 +127,8 @@ def test_tensorboard_hparams_with_final_metrics(sweep_job):
     assert hp["strategy"].string_value == "feature_extraction" and hp["data"].string_value == "digits"
     assert hp["backbone"].string_value == "efficientnet_lite0"
     assert hp["seed"].number_value == 0 and hp["train_size"].number_value == result["train_size"]
-    assert hp["strategy.lr"].number_value == pytest.approx(result["config"]["strategy"]["lr"])
+    assert result["config"]["strategy"]["lr"] == "auto"  # logged as what it resolved to on this backbone
+    assert hp["strategy.lr"].number_value == pytest.approx(result["strategy_choices"]["lr"]["used"]) == 3e-3
     metric_names = {m.name.tag for m in data["_hparams_/experiment"].experiment.metric_infos}
     assert {"test/acc", "val/acc"} <= metric_names
     assert events.Scalars("test/acc")[-1].value == pytest.approx(result["metrics"]["test/acc"])

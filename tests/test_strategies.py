@@ -65,6 +65,26 @@ def test_feature_extraction_trains_only_the_head():
     assert [g["name"] for g in groups] == ["head"] and groups[0]["lr"] == strategy.lr
 
 
+@pytest.mark.parametrize(("backbone_name", "lr", "used"), [("efficientnet_lite0", "auto", 3e-3),
+                         ("minilm", "auto", 3e-2), ("efficientnet_lite0", 5e-2, 5e-2)])  # fmt: skip
+def test_feature_extraction_rate_auto_by_backbone_kind(backbone_name, lr, used):
+    """`lr: auto` is each kind's head rate chosen on validation (docs/results/head_rate.md: image 3e-3, text 3e-2);
+    a number is used as given; both are recorded (results.json `strategy_choices`) and reach the optimizer."""
+    strategy = build(group_cfg("strategy", "feature_extraction"), lr=lr)
+    bb = copy.deepcopy(pristine_backbone(backbone_name))
+    head = nn.Linear(bb.num_features, 3)
+    bb = strategy.apply(bb, head)
+    assert strategy.choices()["lr"] | {"why": ""} == {"setting": lr, "used": used, "why": ""}
+    assert [g["lr"] for g in strategy.param_groups(bb, head)] == [used]
+
+
+def test_auto_rate_is_feature_extractions_only():
+    with pytest.raises(ConfigError, match=r"strategy.lr='auto' must be a number > 0 \('auto' is feature_extraction"):
+        build(group_cfg("strategy", "full"), lr="auto")
+    with pytest.raises(ConfigError, match=r"strategy.lr='fast' must be 'auto' or a rate > 0"):
+        build(group_cfg("strategy", "feature_extraction"), lr="fast")
+
+
 def test_partial_unfreezes_top_groups_at_lower_lr():
     strategy = build(group_cfg("strategy", "partial"), trainable_groups=3, backbone_lr_mult=0.1)
     bb = copy.deepcopy(pristine_backbone("efficientnet_lite0"))

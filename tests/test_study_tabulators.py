@@ -301,3 +301,26 @@ def test_lora_rate_rank_tabulates_a_sweep_still_running(tmp_path: Path):
     _write(tmp_path / "rate" / "b", _lora(0, "lora", 0.8, 0.8, 3e-3, size=16))
     out = tab.tables(tmp_path)
     assert out.endswith("No (size, seed) cell is common to every arm yet: nothing chosen.") and "**yes**" in out
+
+
+def test_head_rate_chooses_per_size_and_overall_on_val_with_the_reference(tmp_path: Path):
+    tab = load_script("hr_tabulate", "docs/results/head_rate/tabulate.py")
+
+    def fe(seed: int, size: int, lr, val: float, test: float, strategy: str = "feature_extraction") -> dict:
+        choices = {"lr": {"setting": "auto", "used": lr}} if lr == 3e-3 else {}  # `auto` resolved: read as 3e-3
+        cfg = {"lr": "auto" if choices else lr}
+        return {"strategy": strategy, "train_per_class": size, "seed": seed, "strategy_choices": choices,
+                "config": {"strategy": cfg}, "metrics": {"val/acc": val, "test/acc": test}}  # fmt: skip
+
+    for seed in (0, 1):
+        for size, (v3, v10) in {4: (0.70, 0.60), 16: (0.80, 0.85)}.items():
+            _write(tmp_path / "size" / f"a{size}{seed}", fe(seed, size, 3e-3, v3, 0.5))  # worse test, better val
+            _write(tmp_path / "size" / f"b{size}{seed}", fe(seed, size, 1e-2, v10, 0.6 + 0.1 * seed))
+        _write(tmp_path / "full" / f"f{seed}", fe(seed, 4, None, 0.9, 0.9, strategy="full"))
+        _write(tmp_path / "text" / f"t{seed}", {**fe(seed, 0, 3e-2, 0.8, 0.8), "train_per_class": None})
+    out = tab.tables(tmp_path / ".", tmp_path / "full")
+    assert "| 4 | 0.003 | 2 | 0.700 ± 0.000 | 0.500 ± 0.000 | -0.150 ± 0.635 (0 of 2 ahead) | **yes** |" in out
+    assert "| 16 | 0.01 | 2 | 0.850 ± 0.000 | 0.650 ± 0.635 | - | **yes** |" in out
+    assert "| 4 | full fine-tuning (reference) | 2 | 0.900 ± 0.000 | 0.900 ± 0.000 | | |" in out
+    # over both sizes: 3e-3 0.75 > 1e-2 0.725; the text section's size is "all"
+    assert "mean val/acc: 0.003 0.7500, 0.01 0.7250. Default: **0.003**." in out and "| all | 0.03 | 2 |" in out

@@ -17,7 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import choose, mean_ci, pick
+from transferlab.report.stats import choose, mean_ci, pick, strategy_setting
 
 DEFAULT = (1e-3, 8)  # (peft_lr, r): LoRA's defaults before this study (peft_lr is now auto: 3e-3 on images)
 
@@ -31,8 +31,7 @@ def load(root: Path) -> dict:
             continue
         s = r["config"]["strategy"]
         if r["strategy"] == "lora":
-            used = (r.get("strategy_choices") or {}).get("peft_lr", {}).get("used")  # "auto" resolved
-            arm = ("lora", float(used or s.get("peft_lr") or s["lr"]), int(s["r"]))
+            arm = ("lora", float(strategy_setting(r, "peft_lr") or s["lr"]), int(s["r"]))
         else:
             arm = ("full",) if r["strategy"] == "full" else ("control",)
         runs[arm][(r["train_per_class"], r["seed"])] = r

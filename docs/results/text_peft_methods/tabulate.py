@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from transferlab.report.stats import mean_ci, pick
+from transferlab.report.stats import mean_ci, pick, strategy_setting
 
 REFERENCE = "lora"
 
@@ -20,9 +20,8 @@ REFERENCE = "lora"
 def rate(result: dict) -> float:
     """The rate the peft parameters trained at: what LoRA's `peft_lr: auto` resolved to (results.json
     `strategy_choices`), else `peft_lr`, or `lr` where it is null (the strategy's fallback)."""
-    used = (result.get("strategy_choices") or {}).get("peft_lr", {}).get("used")
-    strategy = result["config"]["strategy"]
-    return float(used or (strategy["peft_lr"] if strategy.get("peft_lr") is not None else strategy["lr"]))
+    peft_lr = strategy_setting(result, "peft_lr")
+    return float(peft_lr if peft_lr is not None else strategy_setting(result, "lr"))
 
 
 def load(root: Path) -> dict:

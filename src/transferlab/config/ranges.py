@@ -51,7 +51,7 @@ RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "trainer.gradient_clip_val": (_nonneg, ">= 0 (or null)"),
     "optimizer.lr": (lambda v: v > 0, "> 0"),
     # checked again by the strategy's constructor (for code that builds one); here before anything is imported
-    "strategy.lr": (lambda v: v > 0, "> 0"),
+    "strategy.lr": (lambda v: v == "auto" or v > 0, "> 0 (or 'auto': feature_extraction)"),
     "strategy.dropout": (lambda v: v == "auto" or 0 <= v < 1, "'auto' or in [0, 1)"),
     "strategy.backbone_lr_mult": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "strategy.lr_decay": (lambda v: 0 < v <= 1, "in (0, 1] (1 = no decay; ~0.75 for LLRD)"),

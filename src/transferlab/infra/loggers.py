@@ -181,13 +181,15 @@ def mlflow(
 
 def hparams_of(result: dict) -> dict:
     """Hyper-parameters to compare runs by (TensorBoard HParams): group choices, seed, training-set size, and
-    the scalar settings of the strategy and the adaptation (lr, r, weight, ...)."""
+    the scalar settings of the strategy and the adaptation (lr, r, weight, ...), a strategy's `auto` settings as
+    they resolved on the run's backbone (results.json `strategy_choices`: what the run used)."""
     cfg = result.get("config") or {}
     out = {k: result.get(k) for k in ("strategy", "adaptation", "data", "seed", "train_per_class", "train_size")}
     out |= {"backbone": (result.get("backbone") or {}).get("name"), "norm": (result.get("norm") or {}).get("policy")}
     out |= {"batch_size": (cfg.get("data") or {}).get("batch_size"), "status": result.get("status")}
     for node in ("strategy", "adaptation"):
         out |= {f"{node}.{k}": v for k, v in (cfg.get(node) or {}).items() if not k.startswith("_")}
+    out |= resolved(result)
     return {k: v for k, v in out.items() if isinstance(v, (bool, int, float, str))}
 
 
@@ -225,8 +227,17 @@ def artefact_name(path: Path) -> str:
 def _mlflow_end(logger, result: dict, files: list[Path]) -> None:
     for f in files:
         logger.experiment.log_text(logger.run_id, f.read_text(), artefact_name(f))
-    for key in ("status", "train_size"):
-        logger.experiment.set_tag(logger.run_id, key, result.get(key))
+    for key, value in {
+        "status": result.get("status"),
+        "train_size": result.get("train_size"),
+        **resolved(result),
+    }.items():
+        logger.experiment.set_tag(logger.run_id, key, value)
+
+
+def resolved(result: dict) -> dict:
+    """`{"strategy.<key>": value}` for each `auto` setting as the run resolved it (results.json `strategy_choices`)."""
+    return {f"strategy.{k}": c.get("used") for k, c in (result.get("strategy_choices") or {}).items()}
 
 
 def _wandb_end(logger, result: dict, files: list[Path]) -> None:
@@ -235,6 +246,7 @@ def _wandb_end(logger, result: dict, files: list[Path]) -> None:
         shutil.copyfile(f, Path(run.dir) / artefact_name(f))
         run.save(str(Path(run.dir) / artefact_name(f)), base_path=run.dir, policy="now")
     run.summary.update({k: result[k] for k in ("status", "train_size", "time_s") if result.get(k) is not None})
+    run.summary.update(resolved(result))  # `auto` settings as used: the config says only "auto"
     if result.get("train_size") is not None:
         run.tags = (*run.tags, f"n={result['train_size']}")
 

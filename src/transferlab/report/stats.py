@@ -59,6 +59,13 @@ def pick(scores: dict, higher: bool = True) -> tuple:
     return best, on_seeds(scores, seeds)
 
 
+def strategy_setting(result: dict, key: str):
+    """The value a run used for `strategy.<key>`: what its `auto` resolved to on its backbone (results.json
+    `strategy_choices`, e.g. feature extraction's `lr`, LoRA's `peft_lr`), else the configured value."""
+    used = ((result.get("strategy_choices") or {}).get(key) or {}).get("used")
+    return used if used is not None else ((result.get("config") or {}).get("strategy") or {}).get(key)
+
+
 # The configured training-set size (`data.train_per_class` or `data.train_fraction`; both null: all examples):
 # runs that differ in it are different configurations, whatever their method.
 SIZE_KEYS = ("train_per_class", "train_fraction")

@@ -67,8 +67,8 @@ class Strategy:
     def __init__(
         self, lr: float = 1e-3, backbone_lr_mult: float = 0.1, lr_decay: float = 1.0, norm: NormPolicy = "frozen"
     ) -> None:
-        if lr <= 0:
-            raise ConfigError(f"strategy.lr={lr} must be > 0.")
+        if isinstance(lr, (str, bool)) or lr <= 0:
+            raise ConfigError(f"strategy.lr={lr!r} must be a number > 0 ('auto' is feature_extraction's only).")
         if not 0 < backbone_lr_mult <= 1:
             raise ConfigError(f"strategy.backbone_lr_mult={backbone_lr_mult} must be in (0, 1].")
         if not 0 < lr_decay <= 1:

@@ -1,12 +1,45 @@
 """Feature extraction: the pretrained backbone is frozen (and kept in eval mode); a new head trains."""
 
+from transferlab.errors import ConfigError
+from transferlab.model.norm import NormPolicy
 from transferlab.strategies.base import Strategy
+
+# `lr: auto` per backbone kind, each chosen on validation (docs/results/head_rate.md)
+AUTO_LR = {"image": 3e-3, "text": 3e-2, "causal_lm": 3e-2}  # causal LMs: not measured, the text value
 
 
 class FeatureExtraction(Strategy):
-    """Freeze every backbone parameter; only the new head is trained at `lr`."""
+    """Freeze every backbone parameter; only the new head is trained at `lr`.
+
+    Args:
+        lr: the head's learning rate, or "auto": 3e-3 on an image backbone (EfficientNet-Lite0 on digits, 5 rates x
+            3 sizes x 3 seeds, and the default job), 3e-2 on a text or causal LM (MiniLM on the reviews task); each
+            chosen on validation, docs/results/head_rate.md. results.json `strategy_choices` records it.
+        norm: batch-norm policy (`transferlab.model.norm`); the frozen backbone stays in eval mode.
+    """
 
     backbone_always_frozen = True  # the backbone's features never change: they can be cached
 
+    def __init__(self, lr: float | str = "auto", norm: NormPolicy = "frozen", **kwargs) -> None:
+        if isinstance(lr, str) and lr != "auto":
+            raise ConfigError(f"strategy.lr={lr!r} must be 'auto' or a rate > 0.")
+        super().__init__(lr=AUTO_LR["text"] if lr == "auto" else lr, norm=norm, **kwargs)
+        self.lr_setting = lr
+        self._choices: dict = {}
+
     def trainable_groups(self, groups):
         return []
+
+    def apply(self, backbone, head, classes=None):
+        out = super().apply(backbone, head, classes)
+        kind = backbone.info.kind
+        if self.lr_setting == "auto":
+            self.lr = AUTO_LR.get(kind, AUTO_LR["text"])
+            why = f"auto: a{'n' if kind == 'image' else ''} {kind} backbone (chosen on val, docs/results/head_rate.md)"
+        else:
+            why = "set"
+        self._choices = {"lr": {"setting": self.lr_setting, "used": self.lr, "why": why}}
+        return out
+
+    def choices(self) -> dict:
+        return dict(self._choices)
