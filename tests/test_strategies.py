@@ -78,6 +78,14 @@ def test_feature_extraction_rate_auto_by_backbone_kind(backbone_name, lr, used):
     assert [g["lr"] for g in strategy.param_groups(bb, head)] == [used]
 
 
+def test_feature_extraction_names_its_arguments():
+    """No **kwargs: a study file's misspelt strategy key is refused before a search starts (sweep._accepts)."""
+    from transferlab.sweep import _accepts
+
+    target = "transferlab.strategies.feature_extraction.FeatureExtraction"
+    assert _accepts(target, "lr") and _accepts(target, "backbone_lr_mult") and not _accepts(target, "lr_mult")
+
+
 def test_auto_rate_is_feature_extractions_only():
     with pytest.raises(ConfigError, match=r"strategy.lr='auto' must be a number > 0 \('auto' is feature_extraction"):
         build(group_cfg("strategy", "full"), lr="auto")

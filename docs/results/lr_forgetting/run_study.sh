@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Learning rate and forgetting in full fine-tuning (docs/results/lr_forgetting.md): sweeps/full_finetuning_lr.yaml at
 # 100 and 10 labelled MNIST images per class (4 head LRs x backbone at 1x or 0.1x x 3 seeds), and the control that
-# cannot forget, feature extraction (frozen backbone, its default head LR 1e-2), at the same budget.
+# cannot forget, feature extraction (frozen backbone, head LR 1e-2: its default then), at the same budget.
 #   bash docs/results/lr_forgetting/run_study.sh
 #   python docs/results/lr_forgetting/tabulate.py multirun/lr_forgetting
 set -euo pipefail

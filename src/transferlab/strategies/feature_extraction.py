@@ -5,7 +5,12 @@ from transferlab.model.norm import NormPolicy
 from transferlab.strategies.base import Strategy
 
 # `lr: auto` per backbone kind, each chosen on validation (docs/results/head_rate.md)
-AUTO_LR = {"image": 3e-3, "text": 3e-2, "causal_lm": 3e-2}  # causal LMs: not measured, the text value
+AUTO_LR = {"image": 3e-3, "text": 3e-2, "causal_lm": 3e-2}
+WHY = {
+    "image": "an image backbone, chosen on val (EfficientNet-Lite0 on digits)",
+    "text": "a text backbone, chosen on val (MiniLM on the reviews task)",
+    "causal_lm": "a causal LM, not measured: the text value",
+}
 
 
 class FeatureExtraction(Strategy):
@@ -20,10 +25,17 @@ class FeatureExtraction(Strategy):
 
     backbone_always_frozen = True  # the backbone's features never change: they can be cached
 
-    def __init__(self, lr: float | str = "auto", norm: NormPolicy = "frozen", **kwargs) -> None:
+    def __init__(
+        self,
+        lr: float | str = "auto",
+        backbone_lr_mult: float = 0.1,
+        lr_decay: float = 1.0,
+        norm: NormPolicy = "frozen",
+    ) -> None:
         if isinstance(lr, str) and lr != "auto":
             raise ConfigError(f"strategy.lr={lr!r} must be 'auto' or a rate > 0.")
-        super().__init__(lr=AUTO_LR["text"] if lr == "auto" else lr, norm=norm, **kwargs)
+        rate = AUTO_LR["text"] if lr == "auto" else lr  # "auto" resolves in apply, on the backbone
+        super().__init__(lr=rate, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay, norm=norm)
         self.lr_setting = lr
         self._choices: dict = {}
 
@@ -35,7 +47,7 @@ class FeatureExtraction(Strategy):
         kind = backbone.info.kind
         if self.lr_setting == "auto":
             self.lr = AUTO_LR.get(kind, AUTO_LR["text"])
-            why = f"auto: a{'n' if kind == 'image' else ''} {kind} backbone (chosen on val, docs/results/head_rate.md)"
+            why = f"auto: {WHY.get(kind, WHY['causal_lm'])} (docs/results/head_rate.md)"
         else:
             why = "set"
         self._choices = {"lr": {"setting": self.lr_setting, "used": self.lr, "why": why}}
