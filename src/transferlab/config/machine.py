@@ -25,10 +25,9 @@ def _devices(hw: dict) -> int:
     if isinstance(devices, list):
         return len(devices)
     text = str(devices).strip()
-    if text in ("-1", "auto"):
-        if str(hw.get("accelerator", "auto")) not in ("gpu", "cuda", "auto") or (text == "auto" and not _cuda()):
-            return 1
-        return _cuda()
+    if text in ("-1", "auto"):  # all visible GPUs; on a CPU -1 is refused earlier and "auto" is one process
+        gpus = _cuda() if str(hw.get("accelerator", "auto")) in ("gpu", "cuda", "auto") else 0
+        return gpus if gpus or text == "-1" else 1
     if "," in text:
         return len([d for d in text.split(",") if d.strip()])
     return int(text) if text.isdigit() else 1

@@ -74,12 +74,14 @@ class Strategy:
         if not 0 < lr_decay <= 1:
             raise ConfigError(f"strategy.lr_decay={lr_decay} must be in (0, 1] (1 = no decay; ~0.75 for LLRD).")
         self.lr, self.backbone_lr_mult, self.lr_decay = lr, backbone_lr_mult, lr_decay
+        self._choices: dict = {}  # `auto` settings as resolved in `apply`, once the backbone is known
         self.norm = check_policy(norm)
 
     def choices(self) -> dict:
         """What this strategy resolved for the backbone at hand (its `auto` settings), after `apply`: a
-        `{setting, used, why}` per key, results.json `strategy_choices` (LoRA's dropout and peft_lr; empty for most)."""
-        return {}
+        `{setting, used, why}` per key, results.json `strategy_choices` (LoRA's dropout and peft_lr, feature
+        extraction's lr; empty for most)."""
+        return dict(self._choices)
 
     def group_lr(self, depth_from_top: int) -> float:
         """Learning rate of the backbone layer group `depth_from_top` groups below the head."""

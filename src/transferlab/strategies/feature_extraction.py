@@ -37,7 +37,6 @@ class FeatureExtraction(Strategy):
         rate = AUTO_LR["text"] if lr == "auto" else lr  # "auto" resolves in apply, on the backbone
         super().__init__(lr=rate, backbone_lr_mult=backbone_lr_mult, lr_decay=lr_decay, norm=norm)
         self.lr_setting = lr
-        self._choices: dict = {}
 
     def trainable_groups(self, groups):
         return []
@@ -52,6 +51,3 @@ class FeatureExtraction(Strategy):
             why = "set"
         self._choices = {"lr": {"setting": self.lr_setting, "used": self.lr, "why": why}}
         return out
-
-    def choices(self) -> dict:
-        return dict(self._choices)

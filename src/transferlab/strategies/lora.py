@@ -72,7 +72,6 @@ class Lora(PeftStrategy):
         if bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"strategy.bias='{bias}' must be 'none', 'all' or 'lora_only' (which biases train).")
         self.r, self.alpha, self.dropout, self.bias = r, alpha, dropout, bias
-        self._choices: dict = {}  # filled by peft_config, once the backbone is known
         if isinstance(target_modules, str):
             import re
 
@@ -119,9 +118,6 @@ class Lora(PeftStrategy):
             why = f"auto: a {kind} backbone (chosen over 3e-3 on MiniLM, docs/results/text_peft.md)"
         self._choices["peft_lr"] = {"setting": self.peft_lr_setting, "used": self.peft_lr, "why": why}
         return self.peft_lr
-
-    def choices(self) -> dict:
-        return dict(self._choices)
 
     def _check_rank(self, backbone, targets: list[str] | str) -> None:
         """A rank as wide as an adapted layer is no low-rank update (and a huge one exhausts memory)."""
